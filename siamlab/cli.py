@@ -1,0 +1,109 @@
+"""The ``siamlab`` command line: run and validate studies."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from siamlab.config.study import RunSpec, expand_study, read_study
+from siamlab.errors import SiamlabError
+from siamlab.provenance import config_yaml
+from siamlab.study_runner import StudyReport, run_study
+
+app = typer.Typer(
+    help="siamlab: study collapse in Siamese self-supervised learning (SimSiam and ablations).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, imagenet.")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config key, e.g. --set optim.base_lr=0.1."),
+]
+OnlyOpt = Annotated[
+    list[str] | None, typer.Option("--only", help="Run only this variant (repeatable).")
+]
+
+
+def _expand(
+    study: Path, profile: str | None, sets: list[str] | None, only: list[str] | None
+) -> list[RunSpec]:
+    try:
+        return expand_study(read_study(study), profile, sets, only)
+    except SiamlabError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(
+    study: Path,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    only: OnlyOpt = None,
+    full: bool = typer.Option(False, help="Print every config."),
+) -> None:
+    """Check a study file and print its runs and their resolved configs."""
+    runs = _expand(study, profile, set_, only)
+    for spec in runs:
+        console.print(
+            f"[bold]{spec.variant}/seed{spec.seed}[/]  profile={spec.profile}  "
+            f"-> {spec.directory()}",
+            highlight=False,
+        )
+        if full or spec.seed == runs[0].seed:
+            console.print(config_yaml(spec.config), highlight=False)
+    console.print(f"{len(runs)} run(s) OK")
+
+
+def _report(reports: list[StudyReport]) -> None:
+    table = Table(title="study summary")
+    for col in (
+        "run",
+        "status",
+        "final loss",
+        "z-std*sqrt(d) eval",
+        "z-std*sqrt(d) train",
+        "kNN top-1",
+    ):
+        table.add_column(col)
+    for r in reports:
+        s = r.summary
+        table.add_row(
+            r.name,
+            r.status,
+            *(
+                f"{s[k]:.3f}" if k in s else "-"
+                for k in ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
+            ),
+        )
+    console.print(table)
+    for r in reports:
+        if r.error:
+            err.print(f"[red]{r.name} failed:[/] {r.error}", highlight=False)
+
+
+@app.command()
+def run(
+    study: Path,
+    profile: ProfileOpt = None,
+    set_: SetOpt = None,
+    only: OnlyOpt = None,
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Run every variant x seed of STUDY; re-running resumes and skips finished runs."""
+    runs = _expand(study, profile, set_, only)
+    console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
+    reports = run_study(
+        runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
+    )
+    _report(reports)
+    if any(r.status == "failed" for r in reports):
+        raise typer.Exit(1)

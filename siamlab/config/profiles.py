@@ -1,0 +1,78 @@
+"""Profiles set the *scale* of a study; the study file says what varies.
+
+Each profile is a partial config applied on top of the defaults and below the
+study's ``base``, its variants and ``--set`` overrides.
+"""
+
+from typing import Any
+
+from siamlab.errors import ConfigError
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+DIGITS_MEAN = (0.305, 0.305, 0.305)
+DIGITS_STD = (0.376, 0.376, 0.376)
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Minutes on a 2-core CPU: sklearn's bundled digits, a small convnet.
+    "quick": {
+        "data": {
+            "dataset": "digits",
+            "image_size": 16,
+            "augment": {
+                "crop_scale": [0.3, 1.0],
+                "blur_p": 0.0,
+                "flip_p": 0.0,
+                "mean": list(DIGITS_MEAN),
+                "std": list(DIGITS_STD),
+            },
+        },
+        "model": {
+            "backbone": "convnet_small",
+            "width": 32,
+            "dim": 512,
+            "projector": {"layers": 2, "hidden_dim": 512},
+        },
+        "optim": {"base_lr": 0.05, "weight_decay": 5e-4},
+        "train": {"epochs": 25, "batch_size": 256},
+        "diagnostics": {"knn_k": 20},
+    },
+    # The paper's CIFAR-10 recipe (supplement D).
+    "cifar10": {
+        "data": {
+            "dataset": "cifar10",
+            "root": "data",
+            "image_size": 32,
+            "augment": {"blur_p": 0.0, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
+        },
+        "model": {
+            "backbone": "resnet18",
+            "cifar_stem": True,
+            "dim": 2048,
+            "projector": {"layers": 2, "hidden_dim": 2048},
+        },
+        "optim": {"base_lr": 0.03, "weight_decay": 5e-4},
+        "train": {"epochs": 800, "batch_size": 512},
+    },
+    # The paper's ImageNet recipe (Sec. 3 and NOTES.md): the config defaults.
+    "imagenet": {
+        "data": {"dataset": "imagefolder", "image_size": 224},
+        "model": {"backbone": "resnet50", "dim": 2048, "projector": {"layers": 3}},
+        "optim": {"base_lr": 0.05, "weight_decay": 1e-4},
+        "train": {"epochs": 100, "batch_size": 512},
+        "diagnostics": {"bank_size": 100_000, "probe_size": 10_000},
+    },
+}
+
+DEFAULT_PROFILE = "quick"
+
+
+def get_profile(name: str) -> dict[str, Any]:
+    """Return the partial config of profile ``name``.
+
+    Raises:
+        ConfigError: for an unknown profile, listing the known ones.
+    """
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,117 @@
+"""Study files: a question asked as ``base`` + named ``variants`` x ``seeds`` at a profile.
+
+Layering, lowest first: config defaults (the paper's ImageNet recipe) -> profile ->
+study ``base`` -> the variant's override -> ``--set`` overrides from the CLI.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from siamlab.config.overrides import apply_sets, deep_merge
+from siamlab.config.profiles import DEFAULT_PROFILE, get_profile
+from siamlab.config.schema import RunConfig
+from siamlab.config.validation import validate_config
+from siamlab.errors import ConfigError
+
+
+def _one_default_variant() -> dict[str, dict[str, Any] | None]:
+    return {"default": {}}
+
+
+class StudyFile(BaseModel):
+    """The YAML layout of a study.
+
+    Attributes:
+        name: the study's name; results go to ``<output.root>/<name>/``.
+        description: what question the study asks.
+        profile: the scale it runs at unless ``--profile`` says otherwise.
+        base: partial config shared by all variants.
+        variants: variant name -> partial config override.
+        seeds: one run per variant and seed.
+        paper: optional annotations, variant -> the paper's outcome for that row.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    profile: str | None = None
+    base: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    paper: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study: a variant at a seed, with its resolved config."""
+
+    study: str
+    variant: str
+    seed: int
+    profile: str
+    config: RunConfig
+
+    def directory(self) -> Path:
+        """``<output.root>/<study>/<variant>/seed<k>``."""
+        return Path(self.config.output.root) / self.study / self.variant / f"seed{self.seed}"
+
+
+def read_study(path: str | Path) -> StudyFile:
+    """Read and check a study file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a valid study.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file not found: {path} (studies live in studies/*.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a YAML mapping with name, base, variants, seeds")
+    try:
+        return StudyFile.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid study file {path}:\n  " + "\n  ".join(lines)) from None
+
+
+def expand_study(
+    study: StudyFile,
+    profile: str | None = None,
+    sets: list[str] | None = None,
+    only: list[str] | None = None,
+) -> list[RunSpec]:
+    """Resolve every variant x seed into a validated RunSpec.
+
+    Every run is validated before any is returned, so a bad variant fails the
+    whole study before work starts.
+
+    Args:
+        study: the parsed study file.
+        profile: overrides the study's profile.
+        sets: ``--set`` expressions, applied last.
+        only: restrict to these variants.
+
+    Raises:
+        ConfigError: an unknown variant in ``only`` or an invalid resolved config.
+    """
+    profile_name = profile or study.profile or DEFAULT_PROFILE
+    base = deep_merge(get_profile(profile_name), study.base)
+    names = list(study.variants)
+    for name in only or []:
+        if name not in study.variants:
+            raise ConfigError(f"unknown variant {name!r}; this study has: {', '.join(names)}")
+    runs = []
+    for name in only or names:
+        raw = apply_sets(deep_merge(base, study.variants[name] or {}), sets or [])
+        config = validate_config(raw, where=f"config of variant {name!r}")
+        runs += [RunSpec(study.name, name, seed, profile_name, config) for seed in study.seeds]
+    return runs

@@ -1,0 +1,60 @@
+"""Assemble the datasets of a run from its data config: training views and the eval sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from siamlab.data.config import DataConfig
+from siamlab.data.sources import load_sources
+from siamlab.data.transforms import eval_transform, train_transform
+from siamlab.data.views import EvalDataset, TwoViewDataset
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """The datasets one run needs.
+
+    Attributes:
+        train_views: two augmented views per training image (SimSiam pre-training).
+        train_eval: training images, eval preprocessing: the kNN monitor's feature bank
+            (SimSiam paper, Fig. 2 right, after InstDisc).
+        test_eval: test images, eval preprocessing: kNN queries and linear-probe validation.
+        num_classes: number of labels (the training split's classes).
+        classes: the class names, indexed by label.
+        image_shape: shape of one model input, (3, image_size, image_size).
+
+    """
+
+    train_views: TwoViewDataset
+    train_eval: EvalDataset
+    test_eval: EvalDataset
+    num_classes: int
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+
+
+def build_datasets(cfg: DataConfig, seed: int) -> DataBundle:
+    """Load the configured sources and wrap them with the train and eval transforms.
+
+    Args:
+        cfg: the data config (dataset, root, size, limits, augmentation).
+        seed: the run seed; keys every view (see :class:`TwoViewDataset`).
+
+    Returns:
+        The training two-view dataset, the two eval datasets and their metadata.
+
+    Raises:
+        DataError: the data is missing or malformed (from :func:`load_sources`).
+
+    """
+    train, test = load_sources(cfg)
+    size = cfg.image_size
+    evaluate = eval_transform(cfg.augment, size)
+    return DataBundle(
+        train_views=TwoViewDataset(train, train_transform(cfg.augment, size), seed),
+        train_eval=EvalDataset(train, evaluate),
+        test_eval=EvalDataset(test, evaluate),
+        num_classes=len(train.classes),
+        classes=tuple(train.classes),
+        image_shape=(3, size, size),
+    )

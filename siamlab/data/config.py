@@ -1,0 +1,128 @@
+"""Typed, validated settings of the data pipeline: which images, and how two views are drawn.
+
+Defaults follow the SimSiam paper (Chen & He, CVPR 2021, Sec. 4 / reference code): the
+augmentation of MoCo v2 / SimCLR, used for both views. The CIFAR-10 recipe of the paper's
+supplement D uses 32x32 crops and no blur (``image_size=32``, ``augment.blur_p=0``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+DatasetName = Literal["digits", "npz", "cifar10", "cifar100", "imagefolder"]
+
+
+class AugmentConfig(BaseModel):
+    """The random augmentation T applied independently to each of the two views.
+
+    SimSiam paper, Sec. 4 "Implementation details" and reference code: RandomResizedCrop
+    (scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8, RandomGrayscale p=0.2,
+    GaussianBlur sigma ~ U[0.1, 2.0] with p=0.5, horizontal flip, ImageNet mean/std
+    normalisation. The CIFAR-10 recipe (supplement D) sets ``blur_p`` to 0.
+
+    Attributes:
+        crop_scale: (min, max) fraction of the image area a random crop covers.
+        jitter: ColorJitter (brightness, contrast, saturation, hue) strengths.
+        jitter_p: probability of applying the colour jitter.
+        grayscale_p: probability of converting a view to grayscale.
+        blur_p: probability of a Gaussian blur; 0 leaves the blur out entirely.
+        blur_sigma: (min, max) of the uniformly drawn blur sigma, in pixels.
+        flip_p: probability of a horizontal flip.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1].
+        std: per-channel standard deviation divided by after subtracting the mean.
+
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = Field(0.8, ge=0.0, le=1.0)
+    grayscale_p: float = Field(0.2, ge=0.0, le=1.0)
+    blur_p: float = Field(0.5, ge=0.0, le=1.0)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    flip_p: float = Field(0.5, ge=0.0, le=1.0)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _check_scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {v}")
+        return v
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _check_sigma(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {v}")
+        return v
+
+    @field_validator("jitter")
+    @classmethod
+    def _check_jitter(
+        cls, v: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        if min(v) < 0.0 or v[3] > 0.5:
+            raise ValueError(
+                "jitter is (brightness, contrast, saturation, hue): all >= 0 and hue <= 0.5, "
+                f"got {v}"
+            )
+        return v
+
+    @field_validator("std")
+    @classmethod
+    def _check_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0.0:
+            raise ValueError(f"std must be > 0 for every channel, got {v}")
+        return v
+
+
+class DataConfig(BaseModel):
+    """Which dataset to read, where from, and at what size.
+
+    ``root`` means, per dataset:
+
+    - ``digits``: unused (scikit-learn's bundled 8x8 digits, upsampled to ``image_size``).
+    - ``npz``: the folder holding ``<name>_train.npz`` and ``<name>_test.npz`` (or
+      ``<name>_val.npz``). When ``root`` is None the environment variable ``SIAMLAB_DATA``
+      gives the folder.
+    - ``cifar10`` / ``cifar100``: the torchvision root (downloaded there if ``download``).
+    - ``imagefolder``: a folder with ``train/<class>/*`` and ``val/<class>/*`` (ImageNet layout).
+
+    A missing root is reported with a :class:`siamlab.errors.DataError` when the data is
+    loaded, not here, so that a config can be validated on a machine without the data.
+
+    Attributes:
+        dataset: the source of images.
+        root: folder of the data (see above).
+        name: file prefix of the ``npz`` files.
+        image_size: side of the square views (and of eval images) fed to the model.
+        download: let torchvision download CIFAR into ``root`` when it is missing.
+        train_limit: keep a deterministic class-stratified subset of at most this many
+            training images (quick runs); None keeps all.
+        test_limit: the same for the test split.
+        num_workers: DataLoader worker processes.
+        augment: the two-view augmentation.
+
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetName = "digits"
+    root: str | None = None
+    name: str = Field("cifar10", min_length=1)
+    image_size: int = Field(224, ge=1)
+    download: bool = False
+    train_limit: int | None = Field(None, ge=1)
+    test_limit: int | None = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -1,0 +1,69 @@
+"""Eval-mode passes over fixed probe sets, shared by all epoch-level diagnostics."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from siamlab.models.siamese import Embedding
+
+
+@dataclass(frozen=True)
+class ProbeEmbeddings:
+    """Backbone features h (N, C), projector outputs z (N, d) and labels (N,)."""
+
+    h: torch.Tensor
+    z: torch.Tensor
+    labels: torch.Tensor
+
+
+def fixed_subset(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` samples under a fixed seeded permutation (deterministic)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if limit is None or limit >= n:
+        return dataset
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit]
+    return Subset(dataset, order.sort().values.tolist())
+
+
+@torch.no_grad()
+def embed_dataset(
+    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512
+) -> ProbeEmbeddings:
+    """Run ``model.embed`` over ``dataset`` in eval mode (BN uses running statistics).
+
+    The model's train/eval mode is restored afterwards.
+    """
+    embed: Callable[[torch.Tensor], Embedding] = model.embed  # type: ignore[assignment]
+    was_training = model.training
+    model.eval()
+    hs, zs, ys = [], [], []
+    try:
+        for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            e = embed(x.to(device))
+            hs.append(e.h.float().cpu())  # (B, C)
+            zs.append(e.z.float().cpu())  # (B, d)
+            ys.append(y)
+    finally:
+        model.train(was_training)
+    return ProbeEmbeddings(torch.cat(hs), torch.cat(zs), torch.cat(ys))
+
+
+class ProbeCache:
+    """Computes each probe set's embeddings at most once per epoch, on demand."""
+
+    def __init__(
+        self, model: nn.Module, sets: dict[str, Dataset], device: torch.device, batch_size: int
+    ) -> None:
+        self._model, self._sets, self._device, self._batch = model, sets, device, batch_size
+        self._cache: dict[str, ProbeEmbeddings] = {}
+
+    def get(self, name: str) -> ProbeEmbeddings:
+        """Embeddings of probe set ``name`` (``bank`` or ``test``)."""
+        if name not in self._cache:
+            self._cache[name] = embed_dataset(
+                self._model, self._sets[name], self._device, self._batch
+            )
+        return self._cache[name]

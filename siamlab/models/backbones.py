@@ -1,0 +1,75 @@
+"""Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small convnet.
+
+Every backbone maps images (B, 3, H, W) to pooled features h (B, C) and exposes
+``feature_dim`` = C. Registered by name in ``BACKBONES``; ``create_backbone`` builds one.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from siamlab.models.config import ModelConfig
+
+
+class Backbone(nn.Module):
+    """A feature extractor with a known output width.
+
+    Args:
+        body: module mapping (B, 3, H, W) -> (B, C).
+        feature_dim: C.
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return pooled features (B, C)."""
+        return self.body(x)
+
+
+def _resnet(arch: str, cfg: ModelConfig) -> Backbone:
+    """A torchvision ResNet with its fc removed ("pool5" features).
+
+    The CIFAR variant replaces the 7x7 stride-2 stem with a 3x3 stride-1 conv and
+    drops the max-pool, as in the paper's supplement D.
+    """
+    net = getattr(torchvision.models, arch)(weights=None, zero_init_residual=cfg.zero_init_residual)
+    if cfg.cifar_stem:
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    feature_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return Backbone(net, feature_dim)
+
+
+def _convnet_small(cfg: ModelConfig) -> Backbone:
+    """Four conv-BN-ReLU stages and global average pooling, for CPU runs and tests."""
+    w = cfg.width
+    chans = [3, w, 2 * w, 4 * w, 8 * w]
+    layers: list[nn.Module] = []
+    for i in range(4):
+        stride = 1 if i == 0 else 2
+        layers += [
+            nn.Conv2d(chans[i], chans[i + 1], 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(chans[i + 1]),
+            nn.ReLU(inplace=True),
+        ]
+    body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, 8w)
+    return Backbone(body, chans[-1])
+
+
+BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {
+    "convnet_small": _convnet_small,
+    "resnet18": lambda cfg: _resnet("resnet18", cfg),
+    "resnet34": lambda cfg: _resnet("resnet34", cfg),
+    "resnet50": lambda cfg: _resnet("resnet50", cfg),
+}
+
+
+def create_backbone(cfg: ModelConfig) -> Backbone:
+    """Build the backbone named by ``cfg.backbone``."""
+    return BACKBONES[cfg.backbone](cfg)

@@ -1,0 +1,54 @@
+"""Optimiser, schedule and training-loop configuration (paper Sec. 3 and NOTES.md)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OptimConfig(BaseModel):
+    """SGD with the paper's linear lr scaling: lr = base_lr x batch / 256.
+
+    Attributes:
+        base_lr: 0.05 on ImageNet, 0.03 in the CIFAR recipe.
+        momentum: SGD momentum (0.9).
+        weight_decay: 1e-4 (ImageNet) / 5e-4 (CIFAR), on all parameters as the paper.
+        schedule: ``cosine`` decay to 0 or ``constant``.
+        update: ``step`` (lr per SGD step) or ``epoch`` (once per epoch, as the
+            reference code).
+        fix_pred_lr: keep the predictor's lr at its initial value (Table 1c).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    update: Literal["step", "epoch"] = "step"
+    fix_pred_lr: bool = False
+
+
+class TrainConfig(BaseModel):
+    """The training loop.
+
+    Attributes:
+        epochs: number of passes over the training set.
+        batch_size: global batch (the paper's "batch size": images per step; each
+            image gives two views).
+        max_steps: stop after this many steps in all (smoke tests); None = no cap.
+        device: ``auto`` picks CUDA when present.
+        deterministic: seeded, deterministic kernels (bit-identical resume on CPU).
+        threads: torch CPU threads; None leaves torch's default.
+        checkpoint_every_epochs: write a checkpoint (and the results) every N epochs
+            and always at the end.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=512, ge=2)
+    max_steps: int | None = Field(default=None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
+    threads: int | None = Field(default=None, ge=1)
+    checkpoint_every_epochs: int = Field(default=1, ge=1)

@@ -1,0 +1,132 @@
+"""The training loop: SGD steps over two-view batches. It knows nothing of metrics.
+
+Whatever wants to watch training (diagnostics, logging, checkpointing) implements
+:class:`Callbacks` and receives a read-only :class:`StepView` / :class:`EpochView`.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from siamlab.models.siamese import SiameseOutput
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the step it happened at is ``step``."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What callbacks see after an SGD step (tensors are detached)."""
+
+    step: int  # 1-based global step just completed
+    epoch: int  # 0-based epoch in progress
+    loss: float
+    lr: float
+    output: SiameseOutput
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class EpochView:
+    """What callbacks see after an epoch. ``model`` must not be modified."""
+
+    epoch: int  # 1-based number of completed epochs
+    step: int
+    model: nn.Module
+    seconds: float
+    images: int
+    is_last: bool
+
+
+class Callbacks(Protocol):
+    """Receives views of training; may not change it."""
+
+    def on_step_end(self, view: StepView) -> None:
+        """Called after every SGD step."""
+
+    def on_epoch_end(self, view: EpochView) -> None:
+        """Called after every epoch."""
+
+
+LossFn = Callable[[SiameseOutput], torch.Tensor]
+LrFn = Callable[[int, int], float]  # (0-based step, 0-based epoch) -> lr actually set
+
+
+@dataclass
+class Trainer:
+    """Runs epochs of SGD on a Siamese model.
+
+    Attributes:
+        model: the network (already on ``device``).
+        loss_fn: SiameseOutput -> scalar loss.
+        optimizer: its optimiser.
+        set_lr: sets the lr for a step and returns it.
+        batches: ``batches(epoch)`` iterates that epoch's batches.
+        steps_per_epoch: batches per epoch.
+        epochs: total epochs.
+        device: where tensors go.
+        callbacks: observers of training.
+        max_steps: stop after this many global steps (None = no cap).
+    """
+
+    model: nn.Module
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    set_lr: LrFn
+    batches: Callable[[int], Iterable[Batch]]
+    steps_per_epoch: int
+    epochs: int
+    device: torch.device
+    callbacks: Callbacks
+    max_steps: int | None = None
+
+    def fit(self, start_epoch: int, start_step: int) -> int:
+        """Train from a completed-epoch count and global step; return the final step."""
+        step = start_step
+        for epoch in range(start_epoch, self.epochs):
+            t0, images = time.perf_counter(), 0
+            self.model.train()
+            for x1, x2, _, _ in self.batches(epoch):
+                if self.max_steps is not None and step >= self.max_steps:
+                    break
+                lr = self.set_lr(step, epoch)
+                out, loss = self._step(
+                    x1.to(self.device, non_blocking=True),
+                    x2.to(self.device, non_blocking=True),
+                    step,
+                )
+                step += 1
+                images += x1.shape[0]
+                self.callbacks.on_step_end(StepView(step, epoch, loss, lr, out, x1.shape[0]))
+            done = self.max_steps is not None and step >= self.max_steps
+            is_last = done or epoch + 1 == self.epochs
+            seconds = time.perf_counter() - t0
+            self.callbacks.on_epoch_end(
+                EpochView(epoch + 1, step, self.model, seconds, images, is_last)
+            )
+            if done:
+                break
+        return step
+
+    def _step(self, x1: torch.Tensor, x2: torch.Tensor, step: int) -> tuple[SiameseOutput, float]:
+        out = self.model(x1, x2)
+        loss = self.loss_fn(out)
+        value = float(loss.detach())
+        if not torch.isfinite(loss):
+            raise DivergedError(step + 1, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        detached = SiameseOutput(*(t.detach() for t in out))
+        return detached, value

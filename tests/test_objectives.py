@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from siamlab.models.config import ModelConfig
+from siamlab.models.siamese import SiameseOutput, create_model
+from siamlab.objectives import ObjectiveConfig, negative_cosine, simsiam_loss
+
+
+def test_negative_cosine_closed_form():
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    z = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    # cosines: 1 and 1/sqrt(2) -> D = -(1 + 0.7071)/2
+    assert negative_cosine(p, z).item() == pytest.approx(-(1 + 1 / math.sqrt(2)) / 2)
+    assert negative_cosine(z, z).item() == pytest.approx(-1.0)
+    assert negative_cosine(z, -z).item() == pytest.approx(1.0)
+
+
+def test_symmetric_loss_closed_form():
+    g = torch.Generator().manual_seed(0)
+    t = [torch.randn(5, 7, generator=g) for _ in range(6)]
+    out = SiameseOutput(*t)
+    expected = 0.5 * negative_cosine(out.p1, out.z2) + 0.5 * negative_cosine(out.p2, out.z1)
+    for sg in (True, False):
+        assert simsiam_loss(out, ObjectiveConfig(stop_grad=sg)).item() == pytest.approx(
+            expected.item()
+        )
+
+
+def _grads_through_target(stop_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradient of D(p1, sg(z2)) w.r.t. z2 (target branch) and p1 (online branch)."""
+    z2 = torch.randn(4, 8, requires_grad=True)
+    p1 = torch.randn(4, 8, requires_grad=True)
+    out = SiameseOutput(z2, z2, p1.detach(), z2, p1, p1.detach())
+    loss = simsiam_loss(out, ObjectiveConfig(stop_grad=stop_grad))
+    loss.backward()
+    return z2.grad, p1.grad
+
+
+def test_stop_grad_blocks_the_target_branch():
+    z_grad, p_grad = _grads_through_target(stop_grad=True)
+    assert z_grad is None  # no gradient reaches z2 as a target
+    assert p_grad is not None and p_grad.abs().sum() > 0
+
+
+def test_without_stop_grad_the_target_branch_gets_gradient():
+    z_grad, _ = _grads_through_target(stop_grad=False)
+    assert z_grad is not None and z_grad.abs().sum() > 0
+
+
+def test_stop_grad_in_the_full_model():
+    """With stop-grad, the encoder's gradient comes only through p (via the predictor)."""
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="convnet_small", width=4, dim=16))
+    x1, x2 = torch.randn(6, 3, 8, 8), torch.randn(6, 3, 8, 8)
+    grads = {}
+    for sg in (True, False):
+        model.zero_grad()
+        out = model(x1, x2)
+        simsiam_loss(out, ObjectiveConfig(stop_grad=sg)).backward()
+        grads[sg] = model.projector[0].weight.grad.clone()
+    # Both reach the encoder, but differently: without stop-grad, extra terms via z.
+    assert grads[True].abs().sum() > 0
+    assert not torch.allclose(grads[True], grads[False])
