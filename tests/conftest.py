@@ -22,8 +22,12 @@ TINY = [
 ]
 
 
-def tiny_runs(tmp_path: Path, variants: dict | None = None, sets: list[str] | None = None,
-              seeds: list[int] | None = None) -> list[RunSpec]:
+def tiny_runs(
+    tmp_path: Path,
+    variants: dict | None = None,
+    sets: list[str] | None = None,
+    seeds: list[int] | None = None,
+) -> list[RunSpec]:
     """Runs of a tiny study on digits writing under ``tmp_path``."""
     study = StudyFile(name="tiny", variants=variants or {"default": {}}, seeds=seeds or [0])
     return expand_study(study, sets=[*TINY, f"output.root={tmp_path}", *(sets or [])])

@@ -37,7 +37,14 @@ def test_blur_only_when_its_probability_is_positive() -> None:
 
 def test_train_transform_normalises() -> None:
     # a grey image is invariant to crops, flips, grayscale and blur: only the jitter changes it
-    aug = AugmentConfig(jitter_p=0.0, grayscale_p=1.0, blur_p=1.0, flip_p=1.0)
+    aug = AugmentConfig(
+        jitter_p=0.0,
+        grayscale_p=1.0,
+        blur_p=1.0,
+        flip_p=1.0,
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
+    )
     out = train_transform(aug, 24)(Image.new("RGB", (40, 40), color=(128, 128, 128)))
     expected = _expected(128, aug)[:, None, None].expand(3, 24, 24)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
@@ -56,7 +63,7 @@ def test_train_transform_uses_only_torch_rng() -> None:
 
 
 def test_eval_transform_keeps_images_of_the_target_size() -> None:
-    aug = AugmentConfig()
+    aug = AugmentConfig(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     img = _noise(32, 32)
     out = eval_transform(aug, 32)(img)
     expected = T.Normalize(aug.mean, aug.std)(T.ToTensor()(img))
@@ -69,7 +76,7 @@ def test_eval_transform_keeps_images_of_the_target_size() -> None:
 
 
 def test_eval_transform_resizes_then_centre_crops() -> None:
-    aug = AugmentConfig()
+    aug = AugmentConfig(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     img = _noise(64, 48)
     out = eval_transform(aug, 32)(img)  # short side 48 -> int(32 * 256 / 224) = 36, crop 32
     reference = T.Compose(
@@ -81,3 +88,13 @@ def test_eval_transform_resizes_then_centre_crops() -> None:
     before = torch.get_rng_state()
     eval_transform(aug, 32)(img)
     assert torch.equal(before, torch.get_rng_state())  # deterministic: no RNG draws
+
+
+def test_unset_statistics_follow_the_dataset():
+    from siamlab.data.build import resolved_augment
+    from siamlab.data.config import CIFAR10_MEAN, DIGITS_STD, DataConfig
+
+    assert resolved_augment(DataConfig(dataset="npz", name="cifar10")).mean == CIFAR10_MEAN
+    assert resolved_augment(DataConfig(dataset="digits")).std == DIGITS_STD
+    explicit = DataConfig(augment={"mean": (0.1, 0.2, 0.3), "std": (1, 1, 1)})
+    assert resolved_augment(explicit).mean == (0.1, 0.2, 0.3)

@@ -70,7 +70,7 @@ def test_resume_refuses_a_different_config(tmp_path):
     changed = tiny_runs(tmp_path, sets=["train.max_steps=2", "optim.base_lr=0.5"])[0]
     from siamlab.errors import ResultsError
 
-    with pytest.raises(ResultsError, match="optim.base_lr: 0.05 -> 0.5"):
+    with pytest.raises(ResultsError, match="optim.base_lr: 0.1 -> 0.5"):
         execute_run(changed, progress=False)
 
 

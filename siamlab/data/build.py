@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from siamlab.data.config import DataConfig
+from siamlab.data.config import AugmentConfig, DataConfig, dataset_stats
 from siamlab.data.sources import load_sources
 from siamlab.data.transforms import eval_transform, train_transform
 from siamlab.data.views import EvalDataset, TwoViewDataset
@@ -49,12 +49,20 @@ def build_datasets(cfg: DataConfig, seed: int) -> DataBundle:
     """
     train, test = load_sources(cfg)
     size = cfg.image_size
-    evaluate = eval_transform(cfg.augment, size)
+    aug = resolved_augment(cfg)
+    evaluate = eval_transform(aug, size)
     return DataBundle(
-        train_views=TwoViewDataset(train, train_transform(cfg.augment, size), seed),
+        train_views=TwoViewDataset(train, train_transform(aug, size), seed),
         train_eval=EvalDataset(train, evaluate),
         test_eval=EvalDataset(test, evaluate),
         num_classes=len(train.classes),
         classes=tuple(train.classes),
         image_shape=(3, size, size),
     )
+
+
+def resolved_augment(cfg: DataConfig) -> AugmentConfig:
+    """The augmentation config with ``mean``/``std`` filled from the dataset when unset."""
+    mean, std = dataset_stats(cfg.dataset, cfg.name)
+    aug = cfg.augment
+    return aug.model_copy(update={"mean": aug.mean or mean, "std": aug.std or std})

@@ -33,8 +33,10 @@ class AugmentConfig(BaseModel):
         blur_p: probability of a Gaussian blur; 0 leaves the blur out entirely.
         blur_sigma: (min, max) of the uniformly drawn blur sigma, in pixels.
         flip_p: probability of a horizontal flip.
-        mean: per-channel mean subtracted after scaling pixels to [0, 1].
-        std: per-channel standard deviation divided by after subtracting the mean.
+        mean: per-channel mean subtracted after scaling pixels to [0, 1]; None uses the
+            dataset's own statistics (:func:`dataset_stats`).
+        std: per-channel standard deviation divided by after subtracting the mean; None
+            as for ``mean``.
 
     """
 
@@ -47,8 +49,8 @@ class AugmentConfig(BaseModel):
     blur_p: float = Field(0.5, ge=0.0, le=1.0)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     flip_p: float = Field(0.5, ge=0.0, le=1.0)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
 
     @field_validator("crop_scale")
     @classmethod
@@ -80,10 +82,34 @@ class AugmentConfig(BaseModel):
 
     @field_validator("std")
     @classmethod
-    def _check_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(v) <= 0.0:
+    def _check_std(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and min(v) <= 0.0:
             raise ValueError(f"std must be > 0 for every channel, got {v}")
         return v
+
+
+CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN: tuple[float, float, float] = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD: tuple[float, float, float] = (0.2673, 0.2564, 0.2762)
+DIGITS_MEAN: tuple[float, float, float] = (0.305, 0.305, 0.305)  # sklearn digits / 16
+DIGITS_STD: tuple[float, float, float] = (0.376, 0.376, 0.376)
+
+
+def dataset_stats(dataset: str, name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Default normalisation (mean, std) for a dataset; ImageNet's when unknown.
+
+    Args:
+        dataset: the ``data.dataset`` value.
+        name: the npz file prefix (``cifar10`` / ``cifar100`` get CIFAR statistics).
+    """
+    key = name if dataset == "npz" else dataset
+    table = {
+        "digits": (DIGITS_MEAN, DIGITS_STD),
+        "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+        "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+    }
+    return table.get(key, (IMAGENET_MEAN, IMAGENET_STD))
 
 
 class DataConfig(BaseModel):

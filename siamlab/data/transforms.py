@@ -9,9 +9,14 @@ from __future__ import annotations
 from PIL import Image
 from torchvision import transforms as T
 
-from siamlab.data.config import AugmentConfig
+from siamlab.data.config import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig
 
 EVAL_RESIZE_RATIO = 256 / 224  # the paper's val recipe: Resize(256) + CenterCrop(224)
+
+
+def _normalize(aug: AugmentConfig) -> T.Normalize:
+    """Normalise with ``aug``'s statistics (ImageNet's when unset; see ``resolved_augment``)."""
+    return T.Normalize(aug.mean or IMAGENET_MEAN, aug.std or IMAGENET_STD)
 
 
 def blur_kernel_size(size: int) -> int:
@@ -50,7 +55,7 @@ def train_transform(aug: AugmentConfig, size: int) -> T.Compose:
     steps += [
         T.RandomHorizontalFlip(p=aug.flip_p),
         T.ToTensor(),  # (3, size, size) in [0, 1]
-        T.Normalize(aug.mean, aug.std),
+        _normalize(aug),
     ]
     return T.Compose(steps)
 
@@ -92,4 +97,4 @@ def eval_transform(aug: AugmentConfig, size: int) -> T.Compose:
         A callable mapping an RGB PIL image to a normalised tensor (3, size, size).
 
     """
-    return T.Compose([ResizeCenterCrop(size), T.ToTensor(), T.Normalize(aug.mean, aug.std)])
+    return T.Compose([ResizeCenterCrop(size), T.ToTensor(), _normalize(aug)])

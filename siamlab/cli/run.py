@@ -1,24 +1,16 @@
-"""The ``siamlab`` command line: run and validate studies."""
+"""``siamlab run`` and ``siamlab validate``: execute or check a study file."""
 
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from siamlab.cli.app import app, console, err
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import SiamlabError
 from siamlab.provenance import config_yaml
 from siamlab.study_runner import StudyReport, run_study
-
-app = typer.Typer(
-    help="siamlab: study collapse in Siamese self-supervised learning (SimSiam and ablations).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-console = Console()
-err = Console(stderr=True)
 
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, imagenet.")

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from siamlab.cli import app
+from siamlab.config.study import expand_study, read_study
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+runner = CliRunner()
+
+
+def test_every_study_file_validates():
+    assert STUDIES
+    for path in STUDIES:
+        for profile in ("quick", "cifar10", "imagenet"):
+            assert expand_study(read_study(path), profile=profile)
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
+
+
+def test_bad_key_exits_2_with_a_suggestion():
+    result = runner.invoke(app, ["validate", str(STUDIES[0]), "--set", "optim.bse_lr=1"])
+    assert result.exit_code == 2
+    assert "did you mean 'optim.base_lr'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_study_exits_2():
+    result = runner.invoke(app, ["run", "no/such/study.yaml"])
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_run_cli_end_to_end(tmp_path):
+    from tests.conftest import TINY
+
+    sets = [
+        a for s in [*TINY, f"output.root={tmp_path}", "train.max_steps=3"] for a in ("--set", s)
+    ]
+    study = next(p for p in STUDIES if p.name == "stopgrad.yaml")
+    result = runner.invoke(app, ["run", str(study), "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+    assert "finished" in result.output
+    assert len(list(tmp_path.glob("stopgrad/*/seed0/metrics.nc"))) == 2
+    again = runner.invoke(app, ["run", str(study), "--no-progress", *sets])
+    assert again.output.count("finished earlier, skipped") == 2
