@@ -187,7 +187,8 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
     diag = cfg.diagnostics
     probe_sets = {
         "bank": fixed_subset(data.train_eval, diag.bank_size),
-        "test": fixed_subset(data.test_eval, diag.probe_size),
+        "test": data.test_eval,
+        "probe": fixed_subset(data.train_eval, diag.probe_size),
     }
     sinks: list[Sink] = [RecorderSink(run.recorder)]
     if cfg.output.tensorboard:

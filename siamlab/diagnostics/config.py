@@ -13,7 +13,8 @@ class DiagnosticsConfig(BaseModel):
             monitor every N epochs (and always after the last one).
         knn_k: neighbours of the weighted kNN monitor (InstDisc: 200).
         knn_temperature: its temperature T (0.1 in CIFAR demos).
-        probe_size: samples of the test split used for the eval-mode std (None = all).
+        probe_size: size of the fixed probe set (a seeded subset of the train split under
+            the test transform) for spectra and ranks; None = the whole train split.
         bank_size: training images in the kNN bank (None = all).
     """
 
@@ -23,5 +24,5 @@ class DiagnosticsConfig(BaseModel):
     eval_every_epochs: int = Field(default=1, ge=1)
     knn_k: int = Field(default=200, ge=1)
     knn_temperature: float = Field(default=0.1, gt=0)
-    probe_size: int | None = Field(default=None, ge=2)
+    probe_size: int | None = Field(default=8192, ge=2)
     bank_size: int | None = Field(default=None, ge=1)

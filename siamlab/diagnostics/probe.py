@@ -12,10 +12,11 @@ from siamlab.models.siamese import Embedding
 
 @dataclass(frozen=True)
 class ProbeEmbeddings:
-    """Backbone features h (N, C), projector outputs z (N, d) and labels (N,)."""
+    """Backbone features h (N, C), projector outputs z (N, d), predictions p (N, d), labels (N,)."""
 
     h: torch.Tensor
     z: torch.Tensor
+    p: torch.Tensor
     labels: torch.Tensor
 
 
@@ -39,16 +40,17 @@ def embed_dataset(
     embed: Callable[[torch.Tensor], Embedding] = model.embed  # type: ignore[assignment]
     was_training = model.training
     model.eval()
-    hs, zs, ys = [], [], []
+    hs, zs, ps, ys = [], [], [], []
     try:
         for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             e = embed(x.to(device))
             hs.append(e.h.float().cpu())  # (B, C)
             zs.append(e.z.float().cpu())  # (B, d)
+            ps.append(e.p.float().cpu())  # (B, d)
             ys.append(y)
     finally:
         model.train(was_training)
-    return ProbeEmbeddings(torch.cat(hs), torch.cat(zs), torch.cat(ys))
+    return ProbeEmbeddings(torch.cat(hs), torch.cat(zs), torch.cat(ps), torch.cat(ys))
 
 
 class ProbeCache:
@@ -61,7 +63,12 @@ class ProbeCache:
         self._cache: dict[str, ProbeEmbeddings] = {}
 
     def get(self, name: str) -> ProbeEmbeddings:
-        """Embeddings of probe set ``name`` (``bank`` or ``test``)."""
+        """Embeddings of probe set ``name``.
+
+        ``bank``: the train split under the test transform (kNN bank); ``test``: the test
+        split (kNN queries, held-out std); ``probe``: a fixed subset of the train split under
+        the test transform (spectra, ranks; ``diagnostics.probe_size`` samples).
+        """
         if name not in self._cache:
             self._cache[name] = embed_dataset(
                 self._model, self._sets[name], self._device, self._batch

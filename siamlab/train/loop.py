@@ -35,6 +35,7 @@ class StepView:
     lr: float
     output: SiameseOutput
     batch_size: int
+    model: nn.Module  # after the optimiser step; parameters' .grad hold this step's gradients
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,9 @@ class Trainer:
                 )
                 step += 1
                 images += x1.shape[0]
-                self.callbacks.on_step_end(StepView(step, epoch, loss, lr, out, x1.shape[0]))
+                self.callbacks.on_step_end(
+                    StepView(step, epoch, loss, lr, out, x1.shape[0], self.model)
+                )
             done = self.max_steps is not None and step >= self.max_steps
             is_last = done or epoch + 1 == self.epochs
             seconds = time.perf_counter() - t0
