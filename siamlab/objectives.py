@@ -1,7 +1,10 @@
-"""The SimSiam objective (paper Sec. 3, Eq. 1-4) as small pure functions.
+"""The SimSiam objective (paper Sec. 3, Eq. 1-4) and its ablations, as small pure functions.
 
 The stop-gradient lives in exactly one place: :func:`target`.
 """
+
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -9,18 +12,28 @@ from pydantic import BaseModel, ConfigDict
 
 from siamlab.models.siamese import SiameseOutput
 
+Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class ObjectiveConfig(BaseModel):
     """How the two branches are compared.
 
     Attributes:
-        stop_grad: treat z as a constant in D(p, z) (paper Eq. 3); False is the
-            collapsing control of Fig. 2.
+        stop_grad: treat the target as a constant in D(p, z) (paper Eq. 3); False is
+            the collapsing control of Fig. 2. With a momentum target (m > 0) the target
+            is outside the gradient graph anyway, so this flag then changes nothing.
+        similarity: ``cosine`` (Eq. 1) or ``cross_entropy`` (Sec. 4.5).
+        symmetry: ``symmetric`` (Eq. 4); ``asymmetric``: D(p1, sg(z2)) only;
+            ``asymmetric_2x``: the asymmetric loss on two independently augmented
+            pairs per image (Sec. 4.6). ``train.batch_size`` always counts images: a
+            step encodes 2B views (symmetric, asymmetric) or 4B views (asymmetric_2x).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     stop_grad: bool = True
+    similarity: Literal["cosine", "cross_entropy"] = "cosine"
+    symmetry: Literal["symmetric", "asymmetric", "asymmetric_2x"] = "symmetric"
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -36,13 +49,37 @@ def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -(F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1).mean()
 
 
+def cross_entropy_similarity(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """D(p, z) = -softmax(z) . log softmax(p) over channels, batch mean (paper Sec. 4.5).
+
+    Args:
+        p: predictions (B, d), read as logits.
+        z: targets (B, d), read as logits of the target distribution.
+    """
+    return -(F.softmax(z, dim=1) * F.log_softmax(p, dim=1)).sum(dim=1).mean()
+
+
+SIMILARITIES: dict[str, Similarity] = {
+    "cosine": negative_cosine,
+    "cross_entropy": cross_entropy_similarity,
+}
+
+
 def target(z: torch.Tensor, stop_grad: bool) -> torch.Tensor:
     """The target branch: "stopgrad(z) ... z is treated as a constant" (paper Eq. 3)."""
     return z.detach() if stop_grad else z
 
 
 def simsiam_loss(out: SiameseOutput, cfg: ObjectiveConfig) -> torch.Tensor:
-    """L = 1/2 D(p1, sg(z2)) + 1/2 D(p2, sg(z1)) (paper Eq. 4)."""
-    return 0.5 * negative_cosine(out.p1, target(out.z2, cfg.stop_grad)) + 0.5 * negative_cosine(
-        out.p2, target(out.z1, cfg.stop_grad)
-    )
+    """L = 1/2 D(p1, sg(z2)) + 1/2 D(p2, sg(z1)) (paper Eq. 4), or one direction only.
+
+    For ``asymmetric_2x`` the batch already holds two pairs per image (see
+    :class:`ObjectiveConfig`), so the loss is the asymmetric one over all pairs.
+    """
+    d = SIMILARITIES[cfg.similarity]
+    t1, t2 = out.targets()
+    if cfg.symmetry == "symmetric":
+        return 0.5 * d(out.p1, target(t2, cfg.stop_grad)) + 0.5 * d(
+            out.p2, target(t1, cfg.stop_grad)
+        )
+    return d(out.p1, target(t2, cfg.stop_grad))

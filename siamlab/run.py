@@ -15,13 +15,14 @@ from torch.utils.data import DataLoader
 
 from siamlab.config.study import RunSpec
 from siamlab.data.build import DataBundle, build_datasets
-from siamlab.data.views import EpochSampler
+from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.diagnostics.hooks import create_hooks
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.diagnostics.probe import ProbeCache, fixed_subset
 from siamlab.diagnostics.sinks import ProgressSink, RecorderSink, Sink, TensorBoardSink
 from siamlab.errors import ResultsError
 from siamlab.models.siamese import create_model
+from siamlab.models.target import momentum_at
 from siamlab.objectives import simsiam_loss
 from siamlab.provenance import config_diff, config_yaml, now, versions
 from siamlab.results.recorder import Recorder
@@ -96,6 +97,7 @@ class _Run:
             "variant": self.spec.variant,
             "seed": self.spec.seed,
             "profile": self.spec.profile,
+            "paper": self.spec.paper,
             "status": status,
             "config": config_yaml(cfg),
             "dim": cfg.model.dim,
@@ -163,15 +165,16 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
     cfg = spec.config
     _configure_torch(spec)
     device = select_device(cfg.train.device)
-    data = build_datasets(cfg.data, spec.seed)
-    sampler = EpochSampler(len(data.train_views), cfg.train.batch_size, spec.seed)
+    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
+    data = build_datasets(cfg.data, spec.seed, pairs)
+    sampler = EpochSampler(len(data.train_eval), cfg.train.batch_size, spec.seed)
     run = _Run(spec, data, device)
     run.dir.mkdir(parents=True, exist_ok=True)
     (run.dir / "config.yaml").write_text(config_yaml(cfg))
     start_epoch, start_step = run.resume()
     loader = DataLoader(
         data.train_views,
-        batch_sampler=sampler,
+        batch_sampler=PairBatches(sampler, pairs) if pairs > 1 else sampler,
         num_workers=cfg.data.num_workers,
         pin_memory=device.type == "cuda",
     )
@@ -214,6 +217,9 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         device=device,
         callbacks=_Both(monitor, _Checkpointing(run, cfg.train.checkpoint_every_epochs)),
         max_steps=cfg.train.max_steps,
+        after_step=lambda step: run.model.update_target(
+            momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
+        ),
     )
     try:
         trainer.fit(start_epoch, start_step)

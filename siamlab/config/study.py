@@ -6,7 +6,7 @@ study ``base`` -> the variant's override -> ``--set`` overrides from the CLI.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +20,26 @@ from siamlab.errors import ConfigError
 
 def _one_default_variant() -> dict[str, dict[str, Any] | None]:
     return {"default": {}}
+
+
+class PaperRef(BaseModel):
+    """What the paper reports for a variant's row, printed beside siamlab's numbers.
+
+    Attributes:
+        ref: where in the paper (e.g. "Table 1 (a)").
+        top1: the paper's ImageNet linear top-1 (%), if it gives one.
+        outcome: what happened there.
+        note: anything else.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str = ""
+    top1: float | None = None
+    outcome: Literal["no_collapse", "collapse", "unstable", "not_converging", "diverges"] | None = (
+        None
+    )
+    note: str = ""
 
 
 class StudyFile(BaseModel):
@@ -43,7 +63,7 @@ class StudyFile(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    paper: dict[str, str] = Field(default_factory=dict)
+    paper: dict[str, PaperRef | str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,7 @@ class RunSpec:
     seed: int
     profile: str
     config: RunConfig
+    paper: str = ""  # the study's annotation of this variant, as YAML text
 
     def directory(self) -> Path:
         """``<output.root>/<study>/<variant>/seed<k>``."""
@@ -113,5 +134,16 @@ def expand_study(
     for name in only or names:
         raw = apply_sets(deep_merge(base, study.variants[name] or {}), sets or [])
         config = validate_config(raw, where=f"config of variant {name!r}")
-        runs += [RunSpec(study.name, name, seed, profile_name, config) for seed in study.seeds]
+        paper = _paper_yaml(study.paper.get(name))
+        runs += [
+            RunSpec(study.name, name, seed, profile_name, config, paper) for seed in study.seeds
+        ]
     return runs
+
+
+def _paper_yaml(ref: PaperRef | str | None) -> str:
+    if ref is None:
+        return ""
+    if isinstance(ref, str):
+        ref = PaperRef(note=ref)
+    return yaml.safe_dump(ref.model_dump(exclude_defaults=True), sort_keys=False)

@@ -33,12 +33,13 @@ class DataBundle:
     image_shape: tuple[int, int, int]
 
 
-def build_datasets(cfg: DataConfig, seed: int) -> DataBundle:
+def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
     """Load the configured sources and wrap them with the train and eval transforms.
 
     Args:
         cfg: the data config (dataset, root, size, limits, augmentation).
         seed: the run seed; keys every view (see :class:`TwoViewDataset`).
+        pairs: augmented pairs per training image (2 for the "2x" asymmetric loss).
 
     Returns:
         The training two-view dataset, the two eval datasets and their metadata.
@@ -52,7 +53,7 @@ def build_datasets(cfg: DataConfig, seed: int) -> DataBundle:
     aug = resolved_augment(cfg)
     evaluate = eval_transform(aug, size)
     return DataBundle(
-        train_views=TwoViewDataset(train, train_transform(aug, size), seed),
+        train_views=TwoViewDataset(train, train_transform(aug, size), seed, pairs),
         train_eval=EvalDataset(train, evaluate),
         test_eval=EvalDataset(test, evaluate),
         num_classes=len(train.classes),

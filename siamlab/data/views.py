@@ -38,6 +38,10 @@ def mix_seed(*parts: int | str) -> int:
 class TwoViewDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int, int]]):
     """Two augmented views x1 = T(x), x2 = T'(x) of each image (SimSiam paper, Fig. 1).
 
+    With ``pairs`` > 1 every image gives that many independently augmented pairs, at
+    flat indices ``k = i * pairs + r`` (the "2x" asymmetric variant of Sec. 4.6); use
+    :class:`PairBatches` to expand a batch of image indices.
+
     Item ``i`` is ``(view1, view2, label, i)``; each view is (3, S, S). The views' randomness
     is seeded from (seed, epoch, i) inside a forked CPU RNG, so they do not depend on worker
     count, process count or access order, and the global RNG is left untouched. Call
@@ -45,10 +49,13 @@ class TwoViewDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int, int]]):
     ``persistent_workers=True`` the workers would keep the old epoch).
     """
 
-    def __init__(self, source: ImageSource, transform: Transform, seed: int) -> None:
+    def __init__(
+        self, source: ImageSource, transform: Transform, seed: int, pairs: int = 1
+    ) -> None:
         self.source = source
         self.transform = transform
         self.seed = seed
+        self.pairs = pairs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -56,14 +63,16 @@ class TwoViewDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int, int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.source) * self.pairs
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        i = int(i)
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """Pair ``k % pairs`` of image ``i = k // pairs`` (k = i when ``pairs`` is 1)."""
+        i, pair = divmod(int(k), self.pairs)
         img = self.source.image(i)
+        key = ("views", self.seed, self.epoch, i) + ((pair,) if pair else ())
         with torch.random.fork_rng(devices=[]):
             # CPU generator only: torch.manual_seed would also reseed every CUDA generator
-            torch.default_generator.manual_seed(mix_seed("views", self.seed, self.epoch, i))
+            torch.default_generator.manual_seed(mix_seed(*key))
             view1 = self.transform(img)  # (3, S, S)
             view2 = self.transform(img)  # (3, S, S)
         return view1, view2, int(self.source.targets[i]), i
@@ -164,3 +173,23 @@ class EpochSampler(Sampler[list[int]]):
         if rest and not self.drop_last and remaining and self.rank >= rest:
             remaining -= 1  # this rank's share of the short last batch is empty
         return remaining
+
+
+class PairBatches(Sampler[list[int]]):
+    """Expands each batch of image indices into the flat indices of all their pairs.
+
+    Args:
+        images: a batch sampler over image indices.
+        pairs: pairs per image (``TwoViewDataset.pairs``).
+    """
+
+    def __init__(self, images: EpochSampler, pairs: int) -> None:
+        super().__init__()
+        self.images, self.pairs = images, pairs
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.images:
+            yield [i * self.pairs + r for i in batch for r in range(self.pairs)]
+
+    def __len__(self) -> int:
+        return len(self.images)

@@ -4,6 +4,8 @@ Paper Sec. 3: "The projection MLP (in f) has BN applied to each fully-connected 
 layer, including its output fc. Its output fc has no ReLU. The hidden fc is 2048-d.
 This MLP has 3 layers." and "The prediction MLP (h) has BN applied to its hidden fc
 layers. Its output fc does not have BN or ReLU. This MLP has 2 layers."
+Where Table 3 removes a BN, the Linear before it gets a bias (a bias is redundant
+only in front of BN).
 """
 
 from torch import nn
@@ -11,30 +13,52 @@ from torch import nn
 from siamlab.models.config import PredictorConfig, ProjectorConfig
 
 
-def _linear_bn_relu(d_in: int, d_out: int) -> list[nn.Module]:
-    return [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+def _linear_bn(d_in: int, d_out: int, bn: bool, affine: bool = True) -> list[nn.Module]:
+    """Linear (bias only without BN), then BN if asked."""
+    layers: list[nn.Module] = [nn.Linear(d_in, d_out, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm1d(d_out, affine=affine))
+    return layers
 
 
 def create_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Sequential:
     """Projector: [Linear-BN-ReLU] x (layers - 1), then Linear-BN(affine=False).
 
-    The output Linear has no bias: the reference code keeps one but freezes it, and
-    the following BN cancels it anyway (NOTES.md), so dropping it is equivalent.
+    The output Linear has no bias in front of BN: the reference code keeps one but
+    freezes it, and the following BN cancels it anyway (NOTES.md).
 
     Args:
-        cfg: number of layers and hidden width.
+        cfg: layers, hidden width and BN flags.
         in_dim: backbone feature dimension.
         out_dim: the output dimension d.
     """
     hidden = cfg.hidden_dim or in_dim
-    layers: list[nn.Module] = _linear_bn_relu(in_dim, hidden)
-    if cfg.layers == 3:
-        layers += _linear_bn_relu(hidden, hidden)
-    layers += [nn.Linear(hidden, out_dim, bias=False), nn.BatchNorm1d(out_dim, affine=False)]
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(cfg.layers - 1):
+        layers += [*_linear_bn(d, hidden, cfg.bn_hidden), nn.ReLU(inplace=True)]
+        d = hidden
+    layers += _linear_bn(d, out_dim, cfg.bn_output, cfg.bn_output_affine)
     return nn.Sequential(*layers)
 
 
-def create_predictor(cfg: PredictorConfig, dim: int) -> nn.Sequential:
-    """Predictor: Linear(d, d/4, no bias)-BN-ReLU, Linear(d/4, d) with bias, no BN."""
-    hidden = cfg.hidden_dim or max(dim // 4, 1)
-    return nn.Sequential(*_linear_bn_relu(dim, hidden), nn.Linear(hidden, dim))
+def create_predictor(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """Predictor h by kind; fixed at its random init when ``trainable`` is False.
+
+    ``mlp``: Linear(d, d/4)-BN-ReLU, Linear(d/4, d) with bias, no BN (paper Sec. 3).
+    ``linear``: one Linear(d, d) (the DirectPred setting). ``none``: identity (Table 1a).
+    """
+    if cfg.kind == "none":
+        return nn.Identity()
+    if cfg.kind == "linear":
+        head: nn.Module = nn.Sequential(*_linear_bn(dim, dim, cfg.bn_output))
+    else:
+        hidden = cfg.hidden_dim or max(dim // 4, 1)
+        head = nn.Sequential(
+            *_linear_bn(dim, hidden, cfg.bn_hidden),
+            nn.ReLU(inplace=True),
+            *_linear_bn(hidden, dim, cfg.bn_output),
+        )
+    if not cfg.trainable:
+        head.requires_grad_(False)
+    return head

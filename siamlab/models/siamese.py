@@ -1,6 +1,7 @@
 """The Siamese network of SimSiam (paper Fig. 1): encoder f and predictor h.
 
-f = backbone + projector. A plain nn.Module: it knows nothing of losses or training.
+f = backbone + projector. Optionally a momentum target gives the targets (BYOL).
+A plain nn.Module: it knows nothing of losses or training.
 """
 
 from typing import NamedTuple
@@ -11,12 +12,15 @@ from torch import nn
 from siamlab.models.backbones import create_backbone
 from siamlab.models.config import ModelConfig
 from siamlab.models.heads import create_predictor, create_projector
+from siamlab.models.target import MomentumTarget
 
 
 class SiameseOutput(NamedTuple):
     """What one forward pass over two views returns.
 
-    h: backbone features (B, C); z: projector outputs (B, d); p: predictions (B, d).
+    h: backbone features (B, C); z: projector outputs (B, d); p: predictions (B, d);
+    t: the targets (B, d) — z itself for SimSiam (None), the momentum encoder's
+    output when there is one.
     """
 
     h1: torch.Tensor
@@ -25,6 +29,14 @@ class SiameseOutput(NamedTuple):
     z2: torch.Tensor
     p1: torch.Tensor
     p2: torch.Tensor
+    t1: torch.Tensor | None = None
+    t2: torch.Tensor | None = None
+
+    def targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t1, t2): the momentum targets, or z1, z2 when the encoder is its own target."""
+        if self.t1 is None or self.t2 is None:
+            return self.z1, self.z2
+        return self.t1, self.t2
 
 
 class Embedding(NamedTuple):
@@ -36,7 +48,7 @@ class Embedding(NamedTuple):
 
 
 class SiameseNet(nn.Module):
-    """Backbone, projector and predictor.
+    """Backbone, projector, predictor and (if momentum > 0) a momentum target.
 
     Args:
         cfg: the model configuration.
@@ -47,6 +59,9 @@ class SiameseNet(nn.Module):
         self.backbone = create_backbone(cfg)
         self.projector = create_projector(cfg.projector, self.backbone.feature_dim, cfg.dim)
         self.predictor = create_predictor(cfg.predictor, cfg.dim)
+        self.target: MomentumTarget | None = None
+        if cfg.target.momentum > 0:
+            self.target = MomentumTarget(self.backbone, self.projector)
 
     def embed(self, x: torch.Tensor) -> Embedding:
         """Encode one batch of views (B, 3, H, W)."""
@@ -58,7 +73,15 @@ class SiameseNet(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> SiameseOutput:
         """Encode both views separately (each with its own BN batch statistics)."""
         e1, e2 = self.embed(x1), self.embed(x2)
-        return SiameseOutput(e1.h, e2.h, e1.z, e2.z, e1.p, e2.p)
+        t1 = t2 = None
+        if self.target is not None:
+            t1, t2 = self.target(x1), self.target(x2)
+        return SiameseOutput(e1.h, e2.h, e1.z, e2.z, e1.p, e2.p, t1, t2)
+
+    def update_target(self, momentum: float) -> None:
+        """One EMA step of the momentum target (no-op without one)."""
+        if self.target is not None:
+            self.target.update(self.backbone, self.projector, momentum)
 
 
 def create_model(cfg: ModelConfig) -> SiameseNet:

@@ -6,26 +6,35 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class OptimConfig(BaseModel):
-    """SGD with the paper's linear lr scaling: lr = base_lr x batch / 256.
+    """SGD (or LARS) with the paper's linear lr scaling: lr = base_lr x batch / 256.
 
     Attributes:
+        name: ``sgd`` (the paper's pre-training optimiser) or ``lars`` (large batches).
         base_lr: 0.05 on ImageNet, 0.03 in the CIFAR recipe.
         momentum: SGD momentum (0.9).
-        weight_decay: 1e-4 (ImageNet) / 5e-4 (CIFAR), on all parameters as the paper.
+        weight_decay: 1e-4 (ImageNet) / 5e-4 (CIFAR), on all parameters as the paper
+            (LARS skips 1-D parameters, as the reference code).
         schedule: ``cosine`` decay to 0 or ``constant``.
         update: ``step`` (lr per SGD step) or ``epoch`` (once per epoch, as the
             reference code).
+        warmup_epochs: linear warm-up before the cosine decay (Table 2 uses 10 for
+            batch >= 1024).
         fix_pred_lr: keep the predictor's lr at its initial value (Table 1c).
+        predictor_lr: ``cosine`` (decays with the encoder) or ``constant``; the same
+            switch as ``fix_pred_lr`` (either one fixes it).
     """
 
     model_config = ConfigDict(extra="forbid")
 
+    name: Literal["sgd", "lars"] = "sgd"
     base_lr: float = Field(default=0.05, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=1e-4, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     update: Literal["step", "epoch"] = "step"
+    warmup_epochs: float = Field(default=0, ge=0)
     fix_pred_lr: bool = False
+    predictor_lr: Literal["cosine", "constant"] = "cosine"
 
 
 class TrainConfig(BaseModel):
@@ -33,8 +42,8 @@ class TrainConfig(BaseModel):
 
     Attributes:
         epochs: number of passes over the training set.
-        batch_size: global batch (the paper's "batch size": images per step; each
-            image gives two views).
+        batch_size: global batch in images (the paper's "batch size"; each image
+            gives two views, or two pairs for ``objective.symmetry=asymmetric_2x``).
         max_steps: stop after this many steps in all (smoke tests); None = no cap.
         device: ``auto`` picks CUDA when present.
         deterministic: seeded, deterministic kernels (bit-identical resume on CPU).

@@ -79,6 +79,8 @@ class Trainer:
         device: where tensors go.
         callbacks: observers of training.
         max_steps: stop after this many global steps (None = no cap).
+        after_step: called with the 1-based step after each optimiser step (e.g. the
+            momentum target's EMA update).
     """
 
     model: nn.Module
@@ -91,6 +93,7 @@ class Trainer:
     device: torch.device
     callbacks: Callbacks
     max_steps: int | None = None
+    after_step: Callable[[int], None] | None = None
 
     def fit(self, start_epoch: int, start_step: int) -> int:
         """Train from a completed-epoch count and global step; return the final step."""
@@ -108,6 +111,8 @@ class Trainer:
                     step,
                 )
                 step += 1
+                if self.after_step is not None:
+                    self.after_step(step)
                 images += x1.shape[0]
                 self.callbacks.on_step_end(
                     StepView(step, epoch, loss, lr, out, x1.shape[0], self.model)
@@ -131,5 +136,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        detached = SiameseOutput(*(t.detach() for t in out))
+        t1, t2 = (None if t is None else t.detach() for t in (out.t1, out.t2))
+        h1, h2, z1, z2, p1, p2 = (t.detach() for t in out[:6])
+        detached = SiameseOutput(h1, h2, z1, z2, p1, p2, t1, t2)
         return detached, value

@@ -1,4 +1,4 @@
-"""SGD with the paper's parameter groups and learning-rate schedule.
+"""Optimiser, parameter groups and learning-rate schedule.
 
 Paper Sec. 3: "We use SGD for pre-training. Our method does not require a
 large-batch optimizer ... with a base lr = 0.05. The learning rate is lr x BatchSize/256
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from siamlab.train.config import OptimConfig
+from siamlab.train.lars import LARS
 
 
 def initial_lr(cfg: OptimConfig, batch_size: int) -> float:
@@ -18,37 +19,49 @@ def initial_lr(cfg: OptimConfig, batch_size: int) -> float:
     return cfg.base_lr * batch_size / 256
 
 
-def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> torch.optim.SGD:
-    """SGD over all parameters (BN and biases included, as the paper).
+def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
+    """SGD (or LARS) over all trainable parameters (BN and biases included, as the paper).
 
     Two groups, ``encoder`` and ``predictor``, so the predictor's lr can be held
-    fixed (``fix_pred_lr``, Table 1c). Each group remembers whether it decays.
+    fixed (Table 1c). A fixed predictor (Table 1b) has no trainable parameters and
+    no group. A momentum target is never optimised.
     """
     lr = initial_lr(cfg, batch_size)
-    pred = [
-        p for n, p in model.named_parameters() if n.startswith("predictor.") and p.requires_grad
-    ]
-    enc = [
-        p for n, p in model.named_parameters() if not n.startswith("predictor.") and p.requires_grad
-    ]
+    enc: list[nn.Parameter] = []
+    pred: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (pred if name.startswith("predictor.") else enc).append(p)
+    fixed = cfg.fix_pred_lr or cfg.predictor_lr == "constant"
     groups = [
         {"params": enc, "name": "encoder", "fixed_lr": False},
-        {"params": pred, "name": "predictor", "fixed_lr": cfg.fix_pred_lr},
+        {"params": pred, "name": "predictor", "fixed_lr": fixed},
     ]
     groups = [g for g in groups if g["params"]]
+    if cfg.name == "lars":
+        return LARS(groups, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def lr_factor(cfg: OptimConfig, step: int, epoch: int, steps_per_epoch: int, epochs: int) -> float:
     """Multiplier of the initial lr at 0-based ``step`` (within 0-based ``epoch``).
 
-    ``update="epoch"`` reproduces the reference code: lr x 0.5 (1 + cos(pi epoch/epochs)),
-    set once at the start of each epoch. ``update="step"`` decays smoothly per step.
+    Linear warm-up over ``warmup_epochs``, then ``update="epoch"`` reproduces the
+    reference code, lr x 0.5 (1 + cos(pi epoch/epochs)) set once per epoch, and
+    ``update="step"`` decays smoothly per step.
     """
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "constant":
         return 1.0
-    progress = epoch / epochs if cfg.update == "epoch" else step / (steps_per_epoch * epochs)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.update == "epoch":
+        w = cfg.warmup_epochs
+        progress = (epoch - w) / (epochs - w) if epochs > w else 1.0
+    else:
+        total = steps_per_epoch * epochs
+        progress = (step - warmup) / (total - warmup) if total > warmup else 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * max(progress, 0.0)))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base: float, factor: float) -> float:
