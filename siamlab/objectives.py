@@ -8,8 +8,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from siamlab.eta.config import EtaConfig
 from siamlab.models.siamese import SiameseOutput
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,6 +28,7 @@ class ObjectiveConfig(BaseModel):
             ``asymmetric_2x``: the asymmetric loss on two independently augmented
             pairs per image (Sec. 4.6). ``train.batch_size`` always counts images: a
             step encodes 2B views (symmetric, asymmetric) or 4B views (asymmetric_2x).
+        eta: the EM-hypothesis targets of Sec. 5 (``off`` = SimSiam).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -34,6 +36,7 @@ class ObjectiveConfig(BaseModel):
     stop_grad: bool = True
     similarity: Literal["cosine", "cross_entropy"] = "cosine"
     symmetry: Literal["symmetric", "asymmetric", "asymmetric_2x"] = "symmetric"
+    eta: EtaConfig = Field(default_factory=EtaConfig)
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -15,12 +15,16 @@ from torch.utils.data import DataLoader
 
 from siamlab.config.study import RunSpec
 from siamlab.data.build import DataBundle, build_datasets
+from siamlab.data.plan import BatchPlan
 from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.diagnostics.eta_stats import EtaStatsHook
 from siamlab.diagnostics.hooks import create_hooks
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.diagnostics.probe import ProbeCache, fixed_subset
 from siamlab.diagnostics.sinks import ProgressSink, RecorderSink, Sink, TensorBoardSink
 from siamlab.errors import ResultsError
+from siamlab.eta.build import create_targets
+from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import create_model
 from siamlab.models.target import momentum_at
 from siamlab.objectives import simsiam_loss
@@ -88,6 +92,7 @@ class _Run:
         self.model = create_model(cfg.model).to(device)
         self.optimizer = create_optimizer(self.model, cfg.optim, cfg.train.batch_size)
         self.recorder = Recorder()
+        self.targets: TargetProvider | None = None
         self.created = now()
 
     def attrs(self, status: str) -> dict[str, Any]:
@@ -117,6 +122,7 @@ class _Run:
             "config": self.spec.config.model_dump(mode="json"),
             "created": self.created,
             "rng_cpu": torch.get_rng_state(),
+            "targets": self.targets.state_dict() if self.targets else None,
         }
         save_checkpoint(self.dir / "checkpoints", state)
         self.write_results(status)
@@ -142,6 +148,8 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.recorder.load_state_dict(state["recorder"])
         torch.set_rng_state(state["rng_cpu"])
+        if self.targets is not None:
+            self.targets.load_state_dict(state["targets"])
         self.created = state["created"]
         return int(state["epoch"]), int(state["step"])
 
@@ -171,6 +179,20 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
     run = _Run(spec, data, device)
     run.dir.mkdir(parents=True, exist_ok=True)
     (run.dir / "config.yaml").write_text(config_yaml(cfg))
+    spe = sampler.num_batches
+    total = min(spe * cfg.train.epochs, cfg.train.max_steps or spe * cfg.train.epochs)
+    plan = BatchPlan(len(data.train_eval), cfg.train.batch_size, spec.seed)
+    run.targets = create_targets(
+        cfg.objective.eta,
+        run.model,
+        data.train_views,
+        plan,
+        total,
+        cfg.model.dim,
+        run.dir,
+        device,
+        cfg.data.num_workers,
+    )
     start_epoch, start_step = run.resume()
     loader = DataLoader(
         data.train_views,
@@ -184,8 +206,6 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         sampler.set_epoch(epoch)
         return loader
 
-    spe = sampler.num_batches
-    total = min(spe * cfg.train.epochs, cfg.train.max_steps or spe * cfg.train.epochs)
     base_lr = initial_lr(cfg.optim, cfg.train.batch_size)
     diag = cfg.diagnostics
     probe_sets = {
@@ -199,8 +219,11 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
     if progress:
         desc = f"{spec.variant}/seed{spec.seed}"
         sinks.append(ProgressSink(total, start_step, cfg.model.dim, desc))
+    hooks = create_hooks(diag, data.num_classes)
+    if run.targets is not None:
+        hooks.append(EtaStatsHook())
     monitor = Monitor(
-        create_hooks(diag, data.num_classes),
+        hooks,
         sinks,
         lambda view: ProbeCache(view.model, probe_sets, device, batch_size=256),
     )
@@ -220,6 +243,7 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         after_step=lambda step: run.model.update_target(
             momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
         ),
+        targets=run.targets,
     )
     try:
         trainer.fit(start_epoch, start_step)

@@ -1,6 +1,6 @@
 """The one config tree that describes a run completely; saved beside every result."""
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from siamlab.data.config import DataConfig
 from siamlab.diagnostics.config import DiagnosticsConfig
@@ -35,3 +35,19 @@ class RunConfig(BaseModel):
     train: TrainConfig = TrainConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "RunConfig":
+        """Refuse combinations that have no meaning, naming the keys involved."""
+        eta = self.objective.eta.mode
+        if eta != "off" and self.objective.symmetry == "asymmetric_2x":
+            raise ValueError(
+                "objective.eta.mode and objective.symmetry=asymmetric_2x cannot be combined: "
+                "eta holds one target per image, the 2x loss samples two pairs per image"
+            )
+        if eta != "off" and self.model.target.momentum > 0:
+            raise ValueError(
+                "objective.eta.mode and model.target.momentum > 0 are two different target "
+                "sources; use one of them"
+            )
+        return self

@@ -36,6 +36,8 @@ def _describe(error: Any) -> str:
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
         return f"unknown key {path!r}{hint} (valid keys here: {', '.join(valid)})"
+    if error["type"] == "value_error":  # our own validators: the message says it all
+        return f"{path or 'config'}: {error['msg'].removeprefix('Value error, ')}"
     got = error.get("input")
     return f"{path}: {error['msg']} (got {got!r})"
 

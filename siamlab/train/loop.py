@@ -6,12 +6,13 @@ Whatever wants to watch training (diagnostics, logging, checkpointing) implement
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 from torch import nn
 
+from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseOutput
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
@@ -36,6 +37,7 @@ class StepView:
     output: SiameseOutput
     batch_size: int
     model: nn.Module  # after the optimiser step; parameters' .grad hold this step's gradients
+    target_stats: dict[str, float] = field(default_factory=dict)  # from the eta provider
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Trainer:
         max_steps: stop after this many global steps (None = no cap).
         after_step: called with the 1-based step after each optimiser step (e.g. the
             momentum target's EMA update).
+        targets: replaces the targets by eta (paper Sec. 5); None = SimSiam's own z.
     """
 
     model: nn.Module
@@ -94,6 +97,7 @@ class Trainer:
     callbacks: Callbacks
     max_steps: int | None = None
     after_step: Callable[[int], None] | None = None
+    targets: TargetProvider | None = None
 
     def fit(self, start_epoch: int, start_step: int) -> int:
         """Train from a completed-epoch count and global step; return the final step."""
@@ -101,13 +105,16 @@ class Trainer:
         for epoch in range(start_epoch, self.epochs):
             t0, images = time.perf_counter(), 0
             self.model.train()
-            for x1, x2, _, _ in self.batches(epoch):
+            for x1, x2, _, idx in self.batches(epoch):
                 if self.max_steps is not None and step >= self.max_steps:
                     break
                 lr = self.set_lr(step, epoch)
-                out, loss = self._step(
+                if self.targets is not None:
+                    self.targets.before_step(step)
+                out, loss, stats = self._step(
                     x1.to(self.device, non_blocking=True),
                     x2.to(self.device, non_blocking=True),
+                    idx,
                     step,
                 )
                 step += 1
@@ -115,7 +122,7 @@ class Trainer:
                     self.after_step(step)
                 images += x1.shape[0]
                 self.callbacks.on_step_end(
-                    StepView(step, epoch, loss, lr, out, x1.shape[0], self.model)
+                    StepView(step, epoch, loss, lr, out, x1.shape[0], self.model, stats)
                 )
             done = self.max_steps is not None and step >= self.max_steps
             is_last = done or epoch + 1 == self.epochs
@@ -127,8 +134,13 @@ class Trainer:
                 break
         return step
 
-    def _step(self, x1: torch.Tensor, x2: torch.Tensor, step: int) -> tuple[SiameseOutput, float]:
+    def _step(
+        self, x1: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, step: int
+    ) -> tuple[SiameseOutput, float, dict[str, float]]:
         out = self.model(x1, x2)
+        stats: dict[str, float] = {}
+        if self.targets is not None:
+            out, stats = self.targets.apply(out, idx, step)
         loss = self.loss_fn(out)
         value = float(loss.detach())
         if not torch.isfinite(loss):
@@ -139,4 +151,4 @@ class Trainer:
         t1, t2 = (None if t is None else t.detach() for t in (out.t1, out.t2))
         h1, h2, z1, z2, p1, p2 = (t.detach() for t in out[:6])
         detached = SiameseOutput(h1, h2, z1, z2, p1, p2, t1, t2)
-        return detached, value
+        return detached, value, stats

@@ -1,0 +1,51 @@
+"""Build the eta target provider a run's config asks for."""
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from siamlab.data.plan import BatchPlan
+from siamlab.data.views import TwoViewDataset
+from siamlab.eta.cached import CachedTargets, ViewLoader
+from siamlab.eta.config import EtaConfig
+from siamlab.eta.moving_average import MovingAverageTargets
+from siamlab.eta.provider import TargetProvider
+from siamlab.eta.table import EtaTable
+
+
+def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
+    """A function loading the views of given batches of an epoch (same keys as training)."""
+
+    def load(epoch: int, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        views = copy.copy(dataset)  # its own epoch; the training dataset is untouched
+        views.set_epoch(epoch)
+        for x1, x2, _, _ in DataLoader(views, batch_sampler=batches, num_workers=num_workers):
+            yield x1, x2
+
+    return load
+
+
+def create_targets(
+    cfg: EtaConfig,
+    model: nn.Module,
+    dataset: TwoViewDataset,
+    plan: BatchPlan,
+    total_steps: int,
+    dim: int,
+    run_dir: Path,
+    device: torch.device,
+    num_workers: int = 0,
+) -> TargetProvider | None:
+    """The provider for ``cfg.mode`` (None for ``off``: SimSiam's own targets)."""
+    if cfg.mode == "cached":
+        k = plan.steps_per_epoch if cfg.k == "epoch" else cfg.k
+        return CachedTargets(model, plan, view_loader(dataset, num_workers), k, total_steps, device)
+    if cfg.mode == "moving_average":
+        folder = Path(cfg.path) if cfg.path else run_dir / "eta"
+        table = EtaTable(len(dataset), dim, cfg.dtype, cfg.storage, folder)
+        return MovingAverageTargets(table, cfg.momentum)
+    return None

@@ -1,0 +1,64 @@
+"""Moving-average eta (paper Sec. 5.2): one target per image, averaged over its visits.
+
+"each image keeps eta_x, updated when x is sampled as eta_x <- m eta_x + (1-m)
+F_theta(T'(x)); the loss compares F_theta(T(x)) with the stored eta_x" (NOTES.md).
+"""
+
+from typing import Any
+
+import torch
+
+from siamlab.eta.provider import mean_cosine, unit_drift, with_targets
+from siamlab.eta.table import EtaTable
+from siamlab.models.siamese import SiameseOutput
+
+
+class MovingAverageTargets:
+    """Per-image eta with momentum m, kept in an :class:`EtaTable`.
+
+    Symmetric form: the target of p1 is m eta_x + (1 - m) z2 and that of p2 is
+    m eta_x + (1 - m) z1 (so m = 0 is SimSiam's loss exactly); the stored eta_x becomes
+    their mean, m eta_x + (1 - m) (z1 + z2) / 2. A first visit initialises eta_x
+    (targets z2 and z1, i.e. plain SimSiam for that image).
+
+    Args:
+        table: the per-image storage.
+        momentum: m.
+    """
+
+    def __init__(self, table: EtaTable, momentum: float) -> None:
+        self.table, self.m = table, momentum
+
+    def before_step(self, step: int) -> None:
+        """Nothing to prepare: eta is updated as images are sampled."""
+
+    @torch.no_grad()
+    def apply(
+        self, out: SiameseOutput, idx: torch.Tensor, step: int
+    ) -> tuple[SiameseOutput, dict[str, float]]:
+        """Update eta for the batch's images and use it as their targets."""
+        idx = idx.cpu()
+        z1, z2 = out.z1.detach().float().cpu(), out.z2.detach().float().cpu()  # (B, d)
+        old = self.table.read(idx)  # (B, d)
+        seen = self.table.visited[idx]  # (B,)
+        age = (step - self.table.last_step[idx][seen]).float()
+        keep = torch.where(seen[:, None], torch.full_like(z1[:, :1], self.m), 0.0)  # (B, 1)
+        t1 = keep * old + (1 - keep) * z1
+        t2 = keep * old + (1 - keep) * z2
+        new = (t1 + t2) / 2
+        self.table.write(idx, new, step)
+        stats = {
+            "eta_drift": unit_drift(new[seen], old[seen]),
+            "eta_cosine": mean_cosine(z1[seen], old[seen]),
+            "eta_age": float(age.mean()) if len(age) else float("nan"),
+        }
+        device, dtype = out.z1.device, out.z1.dtype
+        return with_targets(out, t1.to(device, dtype), t2.to(device, dtype)), stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """The table's state."""
+        return {"table": self.table.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the table."""
+        self.table.load_state_dict(state["table"])

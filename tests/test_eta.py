@@ -1,0 +1,166 @@
+"""The EM-hypothesis targets (paper Sec. 5): k-step alternation and moving-average eta."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from siamlab.data.plan import BatchPlan
+from siamlab.eta.cached import CachedTargets
+from siamlab.eta.moving_average import MovingAverageTargets
+from siamlab.eta.table import EtaTable
+from siamlab.models.config import ModelConfig
+from siamlab.models.siamese import SiameseOutput, create_model
+from siamlab.results.store import open_run
+from siamlab.run import _Checkpointing, execute_run
+from siamlab.train.checkpoint import load_checkpoint
+from tests.conftest import tiny_runs
+
+
+def _run(tmp_path, *sets):
+    return open_run(execute_run(tiny_runs(tmp_path, sets=list(sets))[0], progress=False).directory)
+
+
+def test_one_step_alternation_is_simsiam_exactly(tmp_path):
+    plain = _run(tmp_path / "a")
+    cached = _run(tmp_path / "b", "objective.eta.mode=cached", "objective.eta.k=1")
+    np.testing.assert_array_equal(plain["loss"].values, cached["loss"].values)
+    np.testing.assert_array_equal(plain["knn_top1"].values, cached["knn_top1"].values)
+    assert (cached["eta_age"] == 0).all() and np.allclose(cached["eta_cosine"], 1.0, atol=1e-5)
+
+
+def _toy():
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(backbone="convnet_small", width=4, dim=8)).train()
+    images = torch.randn(32, 3, 8, 8)
+    plan = BatchPlan(32, 8, seed=0)  # 4 steps per epoch
+
+    def load(epoch, batches):
+        g = torch.Generator().manual_seed(epoch)
+        noise = torch.randn(32, 3, 8, 8, generator=g)
+        for b in batches:
+            yield images[b] + 0.1 * noise[b], images[b] - 0.1 * noise[b]
+
+    return model, plan, load
+
+
+def test_cached_targets_fixed_within_the_window_and_refreshed_after():
+    model, plan, load = _toy()
+    cached = CachedTargets(model, plan, load, k=6, total_steps=100, device=torch.device("cpu"))
+    cached.before_step(0)
+    first = cached.cache.clone()
+    assert first.shape == (32, 2, 8)  # 6 steps over 1.5 epochs: every image once
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    for step in range(1, 6):
+        cached.before_step(step)
+        assert torch.equal(cached.cache, first)
+    cached.before_step(6)
+    assert cached.window_start == 6 and not torch.equal(cached.cache, first)
+    assert cached.last_drift > 0  # the images overlap both windows
+
+
+def test_cache_pass_leaves_bn_statistics_untouched():
+    model, plan, load = _toy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    CachedTargets(model, plan, load, k=4, total_steps=8, device=torch.device("cpu")).before_step(0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_cached_targets_are_the_first_visit_z():
+    model, plan, load = _toy()
+    cached = CachedTargets(model, plan, load, k=4, total_steps=8, device=torch.device("cpu"))
+    cached.before_step(0)
+    epoch, batch = plan.batch(2)
+    x1, x2 = list(load(epoch, [batch]))[0]
+    with torch.no_grad():
+        ref = model(x1, x2)
+    out, _ = cached.apply(ref, torch.tensor(batch), 2)
+    # same weights, same batch -> the cached targets equal this forward's z
+    torch.testing.assert_close(out.t1, ref.z1)
+    torch.testing.assert_close(out.t2, ref.z2)
+
+
+def _out(z1, z2):
+    return SiameseOutput(z1, z2, z1, z2, z1, z2)
+
+
+def test_moving_average_update_row_by_row():
+    table = EtaTable(10, 3, "float32", "memory")
+    ma = MovingAverageTargets(table, momentum=0.8)
+    idx = torch.tensor([2, 5])
+    z1, z2 = torch.randn(2, 3), torch.randn(2, 3)
+    out, _ = ma.apply(_out(z1, z2), idx, step=0)
+    torch.testing.assert_close(out.t1, z1)  # first visit initialises: SimSiam targets
+    torch.testing.assert_close(table.read(idx), (z1 + z2) / 2)
+    eta = table.read(idx)
+    w1, w2 = torch.randn(2, 3), torch.randn(2, 3)
+    idx2 = torch.tensor([5, 7])  # row 5 seen before, row 7 new
+    out, stats = ma.apply(_out(w1, w2), idx2, step=3)
+    torch.testing.assert_close(out.t2[0], 0.8 * eta[1] + 0.2 * w2[0])
+    torch.testing.assert_close(out.t1[0], 0.8 * eta[1] + 0.2 * w1[0])
+    torch.testing.assert_close(out.t1[1], w1[1])
+    torch.testing.assert_close(
+        table.read(torch.tensor([5]))[0], 0.8 * eta[1] + 0.2 * (w1[0] + w2[0]) / 2
+    )
+    torch.testing.assert_close(table.read(torch.tensor([2])), eta[:1])  # untouched row
+    assert stats["eta_age"] == 3.0
+    assert int(table.last_step[5]) == 3 and bool(table.visited[7])
+
+
+def test_memmap_table_snapshot_and_restore(tmp_path):
+    table = EtaTable(100, 4, "float16", "memmap", tmp_path)
+    idx = torch.tensor([1, 50, 99])
+    table.write(idx, torch.ones(3, 4), step=1)
+    state = table.state_dict()
+    table.write(idx, torch.full((3, 4), 7.0), step=2)  # after the checkpoint
+    restored = EtaTable(100, 4, "float16", "memmap", tmp_path)
+    restored.load_state_dict(state)
+    torch.testing.assert_close(restored.read(idx), torch.ones(3, 4))
+    assert restored.visited.sum() == 3
+
+
+def test_memmap_and_memory_storage_train_identically(tmp_path):
+    ma = ["objective.eta.mode=moving_average", "model.predictor.kind=none"]
+    memory = _run(tmp_path / "m", *ma)
+    memmap = _run(tmp_path / "d", *ma, "objective.eta.storage=memmap")
+    xr.testing.assert_equal(memory["loss"], memmap["loss"])
+    assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.work.npy").is_file()
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["objective.eta.mode=cached", "objective.eta.k=3"],
+        ["objective.eta.mode=moving_average", "objective.eta.storage=memmap"],
+    ],
+    ids=["cached_k3", "moving_average_memmap"],
+)
+def test_resume_restores_eta(tmp_path, monkeypatch, mode):
+    sets = ["train.epochs=3", *mode]
+    full = execute_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
+    spec = tiny_runs(tmp_path / "b", sets=sets)[0]
+    original = _Checkpointing.on_epoch_end
+
+    def kill_after_epoch_1(self, view):
+        original(self, view)
+        if view.epoch == 1:  # step 4: inside a k=3 window
+            raise _Killed
+
+    monkeypatch.setattr(_Checkpointing, "on_epoch_end", kill_after_epoch_1)
+    with pytest.raises(_Killed):
+        execute_run(spec, progress=False)
+    monkeypatch.setattr(_Checkpointing, "on_epoch_end", original)
+    resumed = execute_run(spec, progress=False)
+    a, b = open_run(full.directory), open_run(resumed.directory)
+    xr.testing.assert_equal(a["loss"], b["loss"])
+    xr.testing.assert_equal(a["eta_cosine"], b["eta_cosine"])
+    wa = load_checkpoint(full.directory / "checkpoints")["model"]
+    wb = load_checkpoint(resumed.directory / "checkpoints")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
