@@ -13,5 +13,9 @@ class DataError(SiamlabError):
     """A dataset is missing, has the wrong layout, or holds unreadable samples."""
 
 
+class CorruptImageError(DataError):
+    """One image file cannot be decoded."""
+
+
 class ResultsError(SiamlabError):
     """A results folder or checkpoint cannot be read, written or resumed."""

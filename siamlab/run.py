@@ -6,6 +6,7 @@ This module wires components together. It trains nothing itself (see
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from siamlab.provenance import config_diff, config_yaml, now, versions
 from siamlab.results.recorder import Recorder
 from siamlab.results.store import write_run
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
-from siamlab.train.loop import DivergedError, EpochView, StepView, Trainer
+from siamlab.train.loop import DivergedError, EpochView, Preempted, StepView, Trainer
 from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
 
 
@@ -55,17 +56,27 @@ def select_device(name: str) -> torch.device:
 
 
 class _Checkpointing:
-    """After each epoch's diagnostics: save the checkpoint, then the matching results."""
+    """Saves the checkpoint, then the matching results.
 
-    def __init__(self, run: "_Run", every: int) -> None:
-        self.run, self.every = run, every
+    After an epoch's diagnostics, and every N steps inside an epoch if asked.
+    """
+
+    def __init__(self, run: "_Run", every_epochs: int, every_steps: int | None, spe: int) -> None:
+        self.run, self.every_epochs, self.every_steps, self.spe = (
+            run,
+            every_epochs,
+            every_steps,
+            spe,
+        )
 
     def on_step_end(self, view: StepView) -> None:
-        pass
+        # a step that ends an epoch is saved after the epoch's diagnostics instead
+        if self.every_steps and view.step % self.every_steps == 0 and view.step % self.spe:
+            self.run.save(view.step, "running")
 
     def on_epoch_end(self, view: EpochView) -> None:
-        if view.epoch % self.every == 0 or view.is_last:
-            self.run.save(view.epoch, view.step, "finished" if view.is_last else "running")
+        if view.epoch % self.every_epochs == 0 or view.is_last:
+            self.run.save(view.step, "finished" if view.is_last else "running")
 
 
 class _Both:
@@ -112,9 +123,8 @@ class _Run:
             **versions(),
         }
 
-    def save(self, epoch: int, step: int, status: str) -> None:
+    def save(self, step: int, status: str) -> None:
         state = {
-            "epoch": epoch,
             "step": step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -130,11 +140,11 @@ class _Run:
     def write_results(self, status: str, **extra: Any) -> None:
         write_run(self.dir, self.recorder.to_dataset({**self.attrs(status), **extra}))
 
-    def resume(self) -> tuple[int, int]:
-        """Load the checkpoint if there is one; return (completed epochs, step)."""
+    def resume(self) -> int:
+        """Load the checkpoint if there is one; return its global step (0 without one)."""
         state = load_checkpoint(self.dir / "checkpoints")
         if state is None:
-            return 0, 0
+            return 0
         current = self.spec.config.model_dump(mode="json")
         diffs = [d for d in config_diff(state["config"], current) if not d.startswith("output.")]
         if diffs:
@@ -151,7 +161,7 @@ class _Run:
         if self.targets is not None:
             self.targets.load_state_dict(state["targets"])
         self.created = state["created"]
-        return int(state["epoch"]), int(state["step"])
+        return int(state["step"])
 
 
 def _configure_torch(spec: RunSpec) -> None:
@@ -164,10 +174,19 @@ def _configure_torch(spec: RunSpec) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
+def execute_run(
+    spec: RunSpec, progress: bool = True, should_stop: Callable[[], bool] | None = None
+) -> RunOutcome:
     """Train one run to the end, resuming from its checkpoint if there is one.
 
+    Args:
+        spec: the run.
+        progress: show a progress bar.
+        should_stop: polled between steps; when it returns True the run saves a
+            checkpoint and its results (status ``preempted``) and raises Preempted.
+
     Raises:
+        Preempted: a stop was requested; re-running resumes exactly.
         SiamlabError: bad data, an unwritable folder or a mismatched checkpoint.
     """
     cfg = spec.config
@@ -193,7 +212,7 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         device,
         cfg.data.num_workers,
     )
-    start_epoch, start_step = run.resume()
+    start_step = run.resume()
     loader = DataLoader(
         data.train_views,
         batch_sampler=PairBatches(sampler, pairs) if pairs > 1 else sampler,
@@ -201,9 +220,9 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         pin_memory=device.type == "cuda",
     )
 
-    def batches(epoch: int) -> DataLoader:
+    def batches(epoch: int, start_batch: int) -> DataLoader:
         data.train_views.set_epoch(epoch)
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch, start_batch)
         return loader
 
     base_lr = initial_lr(cfg.optim, cfg.train.batch_size)
@@ -238,15 +257,24 @@ def execute_run(spec: RunSpec, progress: bool = True) -> RunOutcome:
         steps_per_epoch=spe,
         epochs=cfg.train.epochs,
         device=device,
-        callbacks=_Both(monitor, _Checkpointing(run, cfg.train.checkpoint_every_epochs)),
+        callbacks=_Both(
+            monitor,
+            _Checkpointing(
+                run, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe
+            ),
+        ),
         max_steps=cfg.train.max_steps,
         after_step=lambda step: run.model.update_target(
             momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
         ),
         targets=run.targets,
+        should_stop=should_stop or (lambda: False),
     )
     try:
-        trainer.fit(start_epoch, start_step)
+        trainer.fit(start_step)
+    except Preempted as exc:
+        run.save(exc.step, "preempted")
+        raise
     except DivergedError as exc:
         run.write_results("diverged", diverged_step=exc.step)
         return RunOutcome("diverged", run.dir, _summary(run.recorder, cfg.model.dim))

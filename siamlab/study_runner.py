@@ -5,8 +5,11 @@ from dataclasses import dataclass
 
 from siamlab.config.study import RunSpec
 from siamlab.errors import ResultsError, SiamlabError
+from siamlab.preemption import StopFlag, stop_on_signals
+from siamlab.results.lock import study_lock
 from siamlab.results.store import open_run
 from siamlab.run import RunOutcome, execute_run
+from siamlab.train.loop import Preempted
 
 
 @dataclass(frozen=True)
@@ -32,23 +35,44 @@ def run_study(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[StudyReport]:
-    """Execute ``runs`` in order; a failing run is reported and the others still run."""
-    reports = []
-    for spec in runs:
-        name = f"{spec.variant}/seed{spec.seed}"
-        if run_status(spec) == "finished":
-            log(f"{name}: finished earlier, skipped ({spec.directory()})")
-            reports.append(StudyReport(name, "skipped", {}))
-            continue
-        try:
-            outcome: RunOutcome = execute_run(spec, progress=progress)
-        except SiamlabError as exc:
-            log(f"{name}: FAILED: {exc}")
-            reports.append(StudyReport(name, "failed", {}, str(exc)))
-            continue
-        except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
-            log(f"{name}: FAILED with an unexpected error: {exc!r}")
-            reports.append(StudyReport(name, "failed", {}, repr(exc)))
-            continue
-        reports.append(StudyReport(name, outcome.status, outcome.summary))
+    """Execute ``runs`` in order; a failing run is reported and the others still run.
+
+    Holds the study folder's lock throughout. SIGTERM/SIGINT stop the current run
+    cleanly after its current step (checkpoint and results written); the remaining
+    runs are reported as ``not started``.
+
+    Raises:
+        ResultsError: another process is running this study, or its folder is not
+            writable.
+    """
+    reports: list[StudyReport] = []
+    flag = StopFlag()
+    with study_lock(runs[0].directory().parent.parent), stop_on_signals(flag):
+        for spec in runs:
+            name = f"{spec.variant}/seed{spec.seed}"
+            if flag():
+                reports.append(StudyReport(name, "not started", {}))
+                continue
+            if run_status(spec) == "finished":
+                log(f"{name}: finished earlier, skipped ({spec.directory()})")
+                reports.append(StudyReport(name, "skipped", {}))
+                continue
+            try:
+                outcome: RunOutcome = execute_run(spec, progress=progress, should_stop=flag)
+            except Preempted as exc:
+                log(
+                    f"{name}: stopped on request after step {exc.step}; checkpoint written, "
+                    "re-run the same command to resume"
+                )
+                reports.append(StudyReport(name, "preempted", {}))
+                continue
+            except SiamlabError as exc:
+                log(f"{name}: FAILED: {exc}")
+                reports.append(StudyReport(name, "failed", {}, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
+                log(f"{name}: FAILED with an unexpected error: {exc!r}")
+                reports.append(StudyReport(name, "failed", {}, repr(exc)))
+                continue
+            reports.append(StudyReport(name, outcome.status, outcome.summary))
     return reports

@@ -9,6 +9,7 @@ from rich.table import Table
 from siamlab.cli.app import app, console, err
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import SiamlabError
+from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
 from siamlab.study_runner import StudyReport, run_study
 
@@ -90,12 +91,22 @@ def run(
     only: OnlyOpt = None,
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Run every variant x seed of STUDY; re-running resumes and skips finished runs."""
+    """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
+
+    Exit status: 0 all finished (or diverged: see the table), 1 a run failed, 2 bad
+    input, 75 stopped by SIGTERM/SIGINT (re-run to resume).
+    """
     runs = _expand(study, profile, set_, only)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
-    reports = run_study(
-        runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
-    )
+    try:
+        reports = run_study(
+            runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
+        )
+    except SiamlabError as exc:  # e.g. the study folder is locked or not writable
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     _report(reports)
     if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
+    if any(r.status == "preempted" for r in reports):
+        raise typer.Exit(EXIT_PREEMPTED)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from siamlab.data.config import AugmentConfig, DataConfig, dataset_stats
 from siamlab.data.sources import load_sources
+from siamlab.data.tolerant import TolerantSource
 from siamlab.data.transforms import eval_transform, train_transform
 from siamlab.data.views import EvalDataset, TwoViewDataset
 
@@ -49,6 +50,9 @@ def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
 
     """
     train, test = load_sources(cfg)
+    if cfg.dataset == "imagefolder":
+        train = TolerantSource(train, cfg.max_corrupt_fraction)
+        test = TolerantSource(test, cfg.max_corrupt_fraction)
     size = cfg.image_size
     aug = resolved_augment(cfg)
     evaluate = eval_transform(aug, size)

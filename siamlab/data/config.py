@@ -137,6 +137,9 @@ class DataConfig(BaseModel):
             training images (quick runs); None keeps all.
         test_limit: the same for the test split.
         num_workers: DataLoader worker processes.
+        max_corrupt_fraction: image folders only: unreadable images are skipped with a
+            warning (replaced by the next readable one) while they stay at most this
+            fraction of the images read; beyond it the run fails.
         augment: the two-view augmentation.
 
     """
@@ -151,4 +154,5 @@ class DataConfig(BaseModel):
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
+    max_corrupt_fraction: float = Field(0.001, ge=0.0, le=1.0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from siamlab.data.config import DataConfig
-from siamlab.errors import DataError
+from siamlab.errors import CorruptImageError, DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -79,7 +79,7 @@ class FolderSource(ImageSource):
             with Image.open(path) as im:
                 return im.convert("RGB")  # convert() loads all pixels: truncation fails here
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise DataError(
+            raise CorruptImageError(
                 f"cannot read image {path} (sample {i}): {e}. The file is corrupt or truncated; "
                 "delete or replace it (or re-extract the dataset) and run again."
             ) from e

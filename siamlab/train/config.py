@@ -50,6 +50,8 @@ class TrainConfig(BaseModel):
         threads: torch CPU threads; None leaves torch's default.
         checkpoint_every_epochs: write a checkpoint (and the results) every N epochs
             and always at the end.
+        checkpoint_every_steps: also every N steps inside an epoch (long ImageNet
+            epochs); None = only at epoch ends.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,3 +63,4 @@ class TrainConfig(BaseModel):
     deterministic: bool = True
     threads: int | None = Field(default=None, ge=1)
     checkpoint_every_epochs: int = Field(default=1, ge=1)
+    checkpoint_every_steps: int | None = Field(default=None, ge=1)

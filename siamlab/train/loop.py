@@ -18,6 +18,14 @@ from siamlab.models.siamese import SiameseOutput
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
 
 
+class Preempted(Exception):
+    """A stop was requested (SIGTERM/SIGINT); training stopped after ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped on request after step {step}")
+        self.step = step
+
+
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the step it happened at is ``step``."""
 
@@ -75,7 +83,8 @@ class Trainer:
         loss_fn: SiameseOutput -> scalar loss.
         optimizer: its optimiser.
         set_lr: sets the lr for a step and returns it.
-        batches: ``batches(epoch)`` iterates that epoch's batches.
+        batches: ``batches(epoch, start_batch)`` iterates that epoch's batches from
+            ``start_batch`` on (mid-epoch resume).
         steps_per_epoch: batches per epoch.
         epochs: total epochs.
         device: where tensors go.
@@ -84,13 +93,15 @@ class Trainer:
         after_step: called with the 1-based step after each optimiser step (e.g. the
             momentum target's EMA update).
         targets: replaces the targets by eta (paper Sec. 5); None = SimSiam's own z.
+        should_stop: polled between steps; True stops training with :class:`Preempted`
+            (deferred to after the epoch's callbacks when a step ends an epoch).
     """
 
     model: nn.Module
     loss_fn: LossFn
     optimizer: torch.optim.Optimizer
     set_lr: LrFn
-    batches: Callable[[int], Iterable[Batch]]
+    batches: Callable[[int, int], Iterable[Batch]]
     steps_per_epoch: int
     epochs: int
     device: torch.device
@@ -98,14 +109,16 @@ class Trainer:
     max_steps: int | None = None
     after_step: Callable[[int], None] | None = None
     targets: TargetProvider | None = None
+    should_stop: Callable[[], bool] = lambda: False
 
-    def fit(self, start_epoch: int, start_step: int) -> int:
-        """Train from a completed-epoch count and global step; return the final step."""
+    def fit(self, start_step: int) -> int:
+        """Train from global step ``start_step`` (0 or a checkpoint's); return the last step."""
         step = start_step
+        start_epoch, skip = divmod(start_step, self.steps_per_epoch)
         for epoch in range(start_epoch, self.epochs):
             t0, images = time.perf_counter(), 0
             self.model.train()
-            for x1, x2, _, idx in self.batches(epoch):
+            for x1, x2, _, idx in self.batches(epoch, skip if epoch == start_epoch else 0):
                 if self.max_steps is not None and step >= self.max_steps:
                     break
                 lr = self.set_lr(step, epoch)
@@ -124,6 +137,8 @@ class Trainer:
                 self.callbacks.on_step_end(
                     StepView(step, epoch, loss, lr, out, x1.shape[0], self.model, stats)
                 )
+                if step % self.steps_per_epoch and self.should_stop():
+                    raise Preempted(step)
             done = self.max_steps is not None and step >= self.max_steps
             is_last = done or epoch + 1 == self.epochs
             seconds = time.perf_counter() - t0
@@ -132,6 +147,8 @@ class Trainer:
             )
             if done:
                 break
+            if self.should_stop():
+                raise Preempted(step)
         return step
 
     def _step(

@@ -1,0 +1,46 @@
+"""SIGTERM / SIGINT as a request to stop cleanly after the current step.
+
+Clusters preempt jobs with SIGTERM; users press Ctrl-C. Either sets a flag that the
+trainer checks between steps; the run then writes a checkpoint and its results and
+the CLI exits with :data:`EXIT_PREEMPTED`. A second signal is handled normally, so
+a stuck process can still be interrupted.
+"""
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: re-run the same command to resume
+
+
+class StopFlag:
+    """Set by a signal; read by the trainer between steps."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
+    """Install the handlers for the block (main thread only; elsewhere a no-op)."""
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        flag.signal = signum
+        signal.signal(signum, previous[signum])  # a second signal acts as usual
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handle)
+    except ValueError:  # not the main thread
+        previous.clear()
+    try:
+        yield flag
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,221 @@
+"""Killed runs resume exactly, divergence is caught, writes are atomic, nothing is lost."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from siamlab.atomic import atomic_write
+from siamlab.errors import ResultsError
+from siamlab.preemption import EXIT_PREEMPTED
+from siamlab.results.lock import study_lock
+from siamlab.results.store import open_run, write_run
+from siamlab.run import execute_run
+from siamlab.study_runner import run_study
+from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
+from tests.conftest import TINY, tiny_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _study_file(tmp_path: Path, sets: list[str]) -> tuple[Path, list[str]]:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "variants": {"default": {}}}))
+    args = [a for s in [*TINY, f"output.root={tmp_path / 'out'}", *sets] for a in ("--set", s)]
+    return path, args
+
+
+def _spawn(study: Path, args: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "siamlab", "run", str(study), "--no-progress", *args]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.time() - t0 < timeout
+        time.sleep(0.05)
+
+
+def _assert_same_run(a_dir: Path, b_dir: Path, names: tuple[str, ...]) -> None:
+    a, b = open_run(a_dir), open_run(b_dir)
+    for name in names:
+        xr.testing.assert_equal(a[name], b[name])
+    wa = load_checkpoint(a_dir / "checkpoints")["model"]
+    wb = load_checkpoint(b_dir / "checkpoints")["model"]
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+SETS = ["train.epochs=4", "data.train_limit=512"]  # 8 steps per epoch
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    reference = execute_run(tiny_runs(tmp_path / "ref", sets=SETS)[0], progress=False)
+    study, args = _study_file(tmp_path, SETS)
+    proc = _spawn(study, args)
+    run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
+    _wait_for(run_dir / "checkpoints" / "last.pt", proc)  # epoch 1 written, epoch 2 running
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    assert open_run(run_dir).attrs["status"] == "running"  # results of the last checkpoint
+    rerun = _spawn(study, args)
+    assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
+    _assert_same_run(
+        reference.directory,
+        run_dir,
+        ("loss", "z_std_train", "knn_top1", "z_std_eval", "epoch_loss"),
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
+    sets = [*SETS, "train.checkpoint_every_steps=3"]
+    reference = execute_run(tiny_runs(tmp_path / "ref", sets=sets)[0], progress=False)
+    study, args = _study_file(tmp_path, sets)
+    proc = _spawn(study, args)
+    run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
+    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == EXIT_PREEMPTED
+    stopped = open_run(run_dir)
+    assert stopped.attrs["status"] == "preempted"
+    state = load_checkpoint(run_dir / "checkpoints")
+    assert state["step"] == stopped.sizes["step"]  # checkpoint and results agree
+    rerun = _spawn(study, args)
+    assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
+    _assert_same_run(reference.directory, run_dir, ("loss", "z_std_train", "knn_top1", "lr"))
+
+
+def test_divergence_marks_the_run_and_the_study_goes_on(tmp_path):
+    runs = tiny_runs(
+        tmp_path,
+        variants={"blowup": {"optim": {"base_lr": 1e30}}, "fine": {}},
+        sets=["train.epochs=2"],
+    )
+    reports = run_study(runs, progress=False, log=lambda _: None)
+    assert [r.status for r in reports] == ["diverged", "finished"]
+    ds = open_run(runs[0].directory())
+    assert ds.attrs["status"] == "diverged" and ds.attrs["diverged_step"] >= 1
+    assert np.isfinite(ds["loss"]).all()  # only the good steps are recorded
+
+
+def test_a_second_run_on_the_same_study_is_refused_with_the_holder(tmp_path):
+    with (
+        study_lock(tmp_path / "study"),
+        pytest.raises(ResultsError, match=rf"in use by another siamlab run \(pid {os.getpid()}"),
+        study_lock(tmp_path / "study"),
+    ):
+        pass
+    with study_lock(tmp_path / "study"):  # released: free again
+        pass
+
+
+def test_unwritable_results_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ResultsError, match="cannot write to the results folder"):
+        run_study(tiny_runs(blocker), progress=False, log=lambda _: None)
+
+
+_SLOW_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from siamlab.atomic import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            for _ in range(10_000):
+                fh.write(b"new" * 1000)
+                fh.flush()
+                time.sleep(0.001)
+
+    atomic_write(sys.argv[1], write)
+    """
+)
+
+
+def test_killed_writer_leaves_the_previous_file_intact(tmp_path):
+    target = tmp_path / "metrics.nc"
+    target.write_bytes(b"previous complete file")
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)])
+    t0 = time.time()
+    while not list(tmp_path.glob(".metrics.nc.tmp-*")):
+        assert time.time() - t0 < 60
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert target.read_bytes() == b"previous complete file"
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_disk_full_keeps_previous_results_and_checkpoint(tmp_path, monkeypatch):
+    spec = tiny_runs(tmp_path, sets=["train.max_steps=2"])[0]
+    done = execute_run(spec, progress=False)
+    before_nc = (done.directory / "metrics.nc").read_bytes()
+    before_ckpt = (done.directory / "checkpoints" / "last.pt").read_bytes()
+    ds = open_run(done.directory)
+    monkeypatch.setattr("xarray.Dataset.to_netcdf", _disk_full)
+    with pytest.raises(ResultsError, match="No space left on device.*previous file"):
+        write_run(done.directory, ds)
+    monkeypatch.setattr("torch.save", _disk_full)
+    with pytest.raises(ResultsError, match="No space left on device"):
+        save_checkpoint(done.directory / "checkpoints", {"x": 1})
+    assert (done.directory / "metrics.nc").read_bytes() == before_nc
+    assert (done.directory / "checkpoints" / "last.pt").read_bytes() == before_ckpt
+    assert not list(done.directory.rglob(".*.tmp-*"))  # no temp files left behind
+
+
+def test_atomic_write_replaces_completely(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write(target, lambda tmp: tmp.write_text("one"))
+    atomic_write(target, lambda tmp: tmp.write_text("two"))
+    assert target.read_text() == "two" and len(list(tmp_path.iterdir())) == 1
+
+
+def _folder(tmp_path: Path, good: int, bad: int) -> Path:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        cls = tmp_path / split / "a"
+        cls.mkdir(parents=True)
+        for i in range(good):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(cls / f"{i:03d}.png")
+        for i in range(bad):
+            (cls / f"{good + i:03d}.png").write_bytes(b"not an image")
+    return tmp_path
+
+
+def test_corrupt_images_are_skipped_with_a_count_then_fail(tmp_path):
+    from siamlab.data.build import build_datasets
+    from siamlab.data.config import DataConfig
+    from siamlab.errors import DataError
+
+    root = _folder(tmp_path / "few", good=30, bad=1)
+    cfg = DataConfig(dataset="imagefolder", root=str(root), image_size=8, max_corrupt_fraction=0.1)
+    data = build_datasets(cfg, seed=0)
+    with pytest.warns(UserWarning, match=r"skipped \(1 so far\).*030.png"):
+        views = [data.train_views[i] for i in range(len(data.train_views))]
+    assert len(views) == 31 and all(v[0].shape == (3, 8, 8) for v in views)
+
+    root = _folder(tmp_path / "many", good=5, bad=5)
+    data = build_datasets(cfg.model_copy(update={"root": str(root)}), seed=0)
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="dataset looks damaged"):
+        for i in range(len(data.train_views)):
+            data.train_views[i]
