@@ -1,5 +1,7 @@
 """Run every variant x seed of a study: skip finished runs, resume others, survive failures."""
 
+import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +22,10 @@ class StudyReport:
     status: str
     summary: dict[str, float]
     error: str = ""
+
+
+def _quiet(message: str) -> None:
+    """Ranks other than 0 say nothing."""
 
 
 def run_status(spec: RunSpec) -> str | None:
@@ -47,7 +53,11 @@ def run_study(
     """
     reports: list[StudyReport] = []
     flag = StopFlag()
-    with study_lock(runs[0].directory().parent.parent), stop_on_signals(flag):
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 holds the lock
+    lock = study_lock(runs[0].directory().parent.parent) if main else contextlib.nullcontext()
+    if not main:
+        log = _quiet
+    with lock, stop_on_signals(flag):
         for spec in runs:
             name = f"{spec.variant}/seed{spec.seed}"
             if flag():

@@ -12,7 +12,8 @@ from siamlab.eta.table import EtaTable
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.results.store import open_run
-from siamlab.run import _Checkpointing, execute_run
+from siamlab.run import execute_run
+from siamlab.run_state import Checkpointing as _Checkpointing
 from siamlab.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_runs
 

@@ -7,7 +7,8 @@ import xarray as xr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from siamlab.results.store import open_run, open_study
-from siamlab.run import _Checkpointing, execute_run
+from siamlab.run import execute_run
+from siamlab.run_state import Checkpointing as _Checkpointing
 from siamlab.study_runner import run_study
 from siamlab.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_runs

@@ -1,5 +1,6 @@
 """``siamlab run`` and ``siamlab validate``: execute or check a study file."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -105,7 +106,8 @@ def run(
     except SiamlabError as exc:  # e.g. the study folder is locked or not writable
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    _report(reports)
+    if int(os.environ.get("RANK", "0")) == 0:
+        _report(reports)
     if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
     if any(r.status == "preempted" for r in reports):

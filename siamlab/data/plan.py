@@ -15,12 +15,16 @@ class BatchPlan:
 
     Args:
         n: number of training images.
-        batch_size: images per step.
+        batch_size: images per step (global).
         seed: the run seed (same order as the training sampler).
+        rank: this process's rank; its batches are its shares of the global ones.
+        world_size: number of processes.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self._sampler = EpochSampler(n, batch_size, seed)
+    def __init__(
+        self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self._sampler = EpochSampler(n, batch_size, seed, rank=rank, world_size=world_size)
         self.steps_per_epoch = self._sampler.num_batches
 
     @lru_cache(maxsize=4)  # noqa: B019 - a handful of epochs, freed with the plan

@@ -4,10 +4,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from siamlab.models.siamese import Embedding
+from siamlab.train.distributed import all_gather_cat, is_distributed
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,26 @@ def embed_dataset(
 ) -> ProbeEmbeddings:
     """Run ``model.embed`` over ``dataset`` in eval mode (BN uses running statistics).
 
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. Under torchrun each rank embeds
+    every world_size-th sample and the result is gathered, in the dataset's order, on
+    every rank.
     """
+    if is_distributed():
+        n, rank, world = len(dataset), dist.get_rank(), dist.get_world_size()  # type: ignore[arg-type]
+        mine = embed_dataset_local(
+            model, Subset(dataset, range(rank, n, world)), device, batch_size
+        )
+        order = torch.cat([torch.arange(r, n, world) for r in range(world)]).argsort()
+        h, z, p, y = (all_gather_cat(t)[order] for t in (mine.h, mine.z, mine.p, mine.labels))
+        return ProbeEmbeddings(h, z, p, y)
+    return embed_dataset_local(model, dataset, device, batch_size)
+
+
+@torch.no_grad()
+def embed_dataset_local(
+    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512
+) -> ProbeEmbeddings:
+    """:func:`embed_dataset` in this process only."""
     embed: Callable[[torch.Tensor], Embedding] = model.embed  # type: ignore[assignment]
     was_training = model.training
     model.eval()

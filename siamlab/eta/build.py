@@ -1,6 +1,7 @@
 """Build the eta target provider a run's config asks for."""
 
 import copy
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from siamlab.eta.config import EtaConfig
 from siamlab.eta.moving_average import MovingAverageTargets
 from siamlab.eta.provider import TargetProvider
 from siamlab.eta.table import EtaTable
+from siamlab.train.distributed import DistInfo
 
 
 def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
@@ -39,13 +41,23 @@ def create_targets(
     run_dir: Path,
     device: torch.device,
     num_workers: int = 0,
+    dist: DistInfo | None = None,
 ) -> TargetProvider | None:
-    """The provider for ``cfg.mode`` (None for ``off``: SimSiam's own targets)."""
+    """The provider for ``cfg.mode`` (None for ``off``: SimSiam's own targets).
+
+    Under torchrun, ``plan`` holds this rank's shares of the batches; a memmap table is
+    one file per node (``node<k>/``), created and written by the node's local rank 0.
+    """
+    dist = dist or DistInfo()
     if cfg.mode == "cached":
         k = plan.steps_per_epoch if cfg.k == "epoch" else cfg.k
         return CachedTargets(model, plan, view_loader(dataset, num_workers), k, total_steps, device)
     if cfg.mode == "moving_average":
         folder = Path(cfg.path) if cfg.path else run_dir / "eta"
-        table = EtaTable(len(dataset), dim, cfg.dtype, cfg.storage, folder)
+        if dist.world_size > 1:
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+            folder = folder / f"node{dist.rank // per_node}"
+        writer = dist.local_rank == 0
+        table = EtaTable(len(dataset), dim, cfg.dtype, cfg.storage, folder, writer)
         return MovingAverageTargets(table, cfg.momentum)
     return None

@@ -36,6 +36,8 @@ class CachedTargets:
         device: where the model runs.
     """
 
+    per_rank_state = True  # each process caches its own share of the batches
+
     def __init__(
         self,
         model: nn.Module,

@@ -11,6 +11,7 @@ import torch
 from siamlab.eta.provider import mean_cosine, unit_drift, with_targets
 from siamlab.eta.table import EtaTable
 from siamlab.models.siamese import SiameseOutput
+from siamlab.train.distributed import all_gather_cat, barrier, is_distributed
 
 
 class MovingAverageTargets:
@@ -46,7 +47,11 @@ class MovingAverageTargets:
         t1 = keep * old + (1 - keep) * z1
         t2 = keep * old + (1 - keep) * z2
         new = (t1 + t2) / 2
-        self.table.write(idx, new, step)
+        if is_distributed():  # every copy of the table gets every rank's rows
+            self.table.write(all_gather_cat(idx), all_gather_cat(new), step)
+            barrier()  # a node's shared file is written before anyone reads it again
+        else:
+            self.table.write(idx, new, step)
         stats = {
             "eta_drift": unit_drift(new[seen], old[seen]),
             "eta_cosine": mean_cosine(z1[seen], old[seen]),

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from siamlab.errors import ResultsError
+from siamlab.train.distributed import barrier
 
 _DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -27,23 +28,40 @@ class EtaTable:
         storage: ``memory`` or ``memmap``.
         path: folder of the memmap files (``eta.work`` is the live table,
             ``eta.snapshot`` the copy matching the last checkpoint).
+        writer: under torchrun, the one process per node that creates and writes the
+            node's shared memmap file (local rank 0); the others map it read-only-ish
+            and see its writes after a barrier. Memory tables are per process.
+
+    Distributed layout (documented choice): the table is replicated, one shared file
+    per node (memmap) or one copy per process (memory); after every step the ranks
+    exchange their batch's updated rows (all-gather of indices and values), so every
+    copy holds every update, as one process would.
     """
 
     def __init__(
-        self, rows: int, dim: int, dtype: str, storage: str, path: Path | None = None
+        self,
+        rows: int,
+        dim: int,
+        dtype: str,
+        storage: str,
+        path: Path | None = None,
+        writer: bool = True,
     ) -> None:
         self.rows, self.dim, self.storage = rows, dim, storage
         self.np_dtype = _DTYPES[dtype]
         self.visited = torch.zeros(rows, dtype=torch.bool)  # (N,)
         self.last_step = torch.full((rows,), -1, dtype=torch.long)  # (N,)
-        self.path = path
+        self.path, self.writer = path, writer
         if storage == "memmap":
             if path is None:
                 raise ValueError("memmap storage needs a folder")
-            path.mkdir(parents=True, exist_ok=True)
-            self.values: Any = np.lib.format.open_memmap(
-                path / "eta.work.npy", mode="w+", dtype=self.np_dtype, shape=(rows, dim)
-            )
+            if writer:
+                path.mkdir(parents=True, exist_ok=True)
+                np.lib.format.open_memmap(
+                    path / "eta.work.npy", mode="w+", dtype=self.np_dtype, shape=(rows, dim)
+                ).flush()
+            barrier()  # the file exists before the other processes of the node map it
+            self.values: Any = np.load(path / "eta.work.npy", mmap_mode="r+")
         else:
             self.values = np.zeros((rows, dim), dtype=self.np_dtype)
 
@@ -53,7 +71,8 @@ class EtaTable:
 
     def write(self, idx: torch.Tensor, values: torch.Tensor, step: int) -> None:
         """Store ``values`` (B, d) at rows ``idx`` (B,) and mark them visited at ``step``."""
-        self.values[idx.numpy()] = values.detach().cpu().numpy().astype(self.np_dtype)
+        if self.storage == "memory" or self.writer:
+            self.values[idx.numpy()] = values.detach().cpu().numpy().astype(self.np_dtype)
         self.visited[idx] = True
         self.last_step[idx] = step
 
@@ -86,9 +105,11 @@ class EtaTable:
         self.visited.copy_(state["visited"])
         self.last_step.copy_(state["last_step"])
         if self.storage == "memmap":
-            snapshot = np.load(state["snapshot"], mmap_mode="r")
-            for start in range(0, self.rows, 65536):  # chunked: never the whole table in RAM
-                self.values[start : start + 65536] = snapshot[start : start + 65536]
-            self.values.flush()
+            if self.writer:
+                snapshot = np.load(state["snapshot"], mmap_mode="r")
+                for start in range(0, self.rows, 65536):  # chunked: never all of it in RAM
+                    self.values[start : start + 65536] = snapshot[start : start + 65536]
+                self.values.flush()
+            barrier()
         else:
             self.values[:] = state["values"].numpy()

@@ -4,6 +4,7 @@ Whatever wants to watch training (diagnostics, logging, checkpointing) implement
 :class:`Callbacks` and receives a read-only :class:`StepView` / :class:`EpochView`.
 """
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,6 +96,10 @@ class Trainer:
         targets: replaces the targets by eta (paper Sec. 5); None = SimSiam's own z.
         should_stop: polled between steps; True stops training with :class:`Preempted`
             (deferred to after the epoch's callbacks when a step ends an epoch).
+        forward: the module that runs training forwards (a DistributedDataParallel
+            wrapper of ``model``); None = ``model``.
+        reduce_loss: turns this process's loss into the global batch's (mean over
+            processes); identity alone.
     """
 
     model: nn.Module
@@ -110,6 +115,8 @@ class Trainer:
     after_step: Callable[[int], None] | None = None
     targets: TargetProvider | None = None
     should_stop: Callable[[], bool] = lambda: False
+    forward: nn.Module | None = None
+    reduce_loss: Callable[[float], float] = lambda value: value
 
     def fit(self, start_step: int) -> int:
         """Train from global step ``start_step`` (0 or a checkpoint's); return the last step."""
@@ -154,13 +161,13 @@ class Trainer:
     def _step(
         self, x1: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, step: int
     ) -> tuple[SiameseOutput, float, dict[str, float]]:
-        out = self.model(x1, x2)
+        out = (self.forward or self.model)(x1, x2)
         stats: dict[str, float] = {}
         if self.targets is not None:
             out, stats = self.targets.apply(out, idx, step)
         loss = self.loss_fn(out)
-        value = float(loss.detach())
-        if not torch.isfinite(loss):
+        value = self.reduce_loss(float(loss.detach()))
+        if not math.isfinite(value):
             raise DivergedError(step + 1, value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
