@@ -22,6 +22,7 @@ class StudyReport:
     status: str
     summary: dict[str, float]
     error: str = ""
+    user_error: bool = False  # bad input the user can fix (data, config, folder)
 
 
 def _quiet(message: str) -> None:
@@ -78,7 +79,7 @@ def run_study(
                 continue
             except SiamlabError as exc:
                 log(f"{name}: FAILED: {exc}")
-                reports.append(StudyReport(name, "failed", {}, str(exc)))
+                reports.append(StudyReport(name, "failed", {}, str(exc), user_error=True))
                 continue
             except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
                 log(f"{name}: FAILED with an unexpected error: {exc!r}")

@@ -43,3 +43,12 @@ def test_run_cli_end_to_end(tmp_path):
     assert len(list(tmp_path.glob("stopgrad/*/seed0/metrics.nc"))) == 2
     again = runner.invoke(app, ["run", str(study), "--no-progress", *sets])
     assert again.output.count("finished earlier, skipped") == 2
+
+
+def test_missing_dataset_exits_2_and_names_the_folder(tmp_path):
+    study = next(p for p in STUDIES if p.name == "stopgrad.yaml")
+    sets = ["data.dataset=npz", f"data.root={tmp_path / 'nope'}", f"output.root={tmp_path}"]
+    args = [a for s in sets for a in ("--set", s)]
+    result = runner.invoke(app, ["run", str(study), "--no-progress", "--only", "stop_grad", *args])
+    assert result.exit_code == 2
+    assert "nope does not exist" in result.output

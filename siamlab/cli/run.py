@@ -94,8 +94,9 @@ def run(
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
-    Exit status: 0 all finished (or diverged: see the table), 1 a run failed, 2 bad
-    input, 75 stopped by SIGTERM/SIGINT (re-run to resume).
+    Exit status: 0 all finished (or diverged: see the table), 1 a run failed
+    unexpectedly, 2 bad input (config, study file, data, results folder), 75 stopped
+    by SIGTERM/SIGINT (re-run to resume).
     """
     runs = _expand(study, profile, set_, only)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
@@ -108,7 +109,8 @@ def run(
         raise typer.Exit(2) from None
     if int(os.environ.get("RANK", "0")) == 0:
         _report(reports)
-    if any(r.status == "failed" for r in reports):
-        raise typer.Exit(1)
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:
+        raise typer.Exit(2 if all(r.user_error for r in failed) else 1)
     if any(r.status == "preempted" for r in reports):
         raise typer.Exit(EXIT_PREEMPTED)
