@@ -51,4 +51,4 @@ def test_missing_dataset_exits_2_and_names_the_folder(tmp_path):
     args = [a for s in sets for a in ("--set", s)]
     result = runner.invoke(app, ["run", str(study), "--no-progress", "--only", "stop_grad", *args])
     assert result.exit_code == 2
-    assert "nope does not exist" in result.output
+    assert "nope does not exist" in " ".join(result.output.split())
