@@ -16,7 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from siamlab.config.study import RunSpec
+from siamlab.data.batched import with_batched_views
 from siamlab.data.build import build_datasets
+from siamlab.data.loader import train_loader
 from siamlab.data.plan import BatchPlan
 from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.diagnostics.eta_stats import EtaStatsHook
@@ -38,10 +40,10 @@ from siamlab.train.distributed import (
     barrier,
     init_from_env,
     mean_over_ranks,
-    wrap_ddp,
 )
 from siamlab.train.loop import DivergedError, EpochView, Preempted, StepView, Trainer
 from siamlab.train.optim import initial_lr, lr_factor, set_lr
+from siamlab.train.speed import autocast_dtype, prepare_model
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ def execute_run(
     device = select_device(cfg.train.device, dist.local_rank)
     pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
     data = build_datasets(cfg.data, spec.seed, pairs)
+    if cfg.data.augment_batched:
+        data = with_batched_views(data, cfg.data, spec.seed, pairs)
     n_images, batch = len(data.train_eval), cfg.train.batch_size
     sampler = EpochSampler(n_images, batch, spec.seed, rank=dist.rank, world_size=dist.world_size)
     run = RunState(spec, device, dist)
@@ -162,12 +166,8 @@ def execute_run(
         dist,
     )
     start_step = run.resume()
-    loader = DataLoader(
-        data.train_views,
-        batch_sampler=PairBatches(sampler, pairs) if pairs > 1 else sampler,
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-    )
+    batch_sampler = PairBatches(sampler, pairs) if pairs > 1 else sampler
+    loader = train_loader(cfg.data, data.train_views, batch_sampler, device)
 
     def batches(epoch: int, start_batch: int) -> DataLoader:
         data.train_views.set_epoch(epoch)
@@ -201,8 +201,10 @@ def execute_run(
         ),
         targets=run.targets,
         should_stop=(lambda: any_rank(stop())) if dist.world_size > 1 else stop,
-        forward=wrap_ddp(run.model, device),
+        forward=prepare_model(run.model, cfg.train, device),
         reduce_loss=mean_over_ranks,
+        autocast_dtype=autocast_dtype(cfg.train.precision),
+        channels_last=cfg.train.channels_last,
     )
     try:
         trainer.fit(start_step)
@@ -241,7 +243,7 @@ def _monitor(
         if progress:
             desc = f"{spec.variant}/seed{spec.seed}"
             sinks.append(ProgressSink(total, start_step, cfg.model.dim, desc))
-    hooks = create_hooks(diag, data.num_classes)
+    hooks = create_hooks(diag, data.num_classes, cfg.train.epochs)
     if run.targets is not None:
         hooks.append(EtaStatsHook())
     return Monitor(

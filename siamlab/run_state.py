@@ -11,6 +11,7 @@ from torch import nn
 
 from siamlab.atomic import atomic_write
 from siamlab.config.study import RunSpec
+from siamlab.diagnostics.verdict import verdict_attrs
 from siamlab.errors import ResultsError
 from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseNet, create_model
@@ -60,6 +61,7 @@ class RunState:
             "dim": cfg.model.dim,
             "std_reference": 1 / math.sqrt(cfg.model.dim),
             "world_size": self.dist.world_size,
+            **verdict_attrs(self.recorder.last("verdict"), status, cfg.diagnostics.verdict),
             "created": self.created,
             "updated": now(),
             **versions(),

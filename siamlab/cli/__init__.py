@@ -1,6 +1,12 @@
 """The ``siamlab`` command line. Each command lives in its own module and registers on ``app``."""
 
-from siamlab.cli import run  # noqa: F401  (registers run, validate)
+from siamlab.cli import (
+    bench,  # noqa: F401  (registers bench)
+    compare,  # noqa: F401  (registers compare)
+    plot,  # noqa: F401  (registers plot)
+    run,  # noqa: F401  (registers run, validate)
+)
+from siamlab.cli import eval as _eval  # noqa: F401  (registers eval linear, eval knn)
 from siamlab.cli.app import app
 
 __all__ = ["app"]

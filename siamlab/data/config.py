@@ -137,6 +137,14 @@ class DataConfig(BaseModel):
             training images (quick runs); None keeps all.
         test_limit: the same for the test split.
         num_workers: DataLoader worker processes.
+        pin_memory: page-locked batches for faster host-to-GPU copies; None = on CUDA.
+        persistent_workers: keep the workers alive across epochs (the epoch travels
+            with each batch's indices, so views stay keyed by (seed, epoch, index)).
+        prefetch_factor: batches each worker loads ahead; None = torch's default (2).
+        augment_batched: in-memory uint8 datasets (digits, npz, CIFAR) augment whole
+            batches of tensors (:mod:`siamlab.data.batched`) instead of one PIL image
+            at a time: much faster, the same recipe, but other random draws than the
+            PIL path, so off by default.
         max_corrupt_fraction: image folders only: unreadable images are skipped with a
             warning (replaced by the next readable one) while they stay at most this
             fraction of the images read; beyond it the run fails.
@@ -154,5 +162,9 @@ class DataConfig(BaseModel):
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
+    pin_memory: bool | None = None
+    persistent_workers: bool = False
+    prefetch_factor: int | None = Field(None, ge=1)
+    augment_batched: bool = False
     max_corrupt_fraction: float = Field(0.001, ge=0.0, le=1.0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -90,7 +90,36 @@ class ProbeCache:
         the test transform (spectra, ranks; ``diagnostics.probe_size`` samples).
         """
         if name not in self._cache:
-            self._cache[name] = embed_dataset(
-                self._model, self._sets[name], self._device, self._batch
-            )
+            rows = self._rows_of_cached(self._sets[name])
+            if rows is not None:
+                self._cache[name] = rows
+            else:
+                self._cache[name] = embed_dataset(
+                    self._model, self._sets[name], self._device, self._batch
+                )
         return self._cache[name]
+
+    def _rows_of_cached(self, dataset: Dataset) -> ProbeEmbeddings | None:
+        """``dataset``'s embeddings taken from an already embedded superset, if any.
+
+        The probe set and the kNN bank are seeded subsets (same permutation) of the same
+        training split, so when the bank was embedded this epoch the probe set is a
+        selection of its rows: no second pass over the data.
+        """
+        base, wanted = _base_and_indices(dataset)
+        for name, emb in self._cache.items():
+            other_base, have = _base_and_indices(self._sets[name])
+            if other_base is not base:
+                continue
+            position = {index: row for row, index in enumerate(have)}
+            if all(i in position for i in wanted):
+                rows = torch.tensor([position[i] for i in wanted], dtype=torch.long)
+                return ProbeEmbeddings(emb.h[rows], emb.z[rows], emb.p[rows], emb.labels[rows])
+        return None
+
+
+def _base_and_indices(dataset: Dataset) -> tuple[Dataset, list[int]]:
+    """The underlying dataset and the indices into it (a Subset's, or all of them)."""
+    if isinstance(dataset, Subset):
+        return dataset.dataset, list(dataset.indices)
+    return dataset, list(range(len(dataset)))  # type: ignore[arg-type]

@@ -5,10 +5,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from siamlab.diagnostics.verdict import VERDICTS
 from siamlab.results.recorder import Recorder
+from siamlab.results.schema import DIMS, VARIABLES
 
 
 class Sink(Protocol):
@@ -37,18 +40,41 @@ class RecorderSink:
 
 
 class TensorBoardSink:
-    """Scalars under ``step/`` and ``epoch/``; vectors as histograms."""
+    """Scalars under ``step/`` and ``epoch/``; vectors by their dim in the schema.
+
+    ``channel`` vectors become histograms (per-channel std), ``module`` vectors one scalar
+    per module (``step/grad_norm/backbone``), ``component`` vectors (spectra, predictor
+    cosines/eigenvalues) plotted figures (``epoch/spectra``, ``epoch/predictor``), and the
+    verdict a text entry plus the scalar ``epoch/verdict_code`` (index in ``VERDICTS``).
+    """
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def write(self, scope: str, index: int, values: dict[str, Any]) -> None:
+        curves: dict[str, np.ndarray] = {}
         for name, value in values.items():
+            if isinstance(value, str):
+                self.writer.add_text(f"{scope}/{name}", value, index)
+                if name == "verdict" and value in VERDICTS:
+                    self.writer.add_scalar(f"{scope}/verdict_code", VERDICTS.index(value), index)
+                continue
             arr = np.asarray(value)
+            dims = VARIABLES[name].dims if name in VARIABLES else ()
             if arr.ndim == 0:
                 self.writer.add_scalar(f"{scope}/{name}", float(arr), index)
+            elif dims[1:] == ("module",):
+                for label, v in zip(DIMS["module"].labels, arr, strict=True):
+                    if np.isfinite(v):
+                        self.writer.add_scalar(f"{scope}/{name}/{label}", float(v), index)
+            elif dims[1:] == ("component",):
+                curves[name] = arr
             else:
                 self.writer.add_histogram(f"{scope}/{name}", arr, index)
+        for tag, names in (("spectra", SPECTRA), ("predictor", PREDICTOR_CURVES)):
+            chosen = {n: curves[n] for n in names if n in curves}
+            if chosen:
+                self.writer.add_figure(f"{scope}/{tag}", curve_figure(chosen, tag), index)
         if scope == "epoch":
             self.writer.flush()
 
@@ -56,8 +82,36 @@ class TensorBoardSink:
         self.writer.close()
 
 
+SPECTRA = ("z_spectrum", "p_spectrum", "h_spectrum")
+PREDICTOR_CURVES = ("pred_cosines", "pred_eigenvalues")
+
+
+def curve_figure(curves: dict[str, np.ndarray], kind: str) -> Figure:
+    """A matplotlib figure (Agg) of vectors over ``component``.
+
+    ``spectra``: log10 of each spectrum over its largest eigenvalue (Jing et al. 2022,
+    Fig. 2 style); ``predictor``: one panel per curve on a linear scale.
+    """
+    if kind == "spectra":
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.add_subplot()
+        for name, arr in curves.items():
+            top = arr[0] if arr.size and arr[0] > 0 else 1.0
+            ax.plot(np.arange(1, arr.size + 1), np.log10(np.maximum(arr / top, 1e-300)), label=name)
+        ax.set(xlabel="component (descending)", ylabel="log10(eigenvalue / largest)")
+        ax.legend()
+    else:
+        fig = Figure(figsize=(4 * len(curves), 3.5))
+        for i, (name, arr) in enumerate(curves.items(), start=1):
+            ax = fig.add_subplot(1, len(curves), i)
+            ax.plot(np.arange(1, arr.size + 1), arr)
+            ax.set(xlabel="component (F eigenvector / W_p eigenvalue)", title=name)
+    fig.tight_layout()
+    return fig
+
+
 class ProgressSink:
-    """A progress bar over all steps: loss, z-std x sqrt(d), lr, img/s, kNN."""
+    """A progress bar over all steps: loss, z-std x sqrt(d), lr, img/s, kNN, verdict."""
 
     def __init__(self, total: int, initial: int, dim: int, desc: str) -> None:
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
@@ -75,6 +129,8 @@ class ProgressSink:
             self.fields["eval std*sqrt(d)"] = f"{values['z_std_eval'] * self.sqrt_d:.2f}"
         if "knn_top1" in values:
             self.fields["knn"] = f"{values['knn_top1']:.3f}"
+        if "verdict" in values:
+            self.fields["verdict"] = values["verdict"]
         if "images_per_second" in values:
             self.fields["img/s"] = f"{values['images_per_second']:.0f}"
         if scope == "step":

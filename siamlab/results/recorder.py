@@ -32,7 +32,9 @@ class Recorder:
                 continue
             arr = np.asarray(value, dtype=np.float64)
             if arr.ndim != len(vs.dims) - 1:
-                raise ValueError(f"{name} expects dims {vs.dims}, got an array of shape {arr.shape}")
+                raise ValueError(
+                    f"{name} expects dims {vs.dims}, got an array of shape {arr.shape}"
+                )
             self._values.setdefault(name, {})[index] = float(arr) if arr.ndim == 0 else arr
 
     def last(self, name: str) -> Value | None:

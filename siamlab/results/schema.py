@@ -60,7 +60,9 @@ def dim_coordinate(dim: str, size: int) -> list[str] | list[int]:
 
 
 VARIABLES: dict[str, VarSpec] = {
-    "loss": VarSpec(("step",), "training loss (paper Eq. 4 with the configured similarity and symmetry)", "1"),
+    "loss": VarSpec(
+        ("step",), "training loss (paper Eq. 4 with the configured similarity and symmetry)", "1"
+    ),
     "lr": VarSpec(("step",), "learning rate of the encoder", "1"),
     "z_std_train": VarSpec(
         ("step",),

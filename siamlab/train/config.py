@@ -52,6 +52,13 @@ class TrainConfig(BaseModel):
             and always at the end.
         checkpoint_every_steps: also every N steps inside an epoch (long ImageNet
             epochs); None = only at epoch ends.
+        precision: ``fp32``, or ``bf16`` autocast of the forward pass (matmuls and
+            convolutions in bf16, weights, loss and optimiser in fp32; CUDA, or CPUs
+            with AVX512-BF16/AMX). Changes results, so off by default.
+        channels_last: NHWC layout of conv weights and input batches (faster oneDNN /
+            cuDNN kernels; the same results up to float rounding).
+        compile: run the training forward through ``torch.compile`` (needs a C++
+            compiler; the first steps compile).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,3 +71,6 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     checkpoint_every_epochs: int = Field(default=1, ge=1)
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False

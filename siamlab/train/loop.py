@@ -15,6 +15,7 @@ from torch import nn
 
 from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseOutput
+from siamlab.train.speed import autocast, to_device, to_float
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
 
@@ -100,6 +101,9 @@ class Trainer:
             wrapper of ``model``); None = ``model``.
         reduce_loss: turns this process's loss into the global batch's (mean over
             processes); identity alone.
+        autocast_dtype: run the forward pass under autocast to this dtype (bf16); the
+            outputs are cast back to fp32 before the loss. None = fp32.
+        channels_last: move input batches to the device in channels_last layout.
     """
 
     model: nn.Module
@@ -117,6 +121,8 @@ class Trainer:
     should_stop: Callable[[], bool] = lambda: False
     forward: nn.Module | None = None
     reduce_loss: Callable[[float], float] = lambda value: value
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
 
     def fit(self, start_step: int) -> int:
         """Train from global step ``start_step`` (0 or a checkpoint's); return the last step."""
@@ -132,8 +138,8 @@ class Trainer:
                 if self.targets is not None:
                     self.targets.before_step(step)
                 out, loss, stats = self._step(
-                    x1.to(self.device, non_blocking=True),
-                    x2.to(self.device, non_blocking=True),
+                    to_device(x1, self.device, self.channels_last),
+                    to_device(x2, self.device, self.channels_last),
                     idx,
                     step,
                 )
@@ -161,11 +167,14 @@ class Trainer:
     def _step(
         self, x1: torch.Tensor, x2: torch.Tensor, idx: torch.Tensor, step: int
     ) -> tuple[SiameseOutput, float, dict[str, float]]:
-        out = (self.forward or self.model)(x1, x2)
-        stats: dict[str, float] = {}
-        if self.targets is not None:
-            out, stats = self.targets.apply(out, idx, step)
-        loss = self.loss_fn(out)
+        with autocast(self.device, self.autocast_dtype):
+            out = (self.model if self.forward is None else self.forward)(x1, x2)
+            if self.autocast_dtype is not None:
+                out = to_float(out)  # loss, targets and diagnostics in fp32
+            stats: dict[str, float] = {}
+            if self.targets is not None:
+                out, stats = self.targets.apply(out, idx, step)
+            loss = self.loss_fn(out)
         value = self.reduce_loss(float(loss.detach()))
         if not math.isfinite(value):
             raise DivergedError(step + 1, value)

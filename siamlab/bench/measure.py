@@ -1,0 +1,132 @@
+"""Timing primitives of ``siamlab bench``: interleaved blocks, FLOP counts, matmul peak.
+
+Machines are shared and clocks drift, so loops that are compared run in the same process
+in alternating blocks (:func:`interleave`), the order rotated every round; each arm's
+rate is its images over its own seconds, and the spread of its block rates shows the noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work (CUDA) so wall-clock times are complete."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Arm:
+    """One loop being timed.
+
+    Attributes:
+        name: label in the report.
+        run_block: runs ``n`` training steps.
+        batch: images per step.
+        flops: FLOPs of one step's forward and backward (counted once).
+        seconds: time spent in timed blocks.
+        images: images trained in timed blocks.
+        block_rates: img/s of every timed block.
+        diag_seconds: of ``seconds``, the time spent in step diagnostics (siamlab's
+            arms add to it; reset after the warm-up).
+    """
+
+    name: str
+    run_block: Callable[[int], None]
+    batch: int
+    flops: float = 0.0
+    seconds: float = 0.0
+    images: int = 0
+    block_rates: list[float] = field(default_factory=list)
+    diag_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Images per second over all timed blocks."""
+        return self.images / self.seconds if self.seconds else float("nan")
+
+    @property
+    def flop_rate(self) -> float:
+        """Model FLOP/s: FLOPs per step x steps per second."""
+        return self.flops * self.rate / self.batch
+
+
+def interleave(
+    arms: Sequence[Arm], steps: int, block: int, device: torch.device, warmup: int = 1
+) -> None:
+    """Time ``steps`` steps of every arm in alternating blocks of ``block`` steps.
+
+    Each arm first runs ``warmup`` untimed steps (allocations, kernel selection, compile).
+    Round r runs the arms in an order rotated by r, so no arm always follows the same one.
+    """
+    for arm in arms:
+        if warmup:
+            arm.run_block(warmup)
+        arm.diag_seconds = 0.0
+    synchronize(device)
+    done, r = 0, 0
+    while done < steps:
+        n = min(block, steps - done)
+        k = r % len(arms)
+        for arm in [*arms[k:], *arms[:k]]:
+            synchronize(device)
+            t0 = time.perf_counter()
+            arm.run_block(n)
+            synchronize(device)
+            dt = time.perf_counter() - t0
+            arm.seconds += dt
+            arm.images += n * arm.batch
+            arm.block_rates.append(n * arm.batch / dt)
+        done, r = done + n, r + 1
+
+
+def step_flops(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+) -> float:
+    """FLOPs of one forward and backward pass (matmuls and convolutions), on a copy of ``model``.
+
+    Args:
+        model: the network (left untouched: a deep copy runs).
+        loss_fn: ``loss_fn(model, x1, x2)`` -> scalar loss.
+        x1: first views (B, 3, H, W), on the model's device.
+        x2: second views (B, 3, H, W).
+    """
+    twin = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(twin, x1, x2).backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(
+    device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5
+) -> float:
+    """This machine's measured matmul rate in FLOP/s: best of ``reps`` (n x n) @ (n x n).
+
+    The best repetition is kept (the least disturbed by other work on a shared machine).
+    Returns NaN when the dtype's matmul fails on ``device``.
+    """
+    try:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        torch.mm(a, b)  # warm-up: library init, kernel choice
+        best = float("inf")
+        for _ in range(reps):
+            synchronize(device)
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            synchronize(device)
+            best = min(best, time.perf_counter() - t0)
+    except RuntimeError:
+        return float("nan")
+    return 2.0 * n**3 / best

@@ -1,0 +1,272 @@
+"""Benchmark one run config: siamlab's Trainer step vs the reference loop, and the loader.
+
+The arms train on the same batches, drawn once from the run's real DataLoader and
+cycled, so the step comparison excludes data loading; the loader is timed on its own
+(iterated without training). siamlab's arm is the real :class:`~siamlab.train.loop.Trainer`
+with the run's model, optimiser, schedule, speed options and default step diagnostics
+(hooks and sinks as in :func:`siamlab.run.execute_run`); the epoch-end diagnostics are
+left out (their amortised cost is ``benchmarks/diagnostics_overhead.py``'s subject).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
+from siamlab.bench.reference import ReferenceStep, reference_loss
+from siamlab.config.study import RunSpec
+from siamlab.data.batched import with_batched_views
+from siamlab.data.build import DataBundle, build_datasets
+from siamlab.data.loader import train_loader
+from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.diagnostics.monitor import Monitor
+from siamlab.models.target import momentum_at
+from siamlab.objectives import simsiam_loss
+from siamlab.run import _configure_torch, _monitor, select_device
+from siamlab.run_state import RunState
+from siamlab.train.distributed import DistInfo
+from siamlab.train.loop import Batch, EpochView, StepView, Trainer
+from siamlab.train.optim import initial_lr, lr_factor, set_lr
+from siamlab.train.speed import autocast_dtype, bf16_supported, prepare_model
+
+SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
+BASELINE = "siamlab fp32 (base)"  # the arm without speed options, when the config has some
+
+
+@dataclass
+class LoaderRate:
+    """The training DataLoader alone: ``images`` in ``seconds`` after a first batch."""
+
+    batches: int
+    images: int
+    seconds: float
+    first_batch_s: float  # iterator start (workers) + first batch
+
+    @property
+    def rate(self) -> float:
+        """Steady images per second (after the first batch)."""
+        return self.images / self.seconds if self.seconds else float("nan")
+
+
+@dataclass
+class BenchReport:
+    """Everything ``siamlab bench`` prints."""
+
+    arms: list[Arm]
+    loader: LoaderRate
+    peak_fp32: float
+    peak_bf16: float
+    threads: int
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    def arm(self, prefix: str) -> Arm | None:
+        """The first arm whose name starts with ``prefix``."""
+        return next((a for a in self.arms if a.name.startswith(prefix)), None)
+
+    @property
+    def ratio(self) -> float:
+        """The img/s of siamlab's step over the reference's (target at fp32: >= 0.97)."""
+        return self.arms[0].rate / self.arms[-1].rate
+
+    @property
+    def diag_share(self) -> float:
+        """Share of siamlab's step time spent in the step diagnostics (hooks and sinks)."""
+        return self.arms[0].diag_seconds / self.arms[0].seconds
+
+    @property
+    def speedup(self) -> float | None:
+        """The speed options' gain: siamlab over its fp32 baseline arm (None without one)."""
+        base = self.arm(BASELINE)
+        return None if base is None else self.arms[0].rate / base.rate
+
+
+class _StepsOnly:
+    """Forwards the step callbacks to the monitor, timed; drops the (epoch-end) rest."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.arm: Arm | None = None
+
+    def on_step_end(self, view: StepView) -> None:
+        t0 = time.perf_counter()
+        self.monitor.on_step_end(view)
+        if self.arm is not None:
+            self.arm.diag_seconds += time.perf_counter() - t0
+
+    def on_epoch_end(self, view: EpochView) -> None:
+        pass
+
+
+def _speed_tag(spec: RunSpec) -> str:
+    t = spec.config.train
+    tags = [t.precision, "CL" if t.channels_last else "", "compile" if t.compile else ""]
+    return "+".join(x for x in tags if x)
+
+
+def _siamlab_arm(
+    spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
+) -> tuple[Arm, torch.nn.Module, Monitor]:
+    """The Trainer of ``spec`` on the pooled batches, built as execute_run builds it."""
+    cfg = spec.config
+    run = RunState(spec, device, DistInfo())
+    batch = cfg.train.batch_size
+    spe = max(len(data.train_eval) // batch, 1)
+    total = spe * cfg.train.epochs
+    monitor = _monitor(spec, run, data, device, total, 0, progress=False)
+    base_lr = initial_lr(cfg.optim, batch)
+    callbacks = _StepsOnly(monitor)
+
+    def batches(_: int, start: int) -> Iterator[Batch]:
+        return (pool[(start + j) % len(pool)] for j in itertools.count())
+
+    trainer = Trainer(
+        model=run.model,
+        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
+        optimizer=run.optimizer,
+        set_lr=lambda step, epoch: set_lr(
+            run.optimizer, base_lr, lr_factor(cfg.optim, step, epoch, spe, cfg.train.epochs)
+        ),
+        batches=batches,
+        steps_per_epoch=2**62,  # one endless epoch: no epoch-end work between blocks
+        epochs=1,
+        device=device,
+        callbacks=callbacks,
+        max_steps=0,
+        after_step=lambda step: run.model.update_target(
+            momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
+        ),
+        forward=prepare_model(run.model, cfg.train, device),
+        autocast_dtype=autocast_dtype(cfg.train.precision),
+        channels_last=cfg.train.channels_last,
+    )
+    done = [0]
+
+    def run_block(n: int) -> None:
+        trainer.max_steps = done[0] + n
+        done[0] = trainer.fit(done[0])
+
+    callbacks.arm = Arm(name, run_block, batch)
+    return callbacks.arm, run.model, monitor
+
+
+def _reference_arm(spec: RunSpec, device: torch.device, pool: list[Batch]) -> tuple[Arm, Any]:
+    torch.manual_seed(spec.seed)
+    step = ReferenceStep(spec.config, device)
+    cursor = itertools.cycle(pool)
+
+    def run_block(n: int) -> None:
+        for _ in range(n):
+            x1, x2, _, _ = next(cursor)
+            step(x1, x2)
+
+    return Arm("reference", run_block, spec.config.train.batch_size), step.model
+
+
+def time_loader(
+    data: DataBundle, spec: RunSpec, device: torch.device, batches: int, keep: int
+) -> tuple[LoaderRate, list[Batch]]:
+    """Iterate the run's training loader (epoch 0) alone; return its rate and ``keep`` batches."""
+    cfg = spec.config
+    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
+    sampler = EpochSampler(len(data.train_eval), cfg.train.batch_size, spec.seed)
+    data.train_views.set_epoch(0)
+    sampler.set_epoch(0)
+    batch_sampler = PairBatches(sampler, pairs) if pairs > 1 else sampler
+    loader = train_loader(cfg.data, data.train_views, batch_sampler, device)
+    n = max(2, min(batches, len(loader)))
+    t0 = time.perf_counter()
+    it = iter(loader)
+    pool: list[Batch] = [next(it)]
+    t1 = time.perf_counter()
+    images = 0
+    for b in itertools.islice(it, n - 1):
+        images += b[0].shape[0]
+        if len(pool) < keep:
+            pool.append(b)
+    t2 = time.perf_counter()
+    del it  # stop the workers before training is timed
+    return LoaderRate(n, images, t2 - t1, t1 - t0), pool
+
+
+def run_bench(
+    spec: RunSpec,
+    steps: int = 20,
+    block: int = 5,
+    warmup: int = 1,
+    loader_batches: int = 8,
+    peak_n: int = 2048,
+) -> BenchReport:
+    """Benchmark ``spec``'s training step against the reference loop (see the module doc).
+
+    Args:
+        spec: the run (its output root is replaced by a temporary folder).
+        steps: timed steps per arm.
+        block: steps per interleaved block.
+        warmup: untimed steps per arm first.
+        loader_batches: batches the loader is timed on (at most an epoch).
+        peak_n: side of the matmul that measures the peak FLOP/s.
+    """
+    _configure_torch(spec)
+    cfg = spec.config
+    device = select_device(cfg.train.device)
+    notes = []
+    if cfg.objective.eta.mode != "off":
+        notes.append("objective.eta is not benchmarked: the SimSiam step is timed")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if device.type == "cpu" and torch.get_num_threads() > 1 and load > cores:
+        notes.append(
+            f"load average {load:.1f} on {cores} cores with {torch.get_num_threads()} torch "
+            "threads: OpenMP threads spin while their siblings wait for a core, which can slow "
+            "both loops many times over; try --set train.threads=1 or OMP_WAIT_POLICY=PASSIVE"
+        )
+    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
+    data = build_datasets(cfg.data, spec.seed, pairs)
+    if cfg.data.augment_batched:
+        data = with_batched_views(data, cfg.data, spec.seed, pairs)
+    loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
+    with tempfile.TemporaryDirectory(prefix="siamlab-bench-") as tmp:
+        out = cfg.output.model_copy(update={"root": tmp})
+        spec = dataclasses.replace(spec, config=cfg.model_copy(update={"output": out}))
+        specs = [spec]
+        if any(getattr(cfg.train, k) != v for k, v in SPEED_DEFAULTS.items()):
+            fp32 = cfg.train.model_copy(update=SPEED_DEFAULTS)
+            base = spec.config.model_copy(update={"train": fp32})
+            specs.append(dataclasses.replace(spec, variant=f"{spec.variant}-fp32", config=base))
+        arms, monitors = [], []
+        x1, x2 = (t.to(device) for t in pool[0][:2])
+        for s in specs:
+            name = BASELINE if s is not spec else f"siamlab {_speed_tag(s)}"
+            arm, model, monitor = _siamlab_arm(s, data, device, pool, name)
+            arm.flops = step_flops(
+                model, lambda m, a, b: simsiam_loss(m(a, b), cfg.objective), x1, x2
+            )
+            arms.append(arm)
+            monitors.append(monitor)
+        ref, ref_model = _reference_arm(spec, device, pool)
+        ref.flops = step_flops(ref_model, reference_loss, x1, x2)
+        arms.append(ref)
+        try:
+            interleave(arms, steps, block, device, warmup)
+        finally:
+            for m in monitors:
+                m.close()
+    bf16 = matmul_peak(device, torch.bfloat16, peak_n) if bf16_supported(device) else float("nan")
+    return BenchReport(
+        arms=arms,
+        loader=loader,
+        peak_fp32=matmul_peak(device, torch.float32, peak_n),
+        peak_bf16=bf16,
+        threads=torch.get_num_threads(),
+        device=str(device),
+        notes=notes,
+    )

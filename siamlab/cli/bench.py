@@ -1,0 +1,97 @@
+"""``siamlab bench``: how fast siamlab trains here, next to a plain reference SimSiam loop."""
+
+import math
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from siamlab.bench.runner import BenchReport, run_bench
+from siamlab.cli.app import app, console, err
+from siamlab.config.study import StudyFile, expand_study, read_study
+from siamlab.errors import SiamlabError
+
+
+def _fmt(x: float, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if not math.isfinite(x) else f"{x / scale:,.{digits}f}"
+
+
+def print_report(report: BenchReport) -> None:
+    """Print the arms' rates, the ratio, the loader's rate and the FLOP/s fractions."""
+    table = Table(title=f"siamlab bench ({report.device}, {report.threads} threads)")
+    for col in ("loop", "img/s", "blocks min-max", "GFLOP/step", "GFLOP/s", "of peak"):
+        table.add_column(col, justify="left" if col == "loop" else "right")
+    for arm in report.arms:
+        low_precision = "bf16" in arm.name and math.isfinite(report.peak_bf16)
+        peak = report.peak_bf16 if low_precision else report.peak_fp32
+        spread = f"{_fmt(min(arm.block_rates))}-{_fmt(max(arm.block_rates))}"
+        table.add_row(
+            arm.name,
+            _fmt(arm.rate),
+            spread if arm.block_rates else "-",
+            _fmt(arm.flops, 1e9, 2),
+            _fmt(arm.flop_rate, 1e9),
+            f"{arm.flop_rate / peak:.0%} ({'bf16' if low_precision else 'fp32'})",
+        )
+    console.print(table)
+    if any("CL" in arm.name for arm in report.arms):
+        console.print("CL = channels_last; the reference always runs fp32", highlight=False)
+    console.print(f"ratio siamlab / reference: {report.ratio:.3f}x", highlight=False)
+    share = report.diag_share
+    console.print(
+        f"  of siamlab's step time, step diagnostics took {share:.1%} "
+        f"(without them: ~{report.ratio / (1 - share):.3f}x)",
+        highlight=False,
+    )
+    if report.speedup is not None:
+        console.print(f"speed-up over siamlab fp32: {report.speedup:.2f}x", highlight=False)
+    ld, train = report.loader, report.arms[0].rate
+    console.print(
+        f"data loader alone: {_fmt(ld.rate)} img/s ({ld.batches} batches, first batch "
+        f"{ld.first_batch_s:.2f} s) = {ld.rate / train:.1f}x the training rate",
+        highlight=False,
+    )
+    console.print(
+        f"matmul peak: fp32 {_fmt(report.peak_fp32, 1e9)} GFLOP/s, "
+        f"bf16 {_fmt(report.peak_bf16, 1e9)} GFLOP/s; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        highlight=False,
+    )
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False)
+
+
+@app.command()
+def bench(
+    study: Annotated[
+        Path | None, typer.Argument(help="Study file (its first run); default: one plain run.")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, ...")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override a config key (repeatable).")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Variant of the study.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps per loop.")] = 20,
+    block: Annotated[int, typer.Option(min=1, help="Steps per interleaved block.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per loop first.")] = 1,
+    loader_batches: Annotated[int, typer.Option(min=2, help="Batches to time the loader.")] = 8,
+    peak_n: Annotated[int, typer.Option(min=64, help="Matmul side for the peak.")] = 2048,
+) -> None:
+    """Time N training steps of a config against a plain reference SimSiam step, interleaved."""
+    try:
+        plan = read_study(study) if study else StudyFile(name="bench")
+        spec = expand_study(plan, profile, set_, [only] if only else None)[0]
+        report = run_bench(spec, steps, block, warmup, loader_batches, peak_n)
+    except SiamlabError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(
+        f"[bold]{spec.study}/{spec.variant}[/] profile={spec.profile} "
+        f"batch={spec.config.train.batch_size} steps={steps} (blocks of {block})",
+        highlight=False,
+    )
+    print_report(report)

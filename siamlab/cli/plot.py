@@ -1,0 +1,52 @@
+"""``siamlab plot``: paper-style figures of a study's results."""
+
+from pathlib import Path
+from typing import Annotated
+
+import matplotlib
+import typer
+
+from siamlab.cli.app import app, console
+from siamlab.cli.compare import fail, print_notes
+from siamlab.errors import SiamlabError
+from siamlab.results.runinfo import load_studies, merge_studies, run_notes
+
+KIND_HELP = "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta or channel_std."
+
+
+@app.command("plot")
+def plot_cmd(
+    results: Annotated[
+        list[Path], typer.Argument(help="Study folder(s) (results/<study>) or a results root.")
+    ],
+    kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "curves",
+    epoch: Annotated[
+        int | None, typer.Option(help="Epoch for spectra and channel_std (default: last).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output .png or .pdf (default: <results>/figures/)."),
+    ] = None,
+) -> None:
+    """Draw one figure (one colour per variant, bands over seeds) and write it to a file."""
+    matplotlib.use("Agg")
+    from siamlab.plots import KINDS, plot, save_figure  # after the backend is chosen
+
+    if kind not in KINDS:
+        raise fail(SiamlabError(f"unknown --kind {kind!r}; kinds: {', '.join(KINDS)}"))
+    try:
+        studies = load_studies(results)
+        ds = merge_studies(studies)
+        fig = plot(ds, kind, epoch)
+    except SiamlabError as exc:
+        raise fail(exc) from None
+    name = "+".join(studies)
+    path = out or Path(results[0]) / "figures" / f"{kind}.png"
+    if out is None and len(studies) > 1:
+        path = Path(results[0]) / "figures" / f"{name.replace('/', '_')}_{kind}.png"
+    try:
+        save_figure(fig, path)
+    except (ValueError, OSError) as exc:
+        raise fail(SiamlabError(f"cannot write {path}: {exc}")) from None
+    print_notes(run_notes(ds))
+    console.print(f"wrote {path}", highlight=False)

@@ -1,0 +1,117 @@
+"""ColorJitter on a batch of float images, with per-sample factors and a per-sample op order.
+
+The same operations as torchvision's ``ColorJitter`` on tensors (brightness, contrast,
+saturation blend with black, the mean grey and the greyscale image; hue rotates H in HSV),
+applied in a random order per image, each factor drawn uniformly from
+[max(0, 1 - s), 1 + s] (hue: [-s, s]). Used by :mod:`siamlab.data.batched`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
+
+
+def grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma of RGB images (n, 3, S, S) -> (n, 1, S, S)."""
+    return (x * torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def _brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return (x * f).clamp_(0, 1)
+
+
+def _contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(x, grey(x).mean(dim=(1, 2, 3), keepdim=True), f)
+
+
+def _saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(x, grey(x), f)
+
+
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> HSV (n, 3, S, S), H in [0, 1) (torchvision's formulas)."""
+    r, g, b = x.unbind(1)  # (n, S, S) each
+    maxc, minc = x.amax(1), x.amin(1)
+    flat = maxc == minc
+    chroma = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = chroma / torch.where(flat, ones, maxc)
+    div = torch.where(flat, ones, chroma)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return torch.stack([h, s, maxc], dim=1)
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV (n, 3, S, S) -> RGB (n, 3, S, S) (torchvision's formulas)."""
+    h, s, v = x.unbind(1)  # (n, S, S) each
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    sector = i.to(torch.int64) % 6  # (n, S, S)
+    p = (v * (1.0 - s)).clamp(0, 1)
+    q = (v * (1.0 - s * f)).clamp(0, 1)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0, 1)
+    table = torch.stack(
+        [
+            torch.stack([v, q, p, p, t, v], dim=1),
+            torch.stack([t, v, v, q, p, p], dim=1),
+            torch.stack([p, p, t, v, v, q], dim=1),
+        ],
+        dim=1,
+    )  # (n, 3, 6, S, S): each channel's value in each of the six hue sectors
+    index = sector[:, None, None].expand(-1, 3, 1, -1, -1)  # (n, 3, 1, S, S)
+    return table.gather(2, index)[:, :, 0]
+
+
+def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    hsv = rgb_to_hsv(x)
+    h = torch.remainder(hsv[:, :1] + shift, 1.0)  # shift: (n, 1, 1, 1)
+    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+
+
+OPS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
+    _brightness,
+    _contrast,
+    _saturation,
+    _hue,
+)
+
+
+def jitter(
+    x: torch.Tensor, u: torch.Tensor, strength: tuple[float, float, float, float], p: float
+) -> torch.Tensor:
+    """Apply ColorJitter with probability ``p`` per image.
+
+    Args:
+        x: images (B, 3, S, S) in [0, 1].
+        u: uniforms (B, 9): apply, the four factors, four keys whose argsort is the order.
+        strength: (brightness, contrast, saturation, hue).
+        p: probability of jittering an image.
+
+    Returns:
+        The jittered images (B, 3, S, S) (a new tensor).
+    """
+    x = x.clone()
+    on = u[:, 0] < p  # (B,)
+    lo = torch.tensor([max(0.0, 1 - s) for s in strength[:3]] + [-strength[3]], dtype=u.dtype)
+    hi = torch.tensor([1 + s for s in strength[:3]] + [strength[3]], dtype=u.dtype)
+    factors = (lo + (hi - lo) * u[:, 1:5]).to(x.dtype)  # (B, 4)
+    order = torch.argsort(u[:, 5:9], dim=1)  # (B, 4): op index per slot
+    active = [s > 0 for s in strength]  # torchvision skips an op of strength 0
+    for slot in range(4):
+        for op, fn in enumerate(OPS):
+            chosen = on & (order[:, slot] == op)
+            if active[op] and chosen.any():
+                x[chosen] = fn(x[chosen], factors[chosen, op].view(-1, 1, 1, 1))
+    return x

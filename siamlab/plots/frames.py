@@ -1,0 +1,105 @@
+"""Study Datasets as long tables for seaborn: one row per (variant, seed, x) value."""
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from siamlab.errors import ResultsError
+from siamlab.results.runinfo import last_epoch, run_exists
+
+
+def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
+    """``name`` (over variant, seed and one more dim) as columns variant, seed, x, value.
+
+    Missing runs and unrecorded points (NaN) are left out; ``x`` is the extra dim.
+    """
+    da = ds[name].where(run_exists(ds))
+    (dim,) = [d for d in da.dims if d not in ("variant", "seed")]
+    df = (da * scale).rename(name).to_dataframe().reset_index()
+    df = df.rename(columns={dim: "x", name: "value"})[["variant", "seed", "x", "value"]]
+    return df.dropna(subset=["value"]).astype({"value": float})
+
+
+def at_epoch(ds: xr.Dataset, name: str, epoch: int | None) -> tuple[xr.DataArray, str]:
+    """``name`` at one epoch per run, and a caption saying which.
+
+    ``epoch=None`` takes each run's last epoch with a value (a running run's latest).
+
+    Raises:
+        ResultsError: ``epoch`` has no value in any run (the message lists those that do).
+    """
+    da = ds[name].where(run_exists(ds))
+    has = da.notnull().any([d for d in da.dims if d not in ("variant", "seed", "epoch")])
+    if epoch is not None:
+        recorded = [int(e) for e in ds["epoch"].values if has.sel(epoch=e).any()]
+        if epoch not in recorded:
+            raise ResultsError(
+                f"{name} has no values at epoch {epoch}; recorded epochs: "
+                f"{_ranges(recorded) or '(none)'}"
+            )
+        return da.sel(epoch=epoch), f"epoch {epoch}"
+    last = (has * ds["epoch"]).max("epoch")
+    picked = da.sel(epoch=last.clip(min=int(ds["epoch"].min())))
+    picked = picked.where(last > 0)
+    finals = sorted({int(e) for e in last.values.ravel() if e > 0})
+    caption = f"epoch {finals[0]}" if len(finals) == 1 else "last epoch"
+    return picked.drop_vars("epoch", errors="ignore"), caption
+
+
+def _ranges(values: list[int]) -> str:
+    if len(values) > 6:
+        return f"{values[0]}..{values[-1]} ({len(values)} epochs)"
+    return ", ".join(map(str, values))
+
+
+def profile_frame(da: xr.DataArray, floor: float | None = None) -> pd.DataFrame:
+    """A (variant, seed, index) array sorted descending per run: variant, seed, x (1-based), value.
+
+    Values below ``floor`` are raised to it (for log axes); runs without values are left out.
+    """
+    (dim,) = [d for d in da.dims if d not in ("variant", "seed")]
+    values = -np.sort(-da.transpose("variant", "seed", dim).values, axis=-1)  # NaNs last
+    rows = []
+    for i, variant in enumerate(da["variant"].values):
+        for j, seed in enumerate(da["seed"].values):
+            v = values[i, j]
+            v = v[~np.isnan(v)]
+            if v.size == 0:
+                continue
+            if floor is not None:
+                v = np.maximum(v, floor)
+            rows.append(
+                pd.DataFrame(
+                    {"variant": variant, "seed": seed, "x": np.arange(1, v.size + 1), "value": v}
+                )
+            )
+    if not rows:
+        raise ResultsError(f"{da.name} has no values to plot")
+    return pd.concat(rows, ignore_index=True)
+
+
+def variant_labels(ds: xr.Dataset) -> dict[str, str]:
+    """Variant -> legend label, marked ``(running)`` etc. when a run has not finished."""
+    exists, out = run_exists(ds), {}
+    for variant in ds["variant"].values:
+        status = ds["status"].sel(variant=variant).values[exists.sel(variant=variant).values]
+        other = sorted({str(s) for s in status} - {"finished"})
+        out[str(variant)] = f"{variant} ({', '.join(other)})" if other else str(variant)
+    return out
+
+
+def steps_per_epoch(ds: xr.Dataset) -> int | None:
+    """SGD steps per epoch, from the step and epoch counts of runs that are finished or running.
+
+    Results are written at epoch ends, so the ratio is exact; None when runs disagree
+    (different batch sizes or data), none has a whole epoch, or there is no step loss.
+    """
+    if "loss" not in ds or "epoch" not in ds.dims:
+        return None
+    steps = ds["loss"].notnull().sum("step")
+    epochs = last_epoch(ds)
+    ok = ds["status"].isin(["finished", "running"]) & (epochs > 0)
+    ratios = {float(r) for r in (steps / epochs.where(ok)).values.ravel() if np.isfinite(r)}
+    if len(ratios) != 1 or not (ratio := ratios.pop()).is_integer():
+        return None
+    return int(ratio)

@@ -1,0 +1,124 @@
+"""Figure style for paper columns: sizes, fonts, one stable colour per variant, saving.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot, so the
+library needs no GUI backend and leaves global state alone; notebooks display them
+as usual. Sizes are in inches: a single-column figure is :data:`COLUMN_WIDTH` wide, a
+figure spanning the page :data:`TEXT_WIDTH`; fonts are 7-8 pt, as printed.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
+
+COLUMN_WIDTH = 3.4
+TEXT_WIDTH = 7.0
+PANEL_HEIGHT = 2.3
+REFERENCE_COLOR = "0.25"
+Color = tuple[float, float, float]
+
+RC: dict[str, Any] = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.title_fontsize": 7,
+    "lines.linewidth": 1.2,
+    "axes.linewidth": 0.6,
+    "grid.linewidth": 0.4,
+    "axes.titlepad": 4,
+    "pdf.fonttype": 42,  # embed TrueType: text stays editable in the PDF
+}
+
+
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """Seaborn's ticks style with a light grid and :data:`RC`, only inside the block."""
+    style = sns.axes_style("ticks", {"axes.grid": True, "grid.color": ".9"})
+    with style, mpl.rc_context(RC):  # type: ignore[arg-type]
+        yield
+
+
+def new_figure(panels: int, width: float | None = None, height: float = PANEL_HEIGHT) -> Figure:
+    """A figure with ``panels`` axes in one row (column width for one, else text width)."""
+    width = width or (COLUMN_WIDTH if panels == 1 else TEXT_WIDTH)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    fig.subplots(1, panels, squeeze=False)
+    return fig
+
+
+def palette(variants: Sequence[str]) -> dict[str, Color]:
+    """One colour per variant, in order, from seaborn's colour-blind-safe palette."""
+    colours = sns.color_palette("colorblind", max(len(variants), 1))
+    return dict(zip(variants, colours, strict=False))
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 300) -> Path:
+    """Write ``fig`` as PNG (``dpi``) or PDF/SVG (vector), creating the folder.
+
+    Raises:
+        ValueError: for a suffix matplotlib cannot write.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in fig.canvas.get_supported_filetypes():
+        raise ValueError(f"cannot write a .{suffix} figure: use .png, .pdf or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def reference_line(ax: Axes, value: float) -> Line2D:
+    """A dashed grey horizontal line at ``value`` (named in the legend by :func:`add_legend`).
+
+    On a linear axis the y range grows to keep the line clear of the top edge.
+    """
+    line = ax.axhline(value, color=REFERENCE_COLOR, linestyle="--", linewidth=0.9, zorder=1)
+    if ax.get_yscale() == "linear":
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, max(top, bottom + 1.1 * (value - bottom)))
+    return line
+
+
+def log_axis(ax: Axes) -> None:
+    """Log y scale labelled at powers of ten only (minor ticks unlabelled)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def add_legend(
+    fig: Figure,
+    labels: dict[str, str],
+    colours: dict[str, Color],
+    reference: str | None = None,
+) -> None:
+    """One legend for the whole figure, above the panels: one entry per variant.
+
+    Args:
+        fig: the figure.
+        labels: variant -> its legend text.
+        colours: variant -> its colour.
+        reference: the dashed reference line's legend text, if the figure has one.
+    """
+    handles = [Line2D([], [], color=colours[v], label=text) for v, text in labels.items()]
+    if reference:
+        handles.append(
+            Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.9, label=reference)
+        )
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=min(len(handles), 4),
+        frameon=False,
+        handlelength=1.8,
+        columnspacing=1.2,
+    )

@@ -1,0 +1,260 @@
+"""Loading studies and the facts about their runs that compare and plots report.
+
+Which metrics exist, which runs exist, which are still running, whether the seeds of
+a variant share one config, each run's final collapse verdict and the 1/sqrt(d) reference.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from siamlab.errors import ResultsError
+from siamlab.results.store import open_study, run_dirs
+
+TIME_DIMS = ("step", "epoch")
+
+
+def load_studies(paths: Sequence[str | Path]) -> dict[str, xr.Dataset]:
+    """Open result folders: a study folder, or a root holding several study folders.
+
+    Returns:
+        study name -> its Dataset (attr ``results_dir``: the folder), in the order given.
+
+    Raises:
+        ResultsError: a path holds no runs (the message says what it does hold).
+    """
+    studies: dict[str, xr.Dataset] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            raise ResultsError(f"{path} is not a folder; give a study folder like results/stopgrad")
+        found = [path] if run_dirs(path) else [p for p in sorted(path.iterdir()) if run_dirs(p)]
+        if not found:
+            raise ResultsError(
+                f"no results under {path}: expected <variant>/seed<k>/metrics.nc in it "
+                "(a study folder) or in its subfolders (a results root)"
+            )
+        for study_dir in found:
+            ds = open_study(study_dir)
+            ds.attrs["results_dir"] = str(study_dir)
+            name = str(ds.attrs.get("study", study_dir.name))
+            if name in studies:
+                name = str(study_dir)
+            studies[name] = ds
+    return studies
+
+
+def as_study(ds: xr.Dataset) -> xr.Dataset:
+    """A study Dataset as is; one run's Dataset (:func:`open_run`) as a one-run study."""
+    if "variant" in ds.dims:
+        return ds
+    run = ds.expand_dims(
+        variant=[str(ds.attrs.get("variant", "run"))], seed=[int(ds.attrs.get("seed", 0))]
+    )
+    for key in ("status", "config"):
+        run[key] = xr.DataArray(
+            [[str(ds.attrs.get(key, "finished" if key == "status" else ""))]],
+            dims=("variant", "seed"),
+        )
+    return run
+
+
+def merge_studies(studies: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """One Dataset from several studies, variants renamed ``<study>/<variant>``.
+
+    A single study is returned unchanged. Runs of different lengths are padded with NaN.
+    """
+    if len(studies) == 1:
+        return next(iter(studies.values()))
+    renamed = [
+        ds.assign_coords(variant=[f"{name}/{v}" for v in ds["variant"].values])
+        for name, ds in studies.items()
+    ]
+    merged = xr.concat(renamed, dim="variant", join="outer", combine_attrs="drop_conflicts")
+    merged.attrs["study"] = "+".join(studies)
+    return merged
+
+
+def scalar_metrics(ds: xr.Dataset) -> list[str]:
+    """Numeric variables with one value per run, or per run and step or epoch.
+
+    These are what compare can reduce: series over ``step``/``epoch`` and per-run
+    numbers such as ``eval_linear_top1``.
+    """
+    return [
+        str(name)
+        for name, da in ds.data_vars.items()
+        if np.issubdtype(da.dtype, np.number)
+        and {"variant", "seed"} <= set(da.dims)
+        and set(da.dims) - {"variant", "seed"} <= {"step"} | {"epoch"}
+        and len(set(da.dims) - {"variant", "seed"}) <= 1
+    ]
+
+
+def check_metrics(ds: xr.Dataset, names: Sequence[str], scalar: bool = True) -> None:
+    """Raise a clear error for requested variables the results do not hold.
+
+    Raises:
+        ResultsError: naming the missing variables and listing the available ones.
+    """
+    available = scalar_metrics(ds) if scalar else [str(n) for n in ds.data_vars]
+    missing = [n for n in names if n not in available]
+    if missing:
+        what = "scalar metrics (per run, or over step or epoch)" if scalar else "variables"
+        hint = "".join(
+            f" ({n} has dims {ds[n].dims}: not one value per run, step or epoch)"
+            for n in missing
+            if n in ds.data_vars
+        )
+        raise ResultsError(
+            f"not in these results: {', '.join(missing)}{hint}. "
+            f"Available {what}: {', '.join(available) or '(none)'}"
+        )
+
+
+def run_exists(ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
+    """Bool over (variant, seed): the run has results (a non-empty ``status``)."""
+    status = ds["status"]
+    ok = np.vectorize(lambda s: isinstance(s, str) and bool(s), otypes=[bool])(status.values)
+    return xr.DataArray(ok, dims=status.dims, coords=status.coords)
+
+
+def _config(text: object) -> dict[str, Any]:
+    try:
+        parsed = yaml.safe_load(str(text)) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_conflicts(ds: xr.Dataset) -> list[str]:
+    """One message per variant whose seeds ran with different configs (differing keys)."""
+    exists = run_exists(ds)
+    out = []
+    for variant in ds["variant"].values:
+        runs = {
+            int(seed): _flatten(_config(ds["config"].sel(variant=variant, seed=seed).item()))
+            for seed in ds["seed"].values
+            if exists.sel(variant=variant, seed=seed)
+        }
+        keys = sorted({k for cfg in runs.values() for k in cfg})
+        diff = [k for k in keys if len({repr(cfg.get(k)) for cfg in runs.values()}) > 1]
+        if diff:
+            shown = "; ".join(
+                f"{k}: " + ", ".join(f"seed{s}={cfg.get(k)!r}" for s, cfg in runs.items())
+                for k in diff[:3]
+            )
+            more = f" (+{len(diff) - 3} more keys)" if len(diff) > 3 else ""
+            out.append(
+                f"variant {variant} mixes configs across seeds, so its mean ± std pools "
+                f"different settings: {shown}{more}"
+            )
+    return out
+
+
+def last_epoch(ds: xr.Dataset) -> xr.DataArray:
+    """Over (variant, seed): the last epoch with any recorded value (0 when none)."""
+    per_var = [
+        ds[n].notnull().any([d for d in ds[n].dims if d not in ("variant", "seed", "epoch")])
+        for n in ds.data_vars
+        if "epoch" in ds[n].dims and np.issubdtype(ds[n].dtype, np.number)
+    ]
+    if not per_var or "epoch" not in ds.coords:
+        return xr.zeros_like(ds["status"], dtype=int)
+    any_value = xr.concat(per_var, "var").any("var")
+    return (any_value * ds["epoch"]).max("epoch").astype(int)
+
+
+def run_notes(ds: xr.Dataset) -> list[str]:
+    """Messages on partial, diverged, failed or missing runs and on mixed configs."""
+    exists, done = run_exists(ds), last_epoch(ds)
+    notes = []
+    for variant in ds["variant"].values:
+        for seed in ds["seed"].values:
+            name = f"{variant}/seed{seed}"
+            if not exists.sel(variant=variant, seed=seed):
+                if exists.sel(variant=variant).any():
+                    notes.append(f"{name} has no results: the variant's numbers use fewer seeds")
+                continue
+            status = str(ds["status"].sel(variant=variant, seed=seed).item())
+            if status == "finished":
+                continue
+            cfg = _config(ds["config"].sel(variant=variant, seed=seed).item())
+            planned = cfg.get("train", {}).get("epochs", "?")
+            epoch = int(done.sel(variant=variant, seed=seed))
+            progress = f"at epoch {epoch} of {planned}"
+            what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
+            notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
+    return notes + config_conflicts(ds)
+
+
+def final_verdicts(ds: xr.Dataset) -> xr.DataArray | None:
+    """Each run's verdict at its last epoch with one (strings over (variant, seed)).
+
+    Reads a string ``verdict`` variable over epoch; integer codes are mapped through
+    CF ``flag_values``/``flag_meanings`` attrs. None when the results have no verdict.
+    """
+    if "verdict" not in ds.data_vars:
+        return None
+    da = ds["verdict"]
+    values = da.transpose("variant", "seed", ...).values
+    if np.issubdtype(values.dtype, np.number):
+        flags = np.atleast_1d(da.attrs.get("flag_values", []))
+        meanings = str(da.attrs.get("flag_meanings", "")).split()
+        lookup = {int(f): m for f, m in zip(flags, meanings, strict=False)}
+        values = np.vectorize(
+            lambda v: "" if np.isnan(v) else lookup.get(int(v), str(int(v))), otypes=[object]
+        )(values)
+    out = np.full(values.shape[:2], "", dtype=object)
+    for i, j in np.ndindex(*out.shape):
+        series = [v for v in np.ravel(values[i, j]) if isinstance(v, str) and v]
+        out[i, j] = series[-1] if series else ""
+    return xr.DataArray(
+        out, dims=("variant", "seed"), coords={"variant": ds["variant"], "seed": ds["seed"]}
+    )
+
+
+def majority(verdicts: Sequence[object]) -> str:
+    """The most common non-empty verdict, with ``(k/n)`` when the seeds disagree."""
+    values = [str(v) for v in verdicts if isinstance(v, str) and v]
+    if not values:
+        return ""
+    counts = Counter(values).most_common()
+    best, k = counts[0]
+    tied = [v for v, c in counts if c == k]
+    if len(tied) > 1:
+        return f"{'/'.join(sorted(tied))} (tie)"
+    return best if k == len(values) else f"{best} ({k}/{len(values)})"
+
+
+def std_reference(ds: xr.Dataset) -> float | None:
+    """1/sqrt(d) from the attrs, the configs (when every run has one d) or the channels."""
+    if "std_reference" in ds.attrs:
+        return float(ds.attrs["std_reference"])
+    exists = run_exists(ds).values.ravel()
+    dims = {
+        _config(c).get("model", {}).get("dim")
+        for c, ok in zip(ds["config"].values.ravel(), exists, strict=True)
+        if ok
+    }
+    if len(dims) == 1 and isinstance(d := dims.pop(), int):
+        return 1 / math.sqrt(d)
+    if not dims and "channel" in ds.dims:
+        return 1 / math.sqrt(ds.sizes["channel"])
+    return None

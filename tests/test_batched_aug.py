@@ -1,0 +1,144 @@
+"""The batched augmentation of in-memory uint8 datasets (data.augment_batched)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from siamlab.data.batched import (
+    N_UNIFORMS,
+    BatchedTwoViewDataset,
+    _gaussian_blur,
+    crop_boxes,
+    keyed_uniforms,
+    with_batched_views,
+)
+from siamlab.data.build import build_datasets
+from siamlab.data.colour import OPS
+from siamlab.data.config import AugmentConfig, DataConfig
+from siamlab.data.sources import ArraySource, FolderSource
+from siamlab.errors import DataError
+from siamlab.results.store import open_run
+from siamlab.run import execute_run
+from tests.conftest import tiny_runs
+
+HALF = (0.5, 0.5, 0.5)
+OFF = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": 0.0, "flip_p": 0.0, "mean": HALF, "std": HALF}
+
+
+def _source(n: int = 24, side: int = 12) -> ArraySource:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
+    return ArraySource(x, np.arange(n) % 3, ["a", "b", "c"])
+
+
+def _views(size: int = 8, seed: int = 0, **aug: object) -> BatchedTwoViewDataset:
+    recipe = AugmentConfig(**{"mean": HALF, "std": HALF, **aug})
+    return BatchedTwoViewDataset(_source(), recipe, size, seed)
+
+
+def test_shapes_dtype_and_normalisation():
+    views = _views(size=8)
+    items = views.__getitems__([3, 0, 7])
+    assert [(i[2], i[3]) for i in items] == [(0, 3), (0, 0), (1, 7)]  # (label, index)
+    v1, v2 = items[0][0], items[0][1]
+    assert v1.shape == v2.shape == (3, 8, 8) and v1.dtype == torch.float32
+    assert float(v1.min()) >= -1.0 - 1e-6 and float(v1.max()) <= 1.0 + 1e-6  # [0,1] -> [-1,1]
+    # no augmentation, full-size crop: exactly the normalised image
+    plain = _views(size=12, crop_scale=(1.0, 1.0), **OFF)
+    x = torch.from_numpy(_source().x[5]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(plain[5][0], (x - 0.5) / 0.5, atol=1e-5, rtol=0)
+
+
+def test_keyed_by_seed_epoch_index_not_by_batch():
+    views = _views()
+    alone = views[5]
+    inside = views.__getitems__([9, 5, 2, 11])[1]
+    for a, b in zip(alone[:2], inside[:2], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    again = _views()[5]  # another instance (another worker or process)
+    torch.testing.assert_close(again[0], alone[0], atol=0, rtol=0)
+    views.set_epoch(1)
+    assert not torch.allclose(views[5][0], alone[0])  # a new epoch, new views
+    assert not torch.allclose(_views(seed=1)[5][0], alone[0])  # a new seed, new views
+    assert not torch.allclose(alone[0], alone[1])  # the two views differ
+
+
+def test_keyed_uniforms_range_and_independence():
+    u = keyed_uniforms(np.array([1, 1, 2], dtype=np.uint64), np.array([0, 1, 0]), N_UNIFORMS)
+    assert u.shape == (3, N_UNIFORMS) and u.min() >= 0 and u.max() < 1
+    assert len({tuple(r) for r in u}) == 3
+    many = keyed_uniforms(np.zeros(4000, dtype=np.uint64), np.arange(4000), 4)
+    assert abs(many.mean() - 0.5) < 0.01 and abs(many.std() - 12**-0.5) < 0.01
+
+
+@pytest.mark.parametrize("scale", [(0.2, 1.0), (0.08, 0.1), (0.5, 0.6)])
+def test_crop_scale_range_is_respected(scale):
+    side = 200
+    u = torch.from_numpy(keyed_uniforms(np.zeros(2000, dtype=np.uint64), np.arange(2000), 22))
+    boxes = crop_boxes(u, side, side, scale)  # (B, 4)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    frac = w * h / side**2
+    assert float(frac.min()) >= scale[0] * 0.98 and float(frac.max()) <= scale[1] * 1.02
+    assert float(frac.max() - frac.min()) > 0.5 * (scale[1] - scale[0])  # the range is used
+    assert bool(((w / h) >= 0.74).all() and ((w / h) <= 1.35).all())  # aspect 3/4 .. 4/3
+    assert bool((boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= side).all())
+
+
+def test_flip_grayscale_and_blur_probabilities():
+    flipped = _views(size=12, crop_scale=(1.0, 1.0), **{**OFF, "flip_p": 1.0})
+    plain = _views(size=12, crop_scale=(1.0, 1.0), **OFF)
+    torch.testing.assert_close(flipped[4][0], plain[4][0].flip(-1))
+    grey = _views(size=8, **{**OFF, "grayscale_p": 1.0})[2][0]
+    torch.testing.assert_close(grey[0], grey[1])
+    torch.testing.assert_close(grey[1], grey[2])
+    blurred = _views(size=12, crop_scale=(1.0, 1.0), **{**OFF, "blur_p": 1.0})[4][0]
+    assert float(blurred.std()) < float(plain[4][0].std())  # blur smooths the noise image
+
+
+def test_colour_ops_and_blur_match_torchvision():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 10, 10, generator=g)
+    f = torch.tensor([0.7, 1.2, 1.35]).view(3, 1, 1, 1)
+    reference = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+    for ours, theirs in zip(OPS[:3], reference, strict=True):
+        want = torch.stack([theirs(x[i], float(f[i])) for i in range(3)])
+        torch.testing.assert_close(ours(x.clone(), f), want, atol=1e-5, rtol=0)
+    shift = torch.tensor([0.1, -0.05, 0.0]).view(3, 1, 1, 1)
+    want = torch.stack([TF.adjust_hue(x[i], float(shift[i])) for i in range(3)])
+    torch.testing.assert_close(OPS[3](x.clone(), shift), want, atol=1e-5, rtol=0)
+    sigma = torch.tensor([0.5, 1.0, 2.0])
+    want = torch.stack(
+        [TF.gaussian_blur(x[i], [5, 5], [float(s)] * 2) for i, s in enumerate(sigma)]
+    )
+    torch.testing.assert_close(_gaussian_blur(x, sigma, 5), want, atol=1e-5, rtol=0)
+
+
+def test_image_folders_are_refused(tmp_path):
+    cfg = DataConfig(dataset="digits", image_size=8, train_limit=64, test_limit=32)
+    data = build_datasets(cfg, 0)
+    folder = FolderSource([tmp_path / "a.png"], np.zeros(1, dtype=np.int64), ["a"])
+    data.train_views.source = folder
+    with pytest.raises(DataError, match="augment_batched"):
+        with_batched_views(data, cfg.model_copy(update={"dataset": "imagefolder"}), 0, 1)
+
+
+def test_tiny_run_with_the_batched_path_and_persistent_workers(tmp_path: Path):
+    fast = ["data.augment_batched=true"]
+    workers = [
+        *fast,
+        "data.num_workers=1",
+        "data.persistent_workers=true",
+        "data.prefetch_factor=2",
+    ]
+    runs = [
+        tiny_runs(tmp_path / name, sets=sets)[0] for name, sets in (("a", fast), ("b", workers))
+    ]
+    outcomes = [execute_run(spec, progress=False) for spec in runs]
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    a, b = (open_run(o.directory) for o in outcomes)
+    # a persistent worker sees every epoch's keys: the same views as without workers
+    np.testing.assert_allclose(a["loss"].values, b["loss"].values, rtol=1e-6)
+    assert a.sizes["epoch"] == 2 and np.isfinite(a["loss"].values).all()

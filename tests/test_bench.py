@@ -1,0 +1,103 @@
+"""``siamlab bench``: the reference loop, the timing primitives and the command."""
+
+import math
+import re
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
+from siamlab.bench.reference import ReferenceStep, reference_loss, reference_model
+from siamlab.bench.runner import BASELINE, run_bench
+from siamlab.cli import app
+from siamlab.config.study import StudyFile, expand_study
+from siamlab.models.siamese import create_model
+from siamlab.objectives import simsiam_loss
+from tests.conftest import TINY
+
+CPU = torch.device("cpu")
+FAST = ["--set", "train.threads=1", "--set", "train.batch_size=32", "--set", "data.train_limit=256"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread: fast and steady on a shared 2-core machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(profile: str, sets: list[str]):
+    return expand_study(StudyFile(name="t"), profile, sets)[0].config
+
+
+@pytest.mark.parametrize(
+    ("profile", "sets", "side"),
+    [
+        ("quick", [], 16),
+        ("cifar10", ["model.dim=128", "model.projector.hidden_dim=128"], 8),
+        ("imagenet", ["model.backbone=resnet18", "model.dim=64"], 32),
+    ],
+)
+def test_reference_trains_the_same_network(profile, sets, side):
+    cfg = _config(profile, sets)
+    ours, ref = create_model(cfg.model), reference_model(cfg)
+    n_ours = sum(p.numel() for p in ours.parameters() if p.requires_grad)
+    n_ref = sum(p.numel() for p in ref.parameters() if p.requires_grad)
+    assert n_ours == n_ref
+    x1, x2 = torch.randn(4, 3, side, side), torch.randn(4, 3, side, side)
+    ours_flops = step_flops(ours, lambda m, a, b: simsiam_loss(m(a, b), cfg.objective), x1, x2)
+    assert ours_flops == step_flops(ref, reference_loss, x1, x2) > 0
+
+
+def test_reference_step_learns():
+    cfg = _config("quick", [*TINY])
+    torch.manual_seed(0)
+    step = ReferenceStep(cfg, CPU)
+    x = torch.randn(16, 3, 8, 8)
+    losses = [step(x, x + 0.1 * torch.randn_like(x)) for _ in range(3)]
+    assert all(math.isfinite(v) and -1 <= v <= 1 for v in losses)
+
+
+def test_interleave_rotates_the_order_and_counts():
+    calls: list[str] = []
+    arms = [Arm(n, lambda k, n=n: calls.append(f"{n}{k}"), batch=4) for n in "ab"]
+    interleave(arms, steps=5, block=2, device=CPU, warmup=1)
+    assert calls == ["a1", "b1", "a2", "b2", "b2", "a2", "a1", "b1"]
+    assert [a.images for a in arms] == [20, 20] and [len(a.block_rates) for a in arms] == [3, 3]
+    assert all(a.rate > 0 for a in arms)
+
+
+def test_matmul_peak_is_a_rate():
+    assert 1e6 < matmul_peak(CPU, torch.float32, n=128, reps=2) < 1e15
+
+
+def test_run_bench_with_speed_options_adds_a_baseline(tmp_path):
+    sets = [*TINY, "train.precision=bf16", "train.channels_last=true", f"output.root={tmp_path}"]
+    spec = expand_study(StudyFile(name="t"), "quick", sets)[0]
+    report = run_bench(spec, steps=2, block=1, warmup=0, loader_batches=2, peak_n=128)
+    assert [a.name for a in report.arms] == ["siamlab bf16+CL", BASELINE, "reference"]
+    assert report.speedup is not None and report.speedup > 0
+    assert all(a.flops > 0 and a.images == 2 * 64 for a in report.arms)
+    assert report.loader.rate > 0 and math.isfinite(report.peak_fp32)
+    assert not any(tmp_path.iterdir())  # the bench writes nothing in the run's output root
+
+
+def test_bench_command_prints_both_rates_and_a_ratio():
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--steps", "2", "--block", "1", "--loader-batches", "2", "--peak-n", "256"]
+        + FAST,
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert re.search(r"siamlab fp32\s.*\d", out) and re.search(r"reference\s.*\d", out)
+    assert re.search(r"ratio siamlab / reference: \d+\.\d+x", out)
+    assert "data loader alone" in out and "matmul peak" in out and "step diagnostics" in out
+
+
+def test_bench_command_bad_input_exits_2():
+    result = CliRunner().invoke(app, ["bench", "--set", "train.nope=1"])
+    assert result.exit_code == 2

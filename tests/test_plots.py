@@ -1,0 +1,122 @@
+"""Every plot kind: a non-empty image file and the expected matplotlib axes."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+import pytest
+import xarray as xr
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+from test_compare import EPOCHS, D, build_study
+from typer.testing import CliRunner
+
+from siamlab.cli import app
+from siamlab.errors import ResultsError
+from siamlab.plots import KINDS, plot, save_figure
+from siamlab.results.store import open_run, open_study
+
+matplotlib.use("Agg")
+REF = 1 / math.sqrt(D)
+LABELS = ["bad (running)", "good"]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_study(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def study(study_dir: Path) -> xr.Dataset:
+    return open_study(study_dir)
+
+
+def legend_texts(fig: Figure) -> list[str]:
+    (legend,) = fig.legends
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def dashed_at(ax, y: float) -> bool:
+    return any(
+        line.get_linestyle() == "--" and list(line.get_ydata()) == [y, y] for line in ax.get_lines()
+    )
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_writes_a_non_empty_image(study, tmp_path, kind):
+    fig = plot(study, kind)
+    for suffix in ("png", "pdf"):
+        path = save_figure(fig, tmp_path / f"{kind}.{suffix}")
+        assert path.stat().st_size > 5_000
+    assert legend_texts(fig)[:2] == LABELS  # one entry per variant, the partial one marked
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_curves_are_the_three_panels_of_fig2(study):
+    fig = plot(study, "curves")
+    loss, std, knn = fig.axes
+    assert [ax.get_xlabel() for ax in fig.axes] == ["epoch"] * 3
+    assert "loss" in loss.get_ylabel() and "%" in knn.get_ylabel() and "z/‖z‖" in std.get_ylabel()
+    assert dashed_at(std, REF) and not dashed_at(knn, REF)
+    assert legend_texts(fig) == [*LABELS, f"1/√d = {REF:.3g}"]
+    # loss is per step, shown in epochs: 4 steps per epoch -> x ends at epoch 5
+    assert max(line.get_xdata().max() for line in loss.get_lines()[:2]) == pytest.approx(EPOCHS)
+    # seeds give bands: the good variant has 3 seeds
+    assert any(isinstance(c, PolyCollection) for c in knn.collections)
+    assert knn.get_lines()[1].get_ydata()[-1] == pytest.approx(100 * 0.51)  # good, mean %
+
+
+def test_std_panels_have_the_reference_line(study):
+    fig = plot(study, "std")
+    assert len(fig.axes) == 2
+    assert all(dashed_at(ax, REF) for ax in fig.axes)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["SGD step", "epoch"]
+
+
+def test_spectra_are_sorted_on_a_log_axis(study):
+    fig = plot(study, "spectra", epoch=2)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and "epoch 2" in ax.get_title()
+    good = ax.get_lines()[1].get_ydata()
+    assert list(good) == sorted(good, reverse=True) and len(good) == D
+    assert "rank" in ax.get_xlabel()
+
+
+def test_channel_std_log_axis_and_reference(study):
+    fig = plot(study, "channel_std")
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and dashed_at(ax, REF)
+    assert "last epoch" in ax.get_title()  # the running run stops at epoch 2, others at 5
+
+
+def test_missing_data_explains_itself(study):
+    bare = study.drop_vars(["z_spectrum", "eta_drift"])
+    with pytest.raises(ResultsError, match="no spectra.*channel_std"):
+        plot(bare, "spectra")
+    with pytest.raises(ResultsError, match="no eta_\\* variables.*Available: loss"):
+        plot(bare, "eta")
+    with pytest.raises(ResultsError, match="not in these results: knn_top1"):
+        plot(study.drop_vars("knn_top1"), "curves")
+    with pytest.raises(ResultsError, match="no values at epoch 9; recorded epochs: 1, 2"):
+        plot(study, "spectra", epoch=9)
+    with pytest.raises(ResultsError, match="unknown plot kind"):
+        plot(study, "violin")
+
+
+def test_cli_plot(study_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "fig2.pdf"
+    res = runner.invoke(app, ["plot", str(study_dir), "--kind", "curves", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 5_000 and "still running" in res.output
+    res = runner.invoke(app, ["plot", str(study_dir), "--kind", "spectra", "--epoch", "99"])
+    assert res.exit_code == 2 and "no values at epoch 99" in res.output
+    res = runner.invoke(app, ["plot", str(study_dir), "--kind", "pie"])
+    assert res.exit_code == 2 and "unknown --kind" in res.output and "Traceback" not in res.output
+
+
+def test_one_run_dataset_is_a_one_run_study(study_dir):
+    run = open_run(study_dir / "good" / "seed1")  # notebook use: a single metrics.nc
+    fig = plot(run, "curves")
+    assert legend_texts(fig)[0] == "good" and len(fig.axes) == 3

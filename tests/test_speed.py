@@ -1,0 +1,139 @@
+"""Speed options of the training step: bf16 autocast, channels_last, torch.compile."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from siamlab.errors import ConfigError
+from siamlab.models.siamese import SiameseOutput, create_model
+from siamlab.objectives import simsiam_loss
+from siamlab.train.config import TrainConfig
+from siamlab.train.loop import Trainer
+from siamlab.train.optim import create_optimizer
+from siamlab.train.speed import (
+    autocast_dtype,
+    bf16_supported,
+    compile_available,
+    prepare_model,
+    to_float,
+)
+from tests.conftest import tiny_runs
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread: fast and steady on a shared 2-core machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class _Quiet:
+    def on_step_end(self, view):
+        pass
+
+    def on_epoch_end(self, view):
+        pass
+
+
+def _trainer(tmp_path: Path, train: TrainConfig, backbone: str = "convnet_small") -> Trainer:
+    """A Trainer of the tiny config with the speed options of ``train`` applied."""
+    cfg = tiny_runs(tmp_path, sets=[f"model.backbone={backbone}"])[0].config
+    torch.manual_seed(0)
+    model = create_model(cfg.model)
+    return Trainer(
+        model=model,
+        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
+        optimizer=create_optimizer(model, cfg.optim, 16),
+        set_lr=lambda step, epoch: 0.05,
+        batches=lambda epoch, start: [],
+        steps_per_epoch=1,
+        epochs=1,
+        device=CPU,
+        callbacks=_Quiet(),
+        forward=prepare_model(model, train, CPU),
+        autocast_dtype=autocast_dtype(train.precision),
+        channels_last=train.channels_last,
+    )
+
+
+def _views(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(16, 3, size, size, generator=g), torch.randn(16, 3, size, size, generator=g)
+
+
+def _one_step(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor) -> tuple[SiameseOutput, float]:
+    if trainer.channels_last:
+        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+    out, loss, _ = trainer._step(x1, x2, torch.arange(16), 0)
+    return out, loss
+
+
+def test_defaults_are_off():
+    cfg = TrainConfig()
+    assert (cfg.precision, cfg.channels_last, cfg.compile) == ("fp32", False, False)
+    assert autocast_dtype("fp32") is None and autocast_dtype("bf16") is torch.bfloat16
+    with pytest.raises(ConfigError):
+        autocast_dtype("fp8")
+
+
+def test_bf16_step_runs_on_cpu_close_to_fp32(tmp_path):
+    x1, x2 = _views()
+    _, ref = _one_step(_trainer(tmp_path, TrainConfig()), x1, x2)
+    bf16 = _trainer(tmp_path, TrainConfig(precision="bf16"))
+    out, loss = _one_step(bf16, x1, x2)
+    assert torch.isfinite(torch.tensor(loss))
+    assert abs(loss - ref) < 0.02, (loss, ref)
+    assert all(t.dtype == torch.float32 for t in out[:6])  # the loss and diagnostics see fp32
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # fp32 master weights
+    _, second = _one_step(bf16, x1, x2)  # the optimiser step worked on fp32 weights
+    assert torch.isfinite(torch.tensor(second)) and second != loss
+
+
+def test_channels_last_matches_contiguous(tmp_path):
+    x1, x2 = _views()
+    plain = _trainer(tmp_path, TrainConfig())
+    nhwc = _trainer(tmp_path, TrainConfig(channels_last=True))
+    conv = next(m for m in nhwc.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        _, a = _one_step(plain, x1, x2)
+        _, b = _one_step(nhwc, x1, x2)
+        assert a == pytest.approx(b, abs=1e-5)
+    for p, q in zip(plain.model.parameters(), nhwc.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q.contiguous(), rtol=1e-4, atol=1e-5)
+    state = nhwc.model.state_dict()  # checkpoints load into a contiguous model
+    create_model(tiny_runs(tmp_path)[0].config.model).load_state_dict(state)
+
+
+def test_to_float_keeps_the_named_tuple_and_nones():
+    t = torch.ones(2, 3, dtype=torch.bfloat16)
+    out = to_float(SiameseOutput(t, t, t, t, t, t))
+    assert isinstance(out, SiameseOutput) and out.t1 is None
+    assert out.z1.dtype == torch.float32
+
+
+def test_bf16_detection_is_a_bool():
+    assert isinstance(bf16_supported(CPU), bool)
+
+
+@pytest.mark.skipif(not compile_available(), reason="torch.compile needs g++ on PATH")
+def test_compile_option_constructs(tmp_path):
+    trainer = _trainer(tmp_path, TrainConfig(compile=True))
+    assert trainer.forward is not trainer.model
+    assert type(trainer.forward).__name__ == "OptimizedModule"
+    # the compiled wrapper shares the weights: a checkpoint of the model is the same
+    assert trainer.forward._orig_mod is trainer.model  # type: ignore[union-attr]
+    copy.deepcopy(trainer.model.state_dict())
+    # compiling itself takes minutes on 2 CPU cores: the first step is not run here
+
+
+def test_compile_refused_without_a_compiler(tmp_path, monkeypatch):
+    monkeypatch.setattr("siamlab.train.speed.compile_available", lambda: False)
+    with pytest.raises(ConfigError, match="train.compile"):
+        _trainer(tmp_path, TrainConfig(compile=True))
