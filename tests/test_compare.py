@@ -196,7 +196,8 @@ def test_mixed_configs_are_flagged(tmp_path):
 
 
 def test_several_studies_and_a_results_root(tmp_path):
-    build_study(tmp_path / "a")
+    make_run(tmp_path / "a", "good", 0)  # a and b are results roots holding a study "toy"
+    make_run(tmp_path / "a", "bad", 0)
     make_run(tmp_path / "b", "good", 0)
     studies = load_studies([tmp_path / "a", tmp_path / "b"])
     assert len(studies) == 2

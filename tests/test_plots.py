@@ -36,6 +36,12 @@ def legend_texts(fig: Figure) -> list[str]:
     return [t.get_text() for t in legend.get_texts()]
 
 
+def labelled_yticks(ax) -> list[str]:
+    lo, hi = sorted(ax.get_ylim())
+    ticks = zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+    return [label.get_text() for y, label in ticks if lo <= y <= hi and label.get_text()]
+
+
 def dashed_at(ax, y: float) -> bool:
     return any(
         line.get_linestyle() == "--" and list(line.get_ydata()) == [y, y] for line in ax.get_lines()
@@ -51,6 +57,7 @@ def test_every_kind_writes_a_non_empty_image(study, tmp_path, kind):
     assert legend_texts(fig)[:2] == LABELS  # one entry per variant, the partial one marked
     for ax in fig.axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+        assert len(labelled_yticks(ax)) >= 2, (kind, ax.get_ylim())  # readable y axis
 
 
 def test_curves_are_the_three_panels_of_fig2(study):

@@ -55,11 +55,12 @@ def plot_channel_std(ds: xr.Dataset, epoch: int | None = None) -> Figure:
             legend=False,
             ax=ax,
         )
-        log_axis(ax)
+        ax.set_yscale("log")
         ax.set_xlim(1, df["x"].max())
         ref = std_reference(ds)
         if ref is not None:
             reference_line(ax, ref)
+        log_axis(ax)
         ax.set_title(f"per-channel std of z/‖z‖ (eval BN, test split)\n{caption}")
         ax.set_xlabel("channel rank (1 = largest std)")
         ax.set_ylabel("std of z/‖z‖ (log)")

@@ -19,6 +19,11 @@ from siamlab.plots.style import add_legend, new_figure, palette, paper_style, re
 from siamlab.results.runinfo import as_study, check_metrics, scalar_metrics, std_reference
 
 STD = "std of z/‖z‖"
+ETA_LABELS = {  # name -> (title, y label); others use long_name and the name
+    "eta_drift": ("drift of the targets eta_x", "distance (unit-normalised)"),
+    "eta_cosine": ("cosine of F(T(x)) and eta_x", "cosine"),
+    "eta_age": ("age of the targets", "age"),
+}
 
 
 def line_panel(
@@ -163,7 +168,8 @@ def plot_eta(ds: xr.Dataset) -> Figure:
             line_panel(ax, ds, name)
             attrs = ds[name].attrs
             unit = str(attrs.get("units", "1"))
-            ax.set_title(textwrap.shorten(str(attrs.get("long_name", name)), 60), wrap=True)
-            ax.set_ylabel(name + ("" if unit == "1" else f" ({unit})"))
+            title, label = ETA_LABELS.get(name, (str(attrs.get("long_name", name)), name))
+            ax.set_title(textwrap.shorten(title, 34))
+            ax.set_ylabel(label + ("" if unit == "1" else f" ({unit})"))
             ax.set_xlabel("SGD step" if "step" in ds[name].dims else "epoch")
         return _finish(fig, ds)

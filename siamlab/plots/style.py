@@ -6,6 +6,7 @@ as usual. Sizes are in inches: a single-column figure is :data:`COLUMN_WIDTH` wi
 figure spanning the page :data:`TEXT_WIDTH`; fonts are 7-8 pt, as printed.
 """
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 COLUMN_WIDTH = 3.4
 TEXT_WIDTH = 7.0
@@ -90,8 +91,16 @@ def reference_line(ax: Axes, value: float) -> Line2D:
 
 
 def log_axis(ax: Axes) -> None:
-    """Log y scale labelled at powers of ten only (minor ticks unlabelled)."""
+    """Log y scale, labelled however narrow the range; call after drawing.
+
+    Labels sit at powers of ten, or at 1-2-5 steps (plain numbers) when the data span
+    less than two decades, so every axis has labels.
+    """
     ax.set_yscale("log")
+    bottom, top = ax.get_ylim()
+    if math.log10(top / bottom) < 2:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
