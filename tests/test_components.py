@@ -190,7 +190,7 @@ def test_lars_update_hand_computed():
     b.grad = torch.tensor([2.0])
     opt.step()
     u = torch.tensor([[1.0, 0.0]]) + 0.5 * torch.tensor([[3.0, 4.0]])  # g + wd w
-    u = u * (0.01 * 5.0 / u.norm())
+    u = u * (0.01 * 5.0 / (1.0 + 0.5 * 5.0))  # LARC trust ratio tc |w| / (|g| + wd |w|)
     torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.1 * u)
     torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))  # 1-D: plain SGD
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from siamlab.evaluation.lars import LARS
+from siamlab.train.lars import LARS
 
 
 def test_lars_step_matches_its_formula_on_a_hand_computed_case():

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from siamlab.data.views import mix_seed
 from siamlab.errors import ConfigError
 from siamlab.evaluation.features import assert_unchanged, extract_features, snapshot
-from siamlab.evaluation.lars import LARS
+from siamlab.train.lars import LARS
 
 
 @dataclass(frozen=True)
