@@ -175,6 +175,9 @@ def execute_run(
         return loader
 
     monitor = _monitor(spec, run, data, device, total, start_step, progress)
+    run.monitor = monitor
+    if run.loaded_monitor_state is not None:  # e.g. an epoch's running loss mid-epoch
+        monitor.load_state_dict(run.loaded_monitor_state)
     callbacks = _Both(
         _GlobalBatch(monitor) if dist.world_size > 1 else monitor,
         Checkpointing(

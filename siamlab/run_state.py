@@ -45,6 +45,8 @@ class RunState:
         self.optimizer = create_optimizer(self.model, cfg.optim, cfg.train.batch_size)
         self.recorder = Recorder()
         self.targets: TargetProvider | None = None
+        self.monitor: Any = None  # the diagnostics Monitor: its hooks' state is checkpointed
+        self.loaded_monitor_state: dict[str, Any] | None = None
         self.created = now()
 
     def attrs(self, status: str) -> dict[str, Any]:
@@ -86,6 +88,7 @@ class RunState:
                 "created": self.created,
                 "rng_cpu": torch.get_rng_state(),
                 "targets": targets,
+                "monitor": self.monitor.state_dict() if self.monitor is not None else None,
             }
             save_checkpoint(self.dir / "checkpoints", state)
             self.write_results(status)
@@ -120,6 +123,7 @@ class RunState:
                 self.targets.load_state_dict(torch.load(path, weights_only=False))
             else:
                 self.targets.load_state_dict(state["targets"])
+        self.loaded_monitor_state = state.get("monitor")
         self.created = state["created"]
         return int(state["step"])
 

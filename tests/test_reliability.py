@@ -97,7 +97,9 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
     assert state["step"] == stopped.sizes["step"]  # checkpoint and results agree
     rerun = _spawn(study, args)
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
-    _assert_same_run(reference.directory, run_dir, ("loss", "z_std_train", "knn_top1", "lr"))
+    _assert_same_run(
+        reference.directory, run_dir, ("loss", "z_std_train", "knn_top1", "lr", "epoch_loss")
+    )
 
 
 def test_divergence_marks_the_run_and_the_study_goes_on(tmp_path):
