@@ -5,7 +5,6 @@ Channels are sorted by std (largest first) and drawn on a log axis with the dash
 collapse drops them all, dimensional collapse only the tail.
 """
 
-import seaborn as sns
 import xarray as xr
 from matplotlib.figure import Figure
 
@@ -17,6 +16,7 @@ from siamlab.plots.style import (
     palette,
     paper_style,
     reference_line,
+    variant_lines,
 )
 from siamlab.results.runinfo import as_study, check_metrics, std_reference
 
@@ -44,17 +44,7 @@ def plot_channel_std(ds: xr.Dataset, epoch: int | None = None) -> Figure:
         fig = new_figure(1, height=2.6)
         (ax,) = fig.axes
         df = profile_frame(da, FLOOR)
-        sns.lineplot(
-            data=df,
-            x="x",
-            y="value",
-            hue="variant",
-            hue_order=variants,
-            palette=palette(variants),
-            errorbar=("pi", 100),
-            legend=False,
-            ax=ax,
-        )
+        variant_lines(ax, df, variants, ("pi", 100))
         ax.set_yscale("log")
         ax.set_xlim(1, df["x"].max())
         ref = std_reference(ds)

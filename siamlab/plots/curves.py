@@ -7,7 +7,6 @@ Each line is a variant's mean over seeds, the band its standard deviation over s
 
 import textwrap
 
-import seaborn as sns
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -15,7 +14,14 @@ from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
 from siamlab.plots.frames import series_frame, steps_per_epoch, variant_labels
-from siamlab.plots.style import add_legend, new_figure, palette, paper_style, reference_line
+from siamlab.plots.style import (
+    add_legend,
+    new_figure,
+    palette,
+    paper_style,
+    reference_line,
+    variant_lines,
+)
 from siamlab.results.runinfo import as_study, check_metrics, scalar_metrics, std_reference
 
 STD = "std of z/‖z‖"
@@ -47,17 +53,7 @@ def line_panel(
     df = series_frame(ds, name, scale)
     df["x"] = df["x"] * x_scale
     variants = [str(v) for v in ds["variant"].values]
-    sns.lineplot(
-        data=df,
-        x="x",
-        y="value",
-        hue="variant",
-        hue_order=variants,
-        palette=palette(variants),
-        errorbar=errorbar,
-        legend=False,
-        ax=ax,
-    )
+    variant_lines(ax, df, variants, errorbar)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 

@@ -6,13 +6,19 @@ large eigenvalues and the rest at numerical zero. Eigenvalues are clamped at
 :data:`FLOOR` times the largest one plotted before the log axis, so zeros stay visible.
 """
 
-import seaborn as sns
 import xarray as xr
 from matplotlib.figure import Figure
 
 from siamlab.errors import ResultsError
 from siamlab.plots.frames import at_epoch, profile_frame, variant_labels
-from siamlab.plots.style import add_legend, log_axis, new_figure, palette, paper_style
+from siamlab.plots.style import (
+    add_legend,
+    log_axis,
+    new_figure,
+    palette,
+    paper_style,
+    variant_lines,
+)
 from siamlab.results.runinfo import as_study
 
 FLOOR = 1e-12
@@ -64,17 +70,7 @@ def plot_spectra(
         for ax, name in zip(fig.axes, names, strict=True):
             da, caption = picked[name]
             df = profile_frame(da, floor)
-            sns.lineplot(
-                data=df,
-                x="x",
-                y="value",
-                hue="variant",
-                hue_order=variants,
-                palette=palette(variants),
-                errorbar=("pi", 100),
-                legend=False,
-                ax=ax,
-            )
+            variant_lines(ax, df, variants, ("pi", 100))
             log_axis(ax)
             ax.set_xlim(1, df["x"].max())
             symbol, what = TITLES.get(name, (name.removesuffix("_spectrum"), name))

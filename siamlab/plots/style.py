@@ -57,6 +57,21 @@ def new_figure(panels: int, width: float | None = None, height: float = PANEL_HE
     return fig
 
 
+def variant_lines(ax: Axes, df: Any, variants: Sequence[str], errorbar: Any = ("pi", 100)) -> None:
+    """One line per variant (columns x, value, variant), band over seeds, no legend."""
+    sns.lineplot(
+        data=df,
+        x="x",
+        y="value",
+        hue="variant",
+        hue_order=list(variants),
+        palette=palette(variants),
+        errorbar=errorbar,
+        legend=False,
+        ax=ax,
+    )
+
+
 def palette(variants: Sequence[str]) -> dict[str, Color]:
     """One colour per variant, in order, from seaborn's colour-blind-safe palette."""
     colours = sns.color_palette("colorblind", max(len(variants), 1))
