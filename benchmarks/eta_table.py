@@ -54,11 +54,15 @@ def main() -> None:
         mem = _memory_mb()
         size_gb = args.rows * args.dim * 2 / 1e9
         print(f"memmap float16 table {args.rows} x {args.dim} ({size_gb:.1f} GB on disk)")
-        print(f"  update throughput: {args.steps * args.batch / seconds:,.0f} rows/s "
-              f"({args.steps} batches of {args.batch} random rows, read + blend + write)")
-        print(f"  memory: RssAnon {mem['RssAnon'] - start['RssAnon']:+.0f} MB, "
-              f"RssFile {mem['RssFile']:.0f} MB (reclaimable page cache), peak RSS "
-              f"{mem['VmHWM']:.0f} MB")
+        print(
+            f"  update throughput: {args.steps * args.batch / seconds:,.0f} rows/s "
+            f"({args.steps} batches of {args.batch} random rows, read + blend + write)"
+        )
+        print(
+            f"  memory: RssAnon {mem['RssAnon'] - start['RssAnon']:+.0f} MB, "
+            f"RssFile {mem['RssFile']:.0f} MB (reclaimable page cache), peak RSS "
+            f"{mem['VmHWM']:.0f} MB"
+        )
         t0 = time.perf_counter()
         table.state_dict()
         print(f"  checkpoint snapshot (copy of the table): {time.perf_counter() - t0:.1f} s")

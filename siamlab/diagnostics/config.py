@@ -24,8 +24,9 @@ class VerdictConfig(BaseModel):
     """Thresholds of the per-epoch collapse verdict (see :mod:`siamlab.diagnostics.verdict`).
 
     "Constant output" means ``z_std_eval * sqrt(d) < collapsed_std`` or
-    ``z_uniformity > collapsed_uniformity``. Checked in this order; the first that applies
-    wins:
+    ``z_uniformity > collapsed_uniformity``. "Loss" is the paper's symmetric negative
+    cosine, -pz_cosine_train, whatever the objective. Checked in this order; the first
+    that applies wins:
 
     1. ``unstable``: a non-finite loss or eval-mode embedding in the epoch, or
        ``loss_jitter > unstable_jitter``.

@@ -48,6 +48,9 @@ class BatchGeometryHook:
     * ``h_branch_cosine_train`` = mean cos(h1, h2): how alike the backbone sees the views.
     * ``z_centre_ratio_train`` = ||E[z1/|z1|]|| (Zhang et al., ICLR 2022): -> 1 under
       collapse, a healthy floor of ~1/sqrt(B).
+    * ``pz_cosine_train`` = (cos(p1, t2) + cos(p2, t1)) / 2, t the targets (z, or the
+      momentum encoder's output): minus the paper's symmetric loss (Eq. 2) whatever the
+      objective, so the verdict judges a cross-entropy or asymmetric run on the same scale.
     """
 
     every: int = 1
@@ -56,7 +59,9 @@ class BatchGeometryHook:
         if view.step % self.every:
             return {}
         out = view.output
+        t1, t2 = out.targets()
         return {
+            "pz_cosine_train": (branch_cosine(out.p1, t2) + branch_cosine(out.p2, t1)) / 2,
             "z_alignment_train": alignment(out.z1, out.z2),
             "h_branch_cosine_train": branch_cosine(out.h1, out.h2),
             "z_centre_ratio_train": centre_ratio(out.z1),

@@ -113,6 +113,12 @@ class VerdictJudge:
     values from all hooks; it judges the epochs that have ``z_std_eval``. The std is
     scaled by sqrt(d) with d = the length of ``z_channel_std_eval``.
 
+    The loss it judges is the paper's symmetric negative cosine: ``-pz_cosine_train`` when
+    the batch-geometry hook measured it, so the thresholds mean the same for every
+    objective (a cross-entropy loss lives near log d, not in [-1, 1]); the recorded
+    ``loss``/``epoch_loss`` otherwise. For the default symmetric cosine objective the two
+    are the same number.
+
     Attributes:
         cfg: The verdict thresholds.
         latest: The most recent verdict ("" before the first).
@@ -121,21 +127,29 @@ class VerdictJudge:
     cfg: VerdictConfig
     latest: str = ""
     _losses: list[float] = field(default_factory=list)
+    _cosine_losses: list[float] = field(default_factory=list)
 
     def summarise(self, scope: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Collect a step's loss, or judge an epoch from its values."""
         if scope == "step":
             if "loss" in values:
                 self._losses.append(float(values["loss"]))
+            if "pz_cosine_train" in values:
+                self._cosine_losses.append(-float(values["pz_cosine_train"]))
             return {}
-        jitter, self._losses = loss_jitter(self._losses), []
+        losses, cosine_losses = self._losses, self._cosine_losses
+        self._losses, self._cosine_losses = [], []
+        finite = bool(np.isfinite(losses).all())
+        judged = cosine_losses if cosine_losses and finite else losses
+        jitter = loss_jitter(judged)
         out: dict[str, Any] = {"loss_jitter": jitter}
         if "z_std_eval" not in values or "epoch_loss" not in values:
             return out
+        epoch_loss = float(np.mean(judged)) if judged is cosine_losses else values["epoch_loss"]
         dim = np.asarray(values.get("z_channel_std_eval", [0.0])).size
         self.latest = judge(
             self.cfg,
-            epoch_loss=float(values["epoch_loss"]),
+            epoch_loss=float(epoch_loss),
             std_sqrt_d=float(values["z_std_eval"]) * math.sqrt(dim),
             erank_fraction=float(values.get("z_erank_fraction", math.nan)),
             jitter=jitter,
@@ -146,11 +160,17 @@ class VerdictJudge:
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch's losses so far and the latest verdict (for a mid-epoch checkpoint)."""
-        return {"losses": list(self._losses), "latest": self.latest}
+        return {
+            "losses": list(self._losses),
+            "cosine_losses": list(self._cosine_losses),
+            "latest": self.latest,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self._losses, self.latest = [float(x) for x in state["losses"]], str(state["latest"])
+        self._losses = [float(x) for x in state["losses"]]
+        self._cosine_losses = [float(x) for x in state.get("cosine_losses", [])]
+        self.latest = str(state["latest"])
 
 
 def verdict_attrs(last: object, status: str, cfg: VerdictConfig) -> dict[str, str | float]:

@@ -117,6 +117,12 @@ VARIABLES: dict[str, VarSpec] = {
         "1",
         {"bn_mode": "train", "data": "training batch (both views)"},
     ),
+    "pz_cosine_train": VarSpec(
+        ("step",),
+        "mean cosine of each view's prediction with the other view's target (minus Eq. 2)",
+        "1",
+        {"bn_mode": "train", "data": "training batch (both views)"},
+    ),
     "z_centre_ratio_train": VarSpec(
         ("step",),
         "centre ratio ||E[z/|z|]|| of the batch (Zhang et al. 2022; healthy floor ~1/sqrt(B))",
@@ -125,7 +131,7 @@ VARIABLES: dict[str, VarSpec] = {
     ),
     "loss_jitter": VarSpec(
         ("epoch",),
-        "step-to-step noise of the loss within the epoch: RMS of 2nd differences / sqrt(6)",
+        "step-to-step noise of the negative-cosine loss: RMS 2nd difference / sqrt(6)",
         "1",
     ),
     "h_std_eval": VarSpec(

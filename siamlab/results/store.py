@@ -62,8 +62,9 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
             ds[key] = xr.DataArray([str(value)], dims=["seed"])
         by_variant.setdefault(d.parent.name, []).append(ds)
     per_variant = [
-        xr.concat(runs, dim="seed", join="outer", combine_attrs="drop_conflicts")
-        .expand_dims(variant=[name])
+        xr.concat(runs, dim="seed", join="outer", combine_attrs="drop_conflicts").expand_dims(
+            variant=[name]
+        )
         for name, runs in by_variant.items()
     ]
     study = xr.concat(per_variant, dim="variant", join="outer", combine_attrs="drop_conflicts")

@@ -222,13 +222,14 @@ def test_monitor_runs_hooks_then_the_verdict():
     monitor = Monitor(hooks, [sink], lambda view: FakeProbes(bank=emb, test=emb, probe=emb))
     net = Net(d)
     for step in range(1, 6):
-        zs = torch.randn(32, d, generator=g)
-        view = StepView(step, 0, -0.05 - 0.001 * step, 0.1, SiameseOutput(*[zs] * 6), 32, net)
+        zs, ps = torch.randn(32, d, generator=g), torch.randn(32, d, generator=g)
+        out = SiameseOutput(zs, zs, zs, zs, ps, ps)  # p unrelated to z: cos(p, z) ~ 0
+        view = StepView(step, 0, -0.05 - 0.001 * step, 0.1, out, 32, net)
         monitor.on_step_end(view)
     monitor.on_epoch_end(EpochView(1, 5, net, 1.0, 160, True))
     scope, index, values = sink.rows[-1]
     assert scope == "epoch" and index == 1
-    assert values["verdict"] == "not_converging" == monitor.verdict  # loss ~ -0.05
+    assert values["verdict"] == "not_converging" == monitor.verdict  # -cos(p, z) ~ 0
     assert {"z_spectrum", "pred_cosine", "knn_top1", "loss_jitter", "h_alpha"} <= set(values)
     assert "grad_norm" in sink.rows[0][2]
 
@@ -263,3 +264,21 @@ def test_monitor_state_resumes_mid_epoch_identically():
     a, b = full_sink.rows[-1][2], resumed_sink.rows[-1][2]
     for key in ("epoch_loss", "loss_jitter", "pred_cosine", "pred_commutator", "verdict"):
         assert a[key] == b[key], key
+
+
+def test_pz_cosine_is_minus_the_symmetric_cosine_loss_and_uses_momentum_targets():
+    from siamlab.objectives import ObjectiveConfig, simsiam_loss
+
+    g = torch.Generator().manual_seed(1)
+    h, z1, z2, p1, p2, t1, t2 = (torch.randn(64, 16, generator=g) for _ in range(7))
+    out = SiameseOutput(h, h, z1, z2, p1, p2)
+    v = BatchGeometryHook().on_step(_step(Net(4), out))
+    loss = simsiam_loss(out, ObjectiveConfig()).item()
+    assert v["pz_cosine_train"] == pytest.approx(-loss, rel=1e-6)
+    momentum = SiameseOutput(h, h, z1, z2, p1, p2, t1, t2)
+    expected = (
+        torch.cosine_similarity(p1, t2).mean() + torch.cosine_similarity(p2, t1).mean()
+    ).item() / 2
+    assert BatchGeometryHook().on_step(_step(Net(4), momentum))["pz_cosine_train"] == (
+        pytest.approx(expected, rel=1e-6)
+    )

@@ -119,3 +119,26 @@ def test_auto_epoch_schedule():
     due = [e for e in range(1, 41) if epoch_due(e, e == 41, 20)]
     assert due == [1, 20, 40]
     assert epoch_due(7, True, 20)  # the last epoch is always evaluated
+
+
+def test_the_verdict_judges_the_negative_cosine_whatever_the_objective():
+    """A cross-entropy run's loss sits near log d: judged on -pz_cosine_train instead."""
+    judge_ = VerdictJudge(VerdictConfig())
+    cosines = _noisy(0.6, 0.8, noise=0.005)
+    for c in cosines:
+        judge_.summarise("step", {"loss": math.log(512) - 0.1 * c, "pz_cosine_train": c})
+    values = {
+        "epoch_loss": math.log(512) - 0.07,
+        "z_std_eval": 0.95 / math.sqrt(D),
+        "z_channel_std_eval": np.full(D, 0.95 / math.sqrt(D)),
+        "z_erank_fraction": 0.3,
+        "z_uniformity": -2.5,
+    }
+    out = judge_.summarise("epoch", values)
+    assert out["verdict"] == "healthy"  # the raw CE loss (~6.2) would say not_converging
+    assert out["loss_jitter"] == pytest.approx(loss_jitter([-c for c in cosines]))
+    # the running state survives a checkpoint
+    judge_.summarise("step", {"loss": 6.0, "pz_cosine_train": 0.7})
+    restored = VerdictJudge(VerdictConfig())
+    restored.load_state_dict(judge_.state_dict())
+    assert restored.state_dict() == judge_.state_dict()
