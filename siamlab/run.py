@@ -141,8 +141,7 @@ def execute_run(
     device = select_device(cfg.train.device, dist.local_rank)
     pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
     data = build_datasets(cfg.data, spec.seed, pairs)
-    if cfg.data.augment_batched:
-        data = with_batched_views(data, cfg.data, spec.seed, pairs)
+    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
     n_images, batch = len(data.train_eval), cfg.train.batch_size
     sampler = EpochSampler(n_images, batch, spec.seed, rank=dist.rank, world_size=dist.world_size)
     run = RunState(spec, device, dist)

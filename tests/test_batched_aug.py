@@ -121,8 +121,19 @@ def test_image_folders_are_refused(tmp_path):
     data = build_datasets(cfg, 0)
     folder = FolderSource([tmp_path / "a.png"], np.zeros(1, dtype=np.int64), ["a"])
     data.train_views.source = folder
+    folders = cfg.model_copy(update={"dataset": "imagefolder", "augment_batched": True})
     with pytest.raises(DataError, match="augment_batched"):
-        with_batched_views(data, cfg.model_copy(update={"dataset": "imagefolder"}), 0, 1)
+        with_batched_views(data, folders, 0, 1)
+    auto = folders.model_copy(update={"augment_batched": "auto"})
+    assert with_batched_views(data, auto, 0, 1) is data  # auto: image folders keep PIL
+
+
+def test_auto_batches_in_memory_images_and_false_keeps_pil():
+    base = DataConfig(dataset="digits", image_size=8, train_limit=64, test_limit=32)
+    data = build_datasets(base, 0)
+    assert with_batched_views(data, base, 0, 1) is data
+    auto = DataConfig.model_validate({**base.model_dump(), "augment_batched": "auto"})
+    assert isinstance(with_batched_views(data, auto, 0, 1).train_views, BatchedTwoViewDataset)
 
 
 def test_tiny_run_with_the_batched_path_and_persistent_workers(tmp_path: Path):

@@ -231,8 +231,7 @@ def run_bench(
         )
     pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
     data = build_datasets(cfg.data, spec.seed, pairs)
-    if cfg.data.augment_batched:
-        data = with_batched_views(data, cfg.data, spec.seed, pairs)
+    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
     loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
     with tempfile.TemporaryDirectory(prefix="siamlab-bench-") as tmp:
         out = cfg.output.model_copy(update={"root": tmp})

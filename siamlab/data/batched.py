@@ -202,14 +202,20 @@ def _no_pil(_: object) -> torch.Tensor:
 
 
 def with_batched_views(data: DataBundle, cfg: DataConfig, seed: int, pairs: int) -> DataBundle:
-    """Return ``data`` with its training views made by :class:`BatchedTwoViewDataset`.
+    """Return ``data`` with its training views made as ``cfg.augment_batched`` says.
+
+    ``False`` keeps the PIL path; ``True`` uses :class:`BatchedTwoViewDataset`; ``"auto"``
+    uses it when the images are an in-memory uint8 array and keeps the PIL path otherwise.
 
     Raises:
-        DataError: the training images are not an in-memory uint8 array (image folders).
+        DataError: ``True`` but the training images are read from files (image folders).
     """
     from siamlab.data.build import resolved_augment
 
     source = data.train_views.source
+    in_memory = isinstance(source, ArraySource)
+    if cfg.augment_batched is False or (cfg.augment_batched == "auto" and not in_memory):
+        return data
     if not isinstance(source, ArraySource):
         raise DataError(
             f"data.augment_batched needs an in-memory dataset (digits, npz, cifar10/100); "

@@ -144,7 +144,8 @@ class DataConfig(BaseModel):
         augment_batched: in-memory uint8 datasets (digits, npz, CIFAR) augment whole
             batches of tensors (:mod:`siamlab.data.batched`) instead of one PIL image
             at a time: much faster, the same recipe, but other random draws than the
-            PIL path, so off by default.
+            PIL path, so off by default. ``auto``: batched when the images are in memory,
+            the PIL path for image folders (a study that runs at every profile).
         max_corrupt_fraction: image folders only: unreadable images are skipped with a
             warning (replaced by the next readable one) while they stay at most this
             fraction of the images read; beyond it the run fails.
@@ -165,6 +166,6 @@ class DataConfig(BaseModel):
     pin_memory: bool | None = None
     persistent_workers: bool = False
     prefetch_factor: int | None = Field(None, ge=1)
-    augment_batched: bool = False
+    augment_batched: bool | Literal["auto"] = False
     max_corrupt_fraction: float = Field(0.001, ge=0.0, le=1.0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
