@@ -44,3 +44,16 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: loader workers ignore SIGTERM and SIGINT.
+
+    Slurm preempts a job with SIGTERM to every one of its processes, and Ctrl-C signals
+    the whole foreground process group. A worker killed by it would make the main
+    process fail ("DataLoader worker is killed by signal") instead of finishing its
+    step and checkpointing; ignoring the signal leaves the stop to the main process,
+    which then shuts its workers down (they also exit if the main process dies).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

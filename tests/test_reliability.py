@@ -35,9 +35,15 @@ def _study_file(tmp_path: Path, sets: list[str]) -> tuple[Path, list[str]]:
     return path, args
 
 
-def _spawn(study: Path, args: list[str]) -> subprocess.Popen:
+def _spawn(study: Path, args: list[str], new_session: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "siamlab", "run", str(study), "--no-progress", *args]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=new_session,
+    )
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -100,6 +106,19 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
     _assert_same_run(
         reference.directory, run_dir, ("loss", "z_std_train", "knn_top1", "lr", "epoch_loss")
     )
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_with_loader_workers_is_a_clean_stop(tmp_path):
+    """Slurm preempts with SIGTERM to every process of the job, Ctrl-C signals the whole
+    foreground group: the loader workers must leave the stop to the main process."""
+    study, args = _study_file(tmp_path, [*SETS, "data.num_workers=1"])
+    proc = _spawn(study, args, new_session=True)
+    run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
+    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) == EXIT_PREEMPTED, proc.stdout.read().decode()
+    assert open_run(run_dir).attrs["status"] == "preempted"
 
 
 def test_divergence_marks_the_run_and_the_study_goes_on(tmp_path):
@@ -221,3 +240,23 @@ def test_corrupt_images_are_skipped_with_a_count_then_fail(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(DataError, match="dataset looks damaged"):
         for i in range(len(data.train_views)):
             data.train_views[i]
+
+
+class _SigtermDisposition(torch.utils.data.Dataset):
+    """Reports, from inside the loader worker, whether SIGTERM is ignored there."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor(signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+
+
+def test_training_loader_workers_ignore_sigterm():
+    from siamlab.data.config import DataConfig
+    from siamlab.data.loader import train_loader
+
+    cfg = DataConfig(num_workers=1)
+    loader = train_loader(cfg, _SigtermDisposition(), [[0], [1]], torch.device("cpu"))  # type: ignore[arg-type]
+    assert [bool(b) for b in loader] == [True, True]
+    assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # the main process keeps its own

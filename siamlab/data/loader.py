@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from siamlab.data.config import DataConfig
 from siamlab.data.views import TwoViewDataset
+from siamlab.preemption import leave_signals_to_the_main_process
 
 Item = tuple[torch.Tensor, torch.Tensor, int, int]  # view1 (3, S, S), view2, label, index
 
@@ -93,4 +94,11 @@ def train_loader(
         extra["persistent_workers"] = True
         dataset, sampler = EpochItems(views), EpochTagged(batches, views)
     pin = device.type == "cuda" if cfg.pin_memory is None else cfg.pin_memory
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin, **extra)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin,
+        worker_init_fn=leave_signals_to_the_main_process,
+        **extra,
+    )

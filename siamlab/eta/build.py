@@ -16,6 +16,7 @@ from siamlab.eta.config import EtaConfig
 from siamlab.eta.moving_average import MovingAverageTargets
 from siamlab.eta.provider import TargetProvider
 from siamlab.eta.table import EtaTable
+from siamlab.preemption import leave_signals_to_the_main_process
 from siamlab.train.distributed import DistInfo
 
 
@@ -25,7 +26,12 @@ def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
     def load(epoch: int, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         views = copy.copy(dataset)  # its own epoch; the training dataset is untouched
         views.set_epoch(epoch)
-        for x1, x2, _, _ in DataLoader(views, batch_sampler=batches, num_workers=num_workers):
+        for x1, x2, _, _ in DataLoader(
+            views,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            worker_init_fn=leave_signals_to_the_main_process,
+        ):
             yield x1, x2
 
     return load

@@ -33,6 +33,7 @@ from siamlab.evaluation.linear_probe import (
     lr_at,
     train_step,
 )
+from siamlab.preemption import leave_signals_to_the_main_process
 
 
 def probe_train_transform(
@@ -126,7 +127,12 @@ def probe_augmented(
             group["lr"] = lr_at(recipe, epoch)
         train_set.epoch = epoch
         order = [b.tolist() for b in batches(len(train_set), recipe, epoch)]
-        loader = DataLoader(train_set, batch_sampler=order, num_workers=num_workers)
+        loader = DataLoader(
+            train_set,
+            batch_sampler=order,
+            num_workers=num_workers,
+            worker_init_fn=leave_signals_to_the_main_process,
+        )
         desc = f"probe epoch {epoch + 1}/{recipe.epochs}"
         correct = 0
         for x, y, _ in tqdm(loader, total=len(order), desc=desc, disable=not progress, leave=False):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from siamlab.errors import SiamlabError
+from siamlab.preemption import leave_signals_to_the_main_process
 
 
 class BackboneChangedError(SiamlabError):
@@ -47,7 +48,13 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     feats, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=leave_signals_to_the_main_process,
+    )
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             x, y = batch[0], batch[1]
