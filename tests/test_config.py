@@ -59,6 +59,22 @@ def test_layering_default_profile_base_variant_set():
     assert expand_study(study, profile="cifar10")[0].config.model.backbone == "resnet18"
 
 
+def test_per_profile_applies_at_its_profile_only_above_base_below_variants():
+    study = StudyFile(
+        name="s",
+        base={"optim": {"base_lr": 0.2, "weight_decay": 1e-3}},
+        per_profile={"quick": {"optim": {"base_lr": 0.3}}},
+        variants={"a": None, "b": {"optim": {"base_lr": 0.4}}},
+    )
+    a, b = expand_study(study)
+    assert a.config.optim.base_lr == 0.3 and a.config.optim.weight_decay == 1e-3
+    assert b.config.optim.base_lr == 0.4  # the variant still wins
+    assert expand_study(study, profile="cifar10")[0].config.optim.base_lr == 0.2
+    typo = StudyFile(name="s", per_profile={"quik": {"optim": {"base_lr": 0.3}}})
+    with pytest.raises(ConfigError, match="unknown profile 'quik'"):
+        expand_study(typo)
+
+
 def test_bad_variant_fails_the_whole_study_before_work():
     study = StudyFile(name="s", variants={"ok": {}, "bad": {"objective": {"stopgrad": True}}})
     with pytest.raises(ConfigError, match="(?s)variant 'bad'.*objective.stop_grad"):

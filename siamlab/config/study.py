@@ -1,7 +1,8 @@
 """Study files: a question asked as ``base`` + named ``variants`` x ``seeds`` at a profile.
 
 Layering, lowest first: config defaults (the paper's ImageNet recipe) -> profile ->
-study ``base`` -> the variant's override -> ``--set`` overrides from the CLI.
+study ``base`` -> the study's ``per_profile`` entry for that profile -> the variant's
+override -> ``--set`` overrides from the CLI.
 """
 
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class StudyFile(BaseModel):
         description: what question the study asks.
         profile: the scale it runs at unless ``--profile`` says otherwise.
         base: partial config shared by all variants.
+        per_profile: profile name -> partial config shared by all variants at that
+            profile only (e.g. a stronger crop for the quick profile's tiny digits).
         variants: variant name -> partial config override.
         seeds: one run per variant and seed.
         paper: optional annotations, variant -> the paper's outcome for that row.
@@ -61,6 +64,7 @@ class StudyFile(BaseModel):
     description: str = ""
     profile: str | None = None
     base: dict[str, Any] = Field(default_factory=dict)
+    per_profile: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     paper: dict[str, PaperRef | str] = Field(default_factory=dict)
@@ -125,7 +129,10 @@ def expand_study(
         ConfigError: an unknown variant in ``only`` or an invalid resolved config.
     """
     profile_name = profile or study.profile or DEFAULT_PROFILE
+    for name in study.per_profile:
+        get_profile(name)  # an unknown profile name is an error, not a silent no-op
     base = deep_merge(get_profile(profile_name), study.base)
+    base = deep_merge(base, study.per_profile.get(profile_name, {}))
     names = list(study.variants)
     for name in only or []:
         if name not in study.variants:
