@@ -54,7 +54,7 @@ def line_panel(
     df["x"] = df["x"] * x_scale
     variants = [str(v) for v in ds["variant"].values]
     variant_lines(ax, df, variants, errorbar)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # readable in narrow panels
 
 
 def _finish(fig: Figure, ds: xr.Dataset, reference: bool = False) -> Figure:
