@@ -195,6 +195,15 @@ def test_mixed_configs_are_flagged(tmp_path):
     assert {r.variant: r.seeds for r in compare(ds).rows} == {"bad": 1, "good": 2}
 
 
+def test_std_times_sqrt_d_uses_each_runs_own_d(tmp_path):
+    """dimension.yaml varies d: each run's std is scaled by its own sqrt(d)."""
+    make_run(tmp_path, "good", 0)  # d = D, std = 1/sqrt(D)
+    make_run(tmp_path, "bad", 0, config={**CONFIG, "model": {"dim": 4 * D}})  # std 0.1/sqrt(D)
+    table = compare(open_study(tmp_path / "toy"), metrics=["z_std_eval*sqrt(d)"])
+    values = {r.variant: r.cells["z_std_eval*sqrt(d)"].mean for r in table.rows}
+    assert values == pytest.approx({"good": 1.0, "bad": 0.1 * 2})
+
+
 def test_several_studies_and_a_results_root(tmp_path):
     make_run(tmp_path / "a", "good", 0)  # a and b are results roots holding a study "toy"
     make_run(tmp_path / "a", "bad", 0)

@@ -33,6 +33,7 @@ from siamlab.results.runinfo import (
     majority,
     run_exists,
     run_notes,
+    run_std_references,
     scalar_metrics,
     std_reference,
 )
@@ -65,10 +66,10 @@ def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataA
 
     ``best`` is the minimum for losses and the maximum otherwise. NaN where a run has
     no value (missing run, metric not recorded yet). ``<name>*sqrt(d)`` is ``name``
-    divided by the 1/sqrt(d) reference.
+    divided by each run's 1/sqrt(d) (its own d: a study may vary it).
     """
     if name.endswith(SQRT_D):
-        return reduce_runs(ds, name.removesuffix(SQRT_D), reduce) / (std_reference(ds) or np.nan)
+        return reduce_runs(ds, name.removesuffix(SQRT_D), reduce) / run_std_references(ds)
     da = ds[name]
     if not set(da.dims) & set(TIME_DIMS):  # one number per run, e.g. eval_linear_top1
         return da
@@ -240,7 +241,7 @@ def compare(
         present = scalar_metrics(ds)
         names = list(metrics or [m for m in DEFAULT_METRICS if m.removesuffix(SQRT_D) in present])
         check_metrics(ds, [m.removesuffix(SQRT_D) for m in names])
-        if any(m.endswith(SQRT_D) for m in names) and std_reference(ds) is None:
+        if any(m.endswith(SQRT_D) for m in names) and run_std_references(ds).isnull().all():
             raise ResultsError(f"{study}: d is unknown (no std_reference attr or model.dim)")
         table.metrics += [m for m in names if m not in table.metrics]
         reduced = {m: reduce_runs(ds, m, reduce) for m in names}

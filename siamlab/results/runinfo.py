@@ -258,3 +258,19 @@ def std_reference(ds: xr.Dataset) -> float | None:
     if not dims and "channel" in ds.dims:
         return 1 / math.sqrt(ds.sizes["channel"])
     return None
+
+
+def run_std_references(ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
+    """1/sqrt(d) of every run, shape (variant, seed): each run's own ``model.dim``.
+
+    A study whose variants differ in d (``dimension.yaml``) has no single reference;
+    runs without a config fall back to :func:`std_reference` (NaN when unknown).
+    """
+    shared = std_reference(ds) if isinstance(ds, xr.Dataset) else None
+    configs = ds["config"]  # (variant, seed) YAML text
+    values = np.full(configs.shape, math.nan if shared is None else shared)
+    for index, text in np.ndenumerate(configs.values):
+        dim = _config(text).get("model", {}).get("dim") if text else None
+        if isinstance(dim, int) and dim > 0:
+            values[index] = 1 / math.sqrt(dim)
+    return xr.DataArray(values, dims=configs.dims, coords=configs.coords)
