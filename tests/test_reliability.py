@@ -74,6 +74,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     proc = _spawn(study, args)
     run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
     _wait_for(run_dir / "checkpoints" / "last.pt", proc)  # epoch 1 written, epoch 2 running
+    _wait_for(run_dir / "metrics.nc", proc)  # written right after the checkpoint
     time.sleep(0.3)
     proc.kill()
     proc.wait()
