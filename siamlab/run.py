@@ -183,30 +183,19 @@ def execute_run(
             run, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe
         ),
     )
-    base_lr = initial_lr(cfg.optim, batch)
     stop = should_stop or (lambda: False)
-    trainer = Trainer(
-        model=run.model,
-        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
-        optimizer=run.optimizer,
-        set_lr=lambda step, epoch: set_lr(
-            run.optimizer, base_lr, lr_factor(cfg.optim, step, epoch, spe, cfg.train.epochs)
-        ),
-        batches=batches,
+    trainer = build_trainer(
+        run,
+        batches,
+        callbacks,
+        spe,
+        total,
         steps_per_epoch=spe,
         epochs=cfg.train.epochs,
-        device=device,
-        callbacks=callbacks,
         max_steps=cfg.train.max_steps,
-        after_step=lambda step: run.model.update_target(
-            momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
-        ),
         targets=run.targets,
         should_stop=(lambda: any_rank(stop())) if dist.world_size > 1 else stop,
-        forward=prepare_model(run.model, cfg.train, device),
         reduce_loss=mean_over_ranks,
-        autocast_dtype=autocast_dtype(cfg.train.precision),
-        channels_last=cfg.train.channels_last,
     )
     try:
         trainer.fit(start_step)
@@ -219,6 +208,50 @@ def execute_run(
     finally:
         monitor.close()
     return RunOutcome("finished", run.dir, _summary(run.recorder, cfg.model.dim))
+
+
+def build_trainer(
+    run: RunState,
+    batches: Callable[[int, int], Any],
+    callbacks: Any,
+    lr_steps_per_epoch: int,
+    total_steps: int,
+    **loop: Any,
+) -> Trainer:
+    """The Trainer of ``run``'s config: loss, optimiser, lr schedule, target momentum, speed.
+
+    Args:
+        run: the run's model, optimiser and config.
+        batches: ``batches(epoch, start_batch)`` (see :class:`Trainer`).
+        callbacks: observers of training.
+        lr_steps_per_epoch: batches per epoch of the lr schedule.
+        total_steps: the run's planned steps (the momentum schedule runs over them).
+        **loop: the loop's own arguments (``steps_per_epoch``, ``epochs``, ``max_steps``,
+            ``targets``, ``should_stop``, ``reduce_loss``).
+    """
+    cfg, model = run.spec.config, run.model
+    base_lr = initial_lr(cfg.optim, cfg.train.batch_size)
+    target = cfg.model.target
+    return Trainer(
+        model=model,
+        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
+        optimizer=run.optimizer,
+        set_lr=lambda step, epoch: set_lr(
+            run.optimizer,
+            base_lr,
+            lr_factor(cfg.optim, step, epoch, lr_steps_per_epoch, cfg.train.epochs),
+        ),
+        batches=batches,
+        device=run.device,
+        callbacks=callbacks,
+        after_step=lambda step: model.update_target(
+            momentum_at(target.momentum, target.schedule, step, total_steps)
+        ),
+        forward=prepare_model(model, cfg.train, run.device),
+        autocast_dtype=autocast_dtype(cfg.train.precision),
+        channels_last=cfg.train.channels_last,
+        **loop,
+    )
 
 
 def _monitor(

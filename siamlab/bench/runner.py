@@ -29,14 +29,12 @@ from siamlab.data.build import DataBundle, build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.diagnostics.monitor import Monitor
-from siamlab.models.target import momentum_at
 from siamlab.objectives import simsiam_loss
-from siamlab.run import _configure_torch, _monitor, select_device
+from siamlab.run import _configure_torch, _monitor, build_trainer, select_device
 from siamlab.run_state import RunState
 from siamlab.train.distributed import DistInfo
-from siamlab.train.loop import Batch, EpochView, StepView, Trainer
-from siamlab.train.optim import initial_lr, lr_factor, set_lr
-from siamlab.train.speed import autocast_dtype, bf16_supported, prepare_model
+from siamlab.train.loop import Batch, EpochView, StepView
+from siamlab.train.speed import bf16_supported
 
 SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
 BASELINE = "siamlab fp32 (base)"  # the arm without speed options, when the config has some
@@ -123,31 +121,14 @@ def _siamlab_arm(
     spe = max(len(data.train_eval) // batch, 1)
     total = spe * cfg.train.epochs
     monitor = _monitor(spec, run, data, device, total, 0, progress=False)
-    base_lr = initial_lr(cfg.optim, batch)
     callbacks = _StepsOnly(monitor)
 
     def batches(_: int, start: int) -> Iterator[Batch]:
         return (pool[(start + j) % len(pool)] for j in itertools.count())
 
-    trainer = Trainer(
-        model=run.model,
-        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
-        optimizer=run.optimizer,
-        set_lr=lambda step, epoch: set_lr(
-            run.optimizer, base_lr, lr_factor(cfg.optim, step, epoch, spe, cfg.train.epochs)
-        ),
-        batches=batches,
-        steps_per_epoch=2**62,  # one endless epoch: no epoch-end work between blocks
-        epochs=1,
-        device=device,
-        callbacks=callbacks,
-        max_steps=0,
-        after_step=lambda step: run.model.update_target(
-            momentum_at(cfg.model.target.momentum, cfg.model.target.schedule, step, total)
-        ),
-        forward=prepare_model(run.model, cfg.train, device),
-        autocast_dtype=autocast_dtype(cfg.train.precision),
-        channels_last=cfg.train.channels_last,
+    # one endless epoch: no epoch-end work between the timed blocks
+    trainer = build_trainer(
+        run, batches, callbacks, spe, total, steps_per_epoch=2**62, epochs=1, max_steps=0
     )
     done = [0]
 

@@ -3,6 +3,8 @@
 import typer
 from rich.console import Console
 
+from siamlab.errors import SiamlabError
+
 app = typer.Typer(
     help="siamlab: study collapse in Siamese self-supervised learning (SimSiam and ablations).",
     no_args_is_help=True,
@@ -10,3 +12,9 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+
+
+def fail(exc: SiamlabError) -> typer.Exit:
+    """Print a user-fixable error without a traceback; the caller raises the returned Exit (2)."""
+    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(2)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from siamlab.bench.runner import BenchReport, run_bench
-from siamlab.cli.app import app, console, err
+from siamlab.cli.app import app, console, err, fail
 from siamlab.config.study import StudyFile, expand_study, read_study
 from siamlab.errors import SiamlabError
 
@@ -87,8 +87,7 @@ def bench(
         spec = expand_study(plan, profile, set_, [only] if only else None)[0]
         report = run_bench(spec, steps, block, warmup, loader_batches, peak_n)
     except SiamlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     console.print(
         f"[bold]{spec.study}/{spec.variant}[/] profile={spec.profile} "
         f"batch={spec.config.train.batch_size} steps={steps} (blocks of {block})",

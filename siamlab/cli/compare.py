@@ -7,7 +7,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from siamlab.cli.app import app, console, err
+from siamlab.cli.app import app, console, err, fail
 from siamlab.errors import SiamlabError
 from siamlab.results.compare import CompareTable, Format, Reduce, compare, load_studies
 from siamlab.results.paper import paper_annotations
@@ -19,12 +19,6 @@ VERDICT_STYLE = {
     "unstable": "yellow",
     "not_converging": "yellow",
 }
-
-
-def fail(exc: SiamlabError) -> typer.Exit:
-    """Print a user-fixable error without a traceback; the caller raises the returned Exit."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
-    return typer.Exit(2)
 
 
 def print_notes(notes: list[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from siamlab.cli.app import app, console, err
+from siamlab.cli.app import app, console, err, fail
 from siamlab.errors import SiamlabError
 from siamlab.evaluation.features import BackboneChangedError
 from siamlab.evaluation.knn_eval import KnnRecipe
@@ -88,8 +88,7 @@ def _evaluate(
     try:
         targets = _targets(checkpoint, study)
     except SiamlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     table = Table(title=f"{kind} evaluation")
     for col in ("checkpoint", "format", "top-1", "top-5", "recorded in"):
         table.add_column(col, overflow="fold")
@@ -159,8 +158,7 @@ def linear(
             standardize=standardize,
         )
     except SiamlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
 
     def measure(target: EvalTarget) -> EvalOutcome:
         return run_linear(target, recipe, feature_batch, progress)
@@ -191,8 +189,7 @@ def knn(
     try:  # check the options before any work
         KnnRecipe(k or 1, temperature or 1.0, bank, queries)
     except SiamlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
 
     def measure(target: EvalTarget) -> EvalOutcome:
         diag = target.config.diagnostics

@@ -6,8 +6,8 @@ from typing import Annotated
 import matplotlib
 import typer
 
-from siamlab.cli.app import app, console
-from siamlab.cli.compare import fail, print_notes
+from siamlab.cli.app import app, console, fail
+from siamlab.cli.compare import print_notes
 from siamlab.errors import SiamlabError
 from siamlab.results.runinfo import load_studies, merge_studies, run_notes
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from siamlab.cli.app import app, console, err
+from siamlab.cli.app import app, console, err, fail
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
@@ -32,8 +32,7 @@ def _expand(
     try:
         return expand_study(read_study(study), profile, sets, only)
     except SiamlabError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -105,8 +104,7 @@ def run(
             runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
         )
     except SiamlabError as exc:  # e.g. the study folder is locked or not writable
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     if int(os.environ.get("RANK", "0")) == 0:
         _report(reports)
     failed = [r for r in reports if r.status == "failed"]
