@@ -1,6 +1,6 @@
 """Overhead of the collapse diagnostics at the ``cifar10`` profile's defaults.
 
-Runs one short real training (``siamlab.run.execute_run``: the cifar10 profile's ResNet-18,
+Runs one short real training (``siamlab.run.train_run.train_run``: the cifar10 profile's ResNet-18,
 d = 2048, batch 512, on the CIFAR-10 subset) in which the diagnostics' step hooks run on
 every other step only, so steps with and without them alternate side by side under the same
 machine load. Every step's training time (callback to callback) and hook time are measured
@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import siamlab.run as run_module
+import siamlab.run.monitor as monitor_module
+import siamlab.run.train_run as run_module
 from siamlab.config.study import StudyFile, expand_study
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.train.loop import EpochView, StepView
@@ -111,9 +112,9 @@ def main() -> None:
     study = StudyFile(name="bench", variants={"default": {}}, seeds=[0])
     spec = expand_study(study, sets=sets, profile="cifar10")[0]
     cfg = spec.config
-    run_module.Monitor = TimedMonitor  # type: ignore[misc]
+    monitor_module.Monitor = TimedMonitor  # type: ignore[misc]
     t0 = time.perf_counter()
-    run_module.execute_run(spec, progress=False)
+    run_module.train_run(spec, progress=False)
     wall = time.perf_counter() - t0
 
     plain, hooked = TimedMonitor.train_s[False], TimedMonitor.train_s[True]

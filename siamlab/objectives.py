@@ -1,6 +1,7 @@
 """The SimSiam objective (paper Sec. 3, Eq. 1-4) and its ablations, as small pure functions.
 
-The stop-gradient lives in exactly one place: :func:`target`.
+The stop-gradient is decided in exactly one place, :func:`stop_gradient`, for every
+kind of target (plain z, the momentum target's output, cached eta, moving-average eta).
 """
 
 from collections.abc import Callable
@@ -21,8 +22,9 @@ class ObjectiveConfig(BaseModel):
 
     Attributes:
         stop_grad: treat the target as a constant in D(p, z) (paper Eq. 3); False is
-            the collapsing control of Fig. 2. With a momentum target (m > 0) the target
-            is outside the gradient graph anyway, so this flag then changes nothing.
+            the collapsing control of Fig. 2. Only meaningful when the online encoder
+            gives the targets: validation refuses False with a momentum target (m > 0)
+            or with eta (``cached``, ``moving_average``), whose targets carry no graph.
         similarity: ``cosine`` (Eq. 1) or ``cross_entropy`` (Sec. 4.5).
         symmetry: ``symmetric`` (Eq. 4); ``asymmetric``: D(p1, sg(z2)) only;
             ``asymmetric_2x``: the asymmetric loss on two independently augmented
@@ -68,9 +70,26 @@ SIMILARITIES: dict[str, Similarity] = {
 }
 
 
-def target(z: torch.Tensor, stop_grad: bool) -> torch.Tensor:
-    """The target branch: "stopgrad(z) ... z is treated as a constant" (paper Eq. 3)."""
-    return z.detach() if stop_grad else z
+def stop_gradient(t: torch.Tensor, stop_grad: bool) -> torch.Tensor:
+    """The target branch: "stopgrad(z) ... z is treated as a constant" (paper Eq. 3).
+
+    The only function that decides whether gradient flows into a target, whatever the
+    target is (see :meth:`SiameseOutput.targets` and :mod:`siamlab.eta`):
+
+    - plain z (SimSiam, ``stop_grad`` False is the collapsing control of Fig. 2): the
+      online encoder's output, so detaching here is what blocks the gradient;
+    - the momentum target's output (m > 0): frozen parameters, no graph by construction;
+    - cached / moving-average eta (paper Sec. 5): stored values from an earlier pass,
+      no graph by construction.
+
+    For the last two ``stop_grad=False`` cannot mean anything, and
+    :class:`~siamlab.config.schema.RunConfig` refuses it.
+
+    Args:
+        t: a target (B, d).
+        stop_grad: treat it as a constant.
+    """
+    return t.detach() if stop_grad else t
 
 
 def simsiam_loss(out: SiameseOutput, cfg: ObjectiveConfig) -> torch.Tensor:
@@ -80,9 +99,7 @@ def simsiam_loss(out: SiameseOutput, cfg: ObjectiveConfig) -> torch.Tensor:
     :class:`ObjectiveConfig`), so the loss is the asymmetric one over all pairs.
     """
     d = SIMILARITIES[cfg.similarity]
-    t1, t2 = out.targets()
+    t1, t2 = (stop_gradient(t, cfg.stop_grad) for t in out.targets())  # (B, d) each
     if cfg.symmetry == "symmetric":
-        return 0.5 * d(out.p1, target(t2, cfg.stop_grad)) + 0.5 * d(
-            out.p2, target(t1, cfg.stop_grad)
-        )
-    return d(out.p1, target(t2, cfg.stop_grad))
+        return 0.5 * d(out.p1, t2) + 0.5 * d(out.p2, t1)
+    return d(out.p1, t2)

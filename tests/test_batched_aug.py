@@ -21,7 +21,7 @@ from siamlab.data.config import AugmentConfig, DataConfig
 from siamlab.data.sources import ArraySource, FolderSource
 from siamlab.errors import DataError
 from siamlab.results.store import open_run
-from siamlab.run import execute_run
+from siamlab.run.train_run import train_run
 from tests.conftest import tiny_runs
 
 HALF = (0.5, 0.5, 0.5)
@@ -147,7 +147,7 @@ def test_tiny_run_with_the_batched_path_and_persistent_workers(tmp_path: Path):
     runs = [
         tiny_runs(tmp_path / name, sets=sets)[0] for name, sets in (("a", fast), ("b", workers))
     ]
-    outcomes = [execute_run(spec, progress=False) for spec in runs]
+    outcomes = [train_run(spec, progress=False) for spec in runs]
     assert [o.status for o in outcomes] == ["finished", "finished"]
     a, b = (open_run(o.directory) for o in outcomes)
     # a persistent worker sees every epoch's keys: the same views as without workers

@@ -52,13 +52,23 @@ def test_reference_trains_the_same_network(profile, sets, side):
     assert ours_flops == step_flops(ref, reference_loss, x1, x2) > 0
 
 
-def test_reference_step_learns():
+def test_reference_step_is_one_sgd_update_of_the_reference_loss():
+    """The yardstick's step: loss = reference_loss, then p <- p - lr (grad + wd p)."""
     cfg = _config("quick", [*TINY])
     torch.manual_seed(0)
     step = ReferenceStep(cfg, CPU)
-    x = torch.randn(16, 3, 8, 8)
-    losses = [step(x, x + 0.1 * torch.randn_like(x)) for _ in range(3)]
-    assert all(math.isfinite(v) and -1 <= v <= 1 for v in losses)
+    x1, x2 = torch.randn(16, 3, 8, 8), torch.randn(16, 3, 8, 8)
+    before = [p.detach().clone() for p in step.model.parameters()]
+    expected = reference_loss(step.model, x1, x2).item()  # train mode; BN stats move too
+    step.model.zero_grad()
+    loss = step(x1, x2)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    lr, wd = cfg.optim.base_lr * cfg.train.batch_size / 256, cfg.optim.weight_decay
+    for p, p0 in zip(step.model.parameters(), before, strict=True):
+        if not p.requires_grad:
+            assert torch.equal(p, p0)  # the reference's frozen bias
+            continue
+        torch.testing.assert_close(p, p0 - lr * (p.grad + wd * p0), rtol=1e-5, atol=1e-7)
 
 
 def test_interleave_rotates_the_order_and_counts():

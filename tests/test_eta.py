@@ -12,14 +12,14 @@ from siamlab.eta.table import EtaTable
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.results.store import open_run
-from siamlab.run import execute_run
-from siamlab.run_state import Checkpointing as _Checkpointing
+from siamlab.run.checkpointer import SaveSchedule
+from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_runs
 
 
 def _run(tmp_path, *sets):
-    return open_run(execute_run(tiny_runs(tmp_path, sets=list(sets))[0], progress=False).directory)
+    return open_run(train_run(tiny_runs(tmp_path, sets=list(sets))[0], progress=False).directory)
 
 
 def test_one_step_alternation_is_simsiam_exactly(tmp_path):
@@ -145,20 +145,20 @@ class _Killed(Exception):
 )
 def test_resume_restores_eta(tmp_path, monkeypatch, mode):
     sets = ["train.epochs=3", *mode]
-    full = execute_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
+    full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
     spec = tiny_runs(tmp_path / "b", sets=sets)[0]
-    original = _Checkpointing.on_epoch_end
+    original = SaveSchedule.after_epoch
 
-    def kill_after_epoch_1(self, view):
-        original(self, view)
-        if view.epoch == 1:  # step 4: inside a k=3 window
+    def kill_after_epoch_1(self, epoch, step, is_last):
+        original(self, epoch, step, is_last)
+        if epoch == 1:  # step 4: inside a k=3 window
             raise _Killed
 
-    monkeypatch.setattr(_Checkpointing, "on_epoch_end", kill_after_epoch_1)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_1)
     with pytest.raises(_Killed):
-        execute_run(spec, progress=False)
-    monkeypatch.setattr(_Checkpointing, "on_epoch_end", original)
-    resumed = execute_run(spec, progress=False)
+        train_run(spec, progress=False)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    resumed = train_run(spec, progress=False)
     a, b = open_run(full.directory), open_run(resumed.directory)
     xr.testing.assert_equal(a["loss"], b["loss"])
     xr.testing.assert_equal(a["eta_cosine"], b["eta_cosine"])

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.results.store import open_run, write_run
-from siamlab.run import execute_run
+from siamlab.run.train_run import train_run
 from tests.conftest import tiny_runs
 
 runner = CliRunner()
@@ -22,7 +22,7 @@ def _one_thread():
 def finished_run(tmp_path_factory):
     sets = ["train.threads=1", "train.epochs=1", "output.tensorboard=false"]
     spec = tiny_runs(tmp_path_factory.mktemp("eval"), sets=sets)[0]
-    assert execute_run(spec, progress=False).status == "finished"
+    assert train_run(spec, progress=False).status == "finished"
     return spec.directory()
 
 

@@ -20,8 +20,8 @@ from siamlab.errors import ResultsError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.results.lock import study_lock
 from siamlab.results.store import open_run, write_run
-from siamlab.run import execute_run
-from siamlab.study_runner import run_study
+from siamlab.run.train_run import train_run
+from siamlab.study.execute import run_study
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import TINY, tiny_runs
 
@@ -69,7 +69,7 @@ SETS = ["train.epochs=4", "data.train_limit=512"]  # 8 steps per epoch
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    reference = execute_run(tiny_runs(tmp_path / "ref", sets=SETS)[0], progress=False)
+    reference = train_run(tiny_runs(tmp_path / "ref", sets=SETS)[0], progress=False)
     study, args = _study_file(tmp_path, SETS)
     proc = _spawn(study, args)
     run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
@@ -91,7 +91,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
     sets = [*SETS, "train.checkpoint_every_steps=3"]
-    reference = execute_run(tiny_runs(tmp_path / "ref", sets=sets)[0], progress=False)
+    reference = train_run(tiny_runs(tmp_path / "ref", sets=sets)[0], progress=False)
     study, args = _study_file(tmp_path, sets)
     proc = _spawn(study, args)
     run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
@@ -189,7 +189,7 @@ def _disk_full(*args, **kwargs):
 
 def test_disk_full_keeps_previous_results_and_checkpoint(tmp_path, monkeypatch):
     spec = tiny_runs(tmp_path, sets=["train.max_steps=2"])[0]
-    done = execute_run(spec, progress=False)
+    done = train_run(spec, progress=False)
     before_nc = (done.directory / "metrics.nc").read_bytes()
     before_ckpt = (done.directory / "checkpoints" / "last.pt").read_bytes()
     ds = open_run(done.directory)

@@ -7,15 +7,15 @@ import xarray as xr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from siamlab.results.store import open_run, open_study
-from siamlab.run import execute_run
-from siamlab.run_state import Checkpointing as _Checkpointing
-from siamlab.study_runner import run_study
+from siamlab.run.checkpointer import SaveSchedule
+from siamlab.run.train_run import train_run
+from siamlab.study.execute import run_study
 from siamlab.train.checkpoint import load_checkpoint
 from tests.conftest import tiny_runs
 
 
 def test_tiny_run_writes_valid_results_and_tensorboard(tiny):
-    outcome = execute_run(tiny, progress=False)
+    outcome = train_run(tiny, progress=False)
     assert outcome.status == "finished"
     ds = open_run(outcome.directory)
     assert ds.attrs["status"] == "finished" and ds.attrs["variant"] == "default"
@@ -40,22 +40,22 @@ class _Killed(Exception):
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     sets = ["train.epochs=3"]
-    full = execute_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
+    full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
 
     interrupted = tiny_runs(tmp_path / "b", sets=sets)[0]
-    original = _Checkpointing.on_epoch_end
+    original = SaveSchedule.after_epoch
 
-    def kill_after_epoch_2(self, view):
-        original(self, view)
-        if view.epoch == 2:
+    def kill_after_epoch_2(self, epoch, step, is_last):
+        original(self, epoch, step, is_last)
+        if epoch == 2:
             raise _Killed
 
-    monkeypatch.setattr(_Checkpointing, "on_epoch_end", kill_after_epoch_2)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_2)
     with pytest.raises(_Killed):
-        execute_run(interrupted, progress=False)
+        train_run(interrupted, progress=False)
     assert open_run(interrupted.directory()).attrs["status"] == "running"
-    monkeypatch.setattr(_Checkpointing, "on_epoch_end", original)
-    resumed = execute_run(interrupted, progress=False)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    resumed = train_run(interrupted, progress=False)
 
     a, b = open_run(full.directory), open_run(resumed.directory)
     for name in ("loss", "z_std_train", "knn_top1", "z_channel_std_eval", "lr"):
@@ -67,12 +67,12 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_a_different_config(tmp_path):
-    execute_run(tiny_runs(tmp_path, sets=["train.max_steps=2"])[0], progress=False)
+    train_run(tiny_runs(tmp_path, sets=["train.max_steps=2"])[0], progress=False)
     changed = tiny_runs(tmp_path, sets=["train.max_steps=2", "optim.base_lr=0.5"])[0]
     from siamlab.errors import ResultsError
 
     with pytest.raises(ResultsError, match="optim.base_lr: 0.1 -> 0.5"):
-        execute_run(changed, progress=False)
+        train_run(changed, progress=False)
 
 
 def test_study_skips_finished_runs_and_survives_a_failure(tmp_path):

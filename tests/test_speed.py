@@ -8,17 +8,11 @@ import torch
 
 from siamlab.errors import ConfigError
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.objectives import simsiam_loss
+from siamlab.run.assemble import RunLength, build_step
 from siamlab.train.config import TrainConfig
-from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer
-from siamlab.train.speed import (
-    autocast_dtype,
-    bf16_supported,
-    compile_available,
-    prepare_model,
-    to_float,
-)
+from siamlab.train.speed import autocast_dtype, bf16_supported, compile_available, to_float
+from siamlab.train.step import SimSiamStep
 from tests.conftest import tiny_runs
 
 CPU = torch.device("cpu")
@@ -33,33 +27,13 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-class _Quiet:
-    def on_step_end(self, view):
-        pass
-
-    def on_epoch_end(self, view):
-        pass
-
-
-def _trainer(tmp_path: Path, train: TrainConfig, backbone: str = "convnet_small") -> Trainer:
-    """A Trainer of the tiny config with the speed options of ``train`` applied."""
+def _trainer(tmp_path: Path, train: TrainConfig, backbone: str = "convnet_small") -> SimSiamStep:
+    """The SGD step of the tiny config with the speed options of ``train`` applied."""
     cfg = tiny_runs(tmp_path, sets=[f"model.backbone={backbone}"])[0].config
+    cfg = cfg.model_copy(update={"train": train})
     torch.manual_seed(0)
     model = create_model(cfg.model)
-    return Trainer(
-        model=model,
-        loss_fn=lambda out: simsiam_loss(out, cfg.objective),
-        optimizer=create_optimizer(model, cfg.optim, 16),
-        set_lr=lambda step, epoch: 0.05,
-        batches=lambda epoch, start: [],
-        steps_per_epoch=1,
-        epochs=1,
-        device=CPU,
-        callbacks=_Quiet(),
-        forward=prepare_model(model, train, CPU),
-        autocast_dtype=autocast_dtype(train.precision),
-        channels_last=train.channels_last,
-    )
+    return build_step(cfg, model, create_optimizer(model, cfg.optim, 16), CPU, RunLength(1, 1, 1))
 
 
 def _views(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,11 +41,13 @@ def _views(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(16, 3, size, size, generator=g), torch.randn(16, 3, size, size, generator=g)
 
 
-def _one_step(trainer: Trainer, x1: torch.Tensor, x2: torch.Tensor) -> tuple[SiameseOutput, float]:
-    if trainer.channels_last:
+def _one_step(
+    step: SimSiamStep, x1: torch.Tensor, x2: torch.Tensor, channels_last: bool = False
+) -> tuple[SiameseOutput, float]:
+    if channels_last:
         x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
-    out, loss, _ = trainer._step(x1, x2, torch.arange(16), 0)
-    return out, loss
+    done = step(x1, x2, torch.arange(16), 0, 0)
+    return done.output, done.loss
 
 
 def test_defaults_are_off():
@@ -103,7 +79,7 @@ def test_channels_last_matches_contiguous(tmp_path):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     for _ in range(2):
         _, a = _one_step(plain, x1, x2)
-        _, b = _one_step(nhwc, x1, x2)
+        _, b = _one_step(nhwc, x1, x2, channels_last=True)
         assert a == pytest.approx(b, abs=1e-5)
     for p, q in zip(plain.model.parameters(), nhwc.model.parameters(), strict=True):
         torch.testing.assert_close(p, q.contiguous(), rtol=1e-4, atol=1e-5)

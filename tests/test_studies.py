@@ -7,7 +7,7 @@ import pytest
 
 from siamlab.config.study import expand_study, read_study
 from siamlab.results.store import open_run
-from siamlab.run import execute_run
+from siamlab.run.train_run import train_run
 from tests.conftest import TINY
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
@@ -18,7 +18,7 @@ CASES = [(p, v) for p in STUDIES for v in read_study(p).variants]
 def test_study_variant_smoke_run(path, variant, tmp_path):
     sets = [*TINY, f"output.root={tmp_path}", "train.max_steps=2"]
     spec = expand_study(read_study(path), sets=sets, only=[variant])[0]
-    outcome = execute_run(spec, progress=False)
+    outcome = train_run(spec, progress=False)
     assert outcome.status == "finished"
     ds = open_run(outcome.directory)
     assert ds.sizes["step"] == 2 and np.isfinite(ds["loss"]).all()

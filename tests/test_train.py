@@ -3,10 +3,17 @@ import math
 import pytest
 import torch
 
+from siamlab.bench.reference import ReferenceStep
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import create_model
+from siamlab.run.assemble import RunLength, build_model, build_step
 from siamlab.train.config import OptimConfig
+from siamlab.train.distributed import DistInfo
+from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
+from tests.conftest import tiny_runs
+
+CPU = torch.device("cpu")
 
 
 def test_linear_scaling_rule():
@@ -40,4 +47,57 @@ def test_predictor_group_holds_exactly_the_predictor():
     opt = create_optimizer(model, OptimConfig(), 256)
     pred = next(g for g in opt.param_groups if g["name"] == "predictor")
     assert {id(p) for p in pred["params"]} == {id(p) for p in model.predictor.parameters()}
-    assert torch.is_tensor(pred["params"][0])
+
+
+class _LastStep:
+    """Keeps the last StepView; saves nothing."""
+
+    def __init__(self) -> None:
+        self.view = None
+
+    def on_step_end(self, view):
+        self.view = view
+
+    def on_epoch_end(self, view):
+        pass
+
+    def after_step(self, step):
+        pass
+
+    def after_epoch(self, epoch, step, is_last):
+        pass
+
+
+def test_one_trainer_step_equals_the_reference_step(tmp_path):
+    """siamlab's Trainer (SimSiamStep) and ``siamlab bench``'s plain loop, from the same
+    weights and batch: the same loss, every parameter's gradient and the updated weights."""
+    torch.set_num_threads(1)
+    cfg = tiny_runs(tmp_path)[0].config
+    ours = build_model(cfg, 0, CPU, DistInfo())
+    reference = ReferenceStep(cfg, CPU)
+    ref_params = [p for p in reference.model.parameters() if p.requires_grad]
+    our_params = [p for p in ours.parameters() if p.requires_grad]
+    assert [p.shape for p in ref_params] == [p.shape for p in our_params]
+    with torch.no_grad():
+        for mine, theirs in zip(our_params, ref_params, strict=True):
+            mine.copy_(theirs)
+    g = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.randn(16, 3, 8, 8, generator=g) for _ in range(2))
+    watch = _LastStep()
+    trainer = Trainer(
+        sgd_step=build_step(
+            cfg, ours, create_optimizer(ours, cfg.optim, 16), CPU, RunLength(1, 1, 1)
+        ),
+        batches=lambda epoch, start: [(x1, x2, torch.zeros(16), torch.arange(16))],
+        steps_per_epoch=1,
+        epochs=1,
+        monitor=watch,
+        saver=watch,
+    )
+    assert trainer.fit(0, 1) == 1
+    ref_loss = reference(x1, x2)
+    assert watch.view.loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-6)
+    for mine, theirs in zip(our_params, ref_params, strict=True):
+        assert mine.grad is not None and theirs.grad is not None
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)  # the same SGD update

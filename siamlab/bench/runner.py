@@ -4,7 +4,7 @@ The arms train on the same batches, drawn once from the run's real DataLoader an
 cycled, so the step comparison excludes data loading; the loader is timed on its own
 (iterated without training). siamlab's arm is the real :class:`~siamlab.train.loop.Trainer`
 with the run's model, optimiser, schedule, speed options and default step diagnostics
-(hooks and sinks as in :func:`siamlab.run.execute_run`); the epoch-end diagnostics are
+(hooks and sinks as in :func:`siamlab.run.assemble.build_run`); the epoch-end diagnostics are
 left out (their amortised cost is ``benchmarks/diagnostics_overhead.py``'s subject).
 """
 
@@ -28,12 +28,14 @@ from siamlab.data.batched import with_batched_views
 from siamlab.data.build import DataBundle, build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.views import EpochSampler, PairBatches
-from siamlab.diagnostics.monitor import Monitor
 from siamlab.objectives import simsiam_loss
-from siamlab.run import _configure_torch, _monitor, build_trainer, select_device
-from siamlab.run_state import RunState
+from siamlab.results.recorder import Recorder
+from siamlab.run.assemble import RunLength, build_model, build_step
+from siamlab.run.monitor import RunMonitor, build_monitor
+from siamlab.train.device import configure_torch, select_device
 from siamlab.train.distributed import DistInfo
-from siamlab.train.loop import Batch, EpochView, StepView
+from siamlab.train.loop import Batch, EpochView, StepView, Trainer
+from siamlab.train.optim import create_optimizer
 from siamlab.train.speed import bf16_supported
 
 SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
@@ -91,7 +93,7 @@ class BenchReport:
 class _StepsOnly:
     """Forwards the step callbacks to the monitor, timed; drops the (epoch-end) rest."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: RunMonitor) -> None:
         self.monitor = monitor
         self.arm: Arm | None = None
 
@@ -105,6 +107,16 @@ class _StepsOnly:
         pass
 
 
+class _NoSaves:
+    """The bench writes no checkpoints."""
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def after_epoch(self, epoch: int, step: int, is_last: bool) -> None:
+        pass
+
+
 def _speed_tag(spec: RunSpec) -> str:
     t = spec.config.train
     tags = [t.precision, "CL" if t.channels_last else "", "compile" if t.compile else ""]
@@ -113,31 +125,38 @@ def _speed_tag(spec: RunSpec) -> str:
 
 def _siamlab_arm(
     spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
-) -> tuple[Arm, torch.nn.Module, Monitor]:
-    """The Trainer of ``spec`` on the pooled batches, built as execute_run builds it."""
-    cfg = spec.config
-    run = RunState(spec, device, DistInfo())
+) -> tuple[Arm, torch.nn.Module, RunMonitor]:
+    """The Trainer of ``spec`` on the pooled batches, built from build_run's pieces."""
+    cfg, alone = spec.config, DistInfo()
     batch = cfg.train.batch_size
     spe = max(len(data.train_eval) // batch, 1)
-    total = spe * cfg.train.epochs
-    monitor = _monitor(spec, run, data, device, total, 0, progress=False)
+    length = RunLength(spe, cfg.train.epochs, spe * cfg.train.epochs)
+    model = build_model(cfg, spec.seed, device, alone)
+    optimizer = create_optimizer(model, cfg.optim, batch)
+    steps = (0, length.total_steps)
+    monitor = build_monitor(spec, Recorder(), data, device, alone, steps, False, progress=False)
     callbacks = _StepsOnly(monitor)
 
     def batches(_: int, start: int) -> Iterator[Batch]:
         return (pool[(start + j) % len(pool)] for j in itertools.count())
 
     # one endless epoch: no epoch-end work between the timed blocks
-    trainer = build_trainer(
-        run, batches, callbacks, spe, total, steps_per_epoch=2**62, epochs=1, max_steps=0
+    trainer = Trainer(
+        sgd_step=build_step(cfg, model, optimizer, device, length),
+        batches=batches,
+        steps_per_epoch=2**62,
+        epochs=1,
+        monitor=callbacks,
+        saver=_NoSaves(),
+        channels_last=cfg.train.channels_last,
     )
     done = [0]
 
     def run_block(n: int) -> None:
-        trainer.max_steps = done[0] + n
-        done[0] = trainer.fit(done[0])
+        done[0] = trainer.fit(done[0], done[0] + n)
 
     callbacks.arm = Arm(name, run_block, batch)
-    return callbacks.arm, run.model, monitor
+    return callbacks.arm, model, monitor
 
 
 def _reference_arm(spec: RunSpec, device: torch.device, pool: list[Batch]) -> tuple[Arm, Any]:
@@ -197,7 +216,7 @@ def run_bench(
         loader_batches: batches the loader is timed on (at most an epoch).
         peak_n: side of the matmul that measures the peak FLOP/s.
     """
-    _configure_torch(spec)
+    configure_torch(spec.config.train)
     cfg = spec.config
     device = select_device(cfg.train.device)
     notes = []

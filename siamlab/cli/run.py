@@ -12,7 +12,7 @@ from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
-from siamlab.study_runner import StudyReport, run_study
+from siamlab.study.execute import StudyReport, run_study
 
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, imagenet.")

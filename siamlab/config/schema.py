@@ -50,4 +50,18 @@ class RunConfig(BaseModel):
                 "objective.eta.mode and model.target.momentum > 0 are two different target "
                 "sources; use one of them"
             )
+        if not self.objective.stop_grad and eta != "off":
+            raise ValueError(
+                f"objective.stop_grad=false cannot be combined with objective.eta.mode={eta}: "
+                "eta is a stored constant from an earlier pass, so no gradient can reach it "
+                "and the run would silently train with stop-gradient; use stop_grad: true, or "
+                "eta.mode: off for the no-stop-gradient control"
+            )
+        if not self.objective.stop_grad and self.model.target.momentum > 0:
+            raise ValueError(
+                "objective.stop_grad=false cannot be combined with model.target.momentum > 0: "
+                "the momentum target receives no gradient by construction, so the flag would "
+                "change nothing; use stop_grad: true, or momentum 0 for the no-stop-gradient "
+                "control"
+            )
         return self

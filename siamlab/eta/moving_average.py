@@ -33,13 +33,16 @@ class MovingAverageTargets:
     def before_step(self, step: int) -> None:
         """Nothing to prepare: eta is updated as images are sampled."""
 
-    @torch.no_grad()
     def apply(
         self, out: SiameseOutput, idx: torch.Tensor, step: int
     ) -> tuple[SiameseOutput, dict[str, float]]:
-        """Update eta for the batch's images and use it as their targets."""
+        """Update eta for the batch's images and use it as their targets.
+
+        The table stores values, so eta is built from copies of z without their graph
+        (the stop-gradient of the loss is :func:`siamlab.objectives.stop_gradient`'s).
+        """
         idx = idx.cpu()
-        z1, z2 = out.z1.detach().float().cpu(), out.z2.detach().float().cpu()  # (B, d)
+        z1, z2 = (z.detach().float().cpu() for z in (out.z1, out.z2))  # stored values (B, d)
         old = self.table.read(idx)  # (B, d)
         seen = self.table.visited[idx]  # (B,)
         age = (step - self.table.last_step[idx][seen]).float()

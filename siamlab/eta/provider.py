@@ -32,8 +32,13 @@ class TargetProvider(Protocol):
 
 
 def with_targets(out: SiameseOutput, t1: torch.Tensor, t2: torch.Tensor) -> SiameseOutput:
-    """``out`` with its target fields replaced (targets carry no gradient)."""
-    return out._replace(t1=t1.detach(), t2=t2.detach())
+    """``out`` with its target fields replaced by eta (B, d).
+
+    Not detached here: eta is built from stored values, so it carries no graph by
+    construction, and the stop-gradient is decided by
+    :func:`siamlab.objectives.stop_gradient` alone.
+    """
+    return out._replace(t1=t1, t2=t2)
 
 
 def unit_drift(new: torch.Tensor, old: torch.Tensor) -> float:

@@ -38,7 +38,7 @@ from siamlab.evaluation.knn_eval import KnnRecipe, knn_evaluate
 from siamlab.evaluation.linear_probe import ProbeRecipe, probe_fast
 from siamlab.evaluation.writeback import write_eval
 from siamlab.results.store import METRICS_FILE, open_run
-from siamlab.run import select_device
+from siamlab.train.device import select_device
 
 FOREIGN_PROFILE = "imagenet"
 LARS_MIN_STEPS = 5000  # below this, warn that the paper's LARS probe may be under-trained

@@ -25,9 +25,13 @@ class MomentumTarget(nn.Module):
         self.backbone = copy.deepcopy(backbone).requires_grad_(False)
         self.projector = copy.deepcopy(projector).requires_grad_(False)
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Target z for a batch of views (B, 3, H, W) -> (B, d), no graph."""
+        """Target z for a batch of views (B, 3, H, W) -> (B, d).
+
+        No graph by construction: every parameter has ``requires_grad=False`` and the
+        views need none; the loss's stop-gradient is decided elsewhere
+        (:func:`siamlab.objectives.stop_gradient`).
+        """
         return self.projector(self.backbone(x))
 
     @torch.no_grad()

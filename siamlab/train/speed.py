@@ -3,8 +3,9 @@
 Each option is a key of :class:`~siamlab.train.config.TrainConfig` and off by default,
 because each changes the floating-point results (slightly for channels_last, which picks
 other convolution kernels; visibly for bf16). The helpers here are the only code that
-applies them; :class:`~siamlab.train.loop.Trainer` calls :func:`autocast`,
-:func:`to_float` and :func:`to_device`, :mod:`siamlab.run` calls :func:`prepare_model`.
+applies them; :class:`~siamlab.train.step.SimSiamStep` calls :func:`autocast` and
+:func:`to_float`, :class:`~siamlab.train.loop.Trainer` :func:`to_device`, and
+:func:`siamlab.run.assemble.build_step` :func:`prepare_model`.
 """
 
 from __future__ import annotations

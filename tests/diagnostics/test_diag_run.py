@@ -9,12 +9,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from siamlab.diagnostics.verdict import VERDICTS
 from siamlab.results.schema import VARIABLES
 from siamlab.results.store import open_run
-from siamlab.run import execute_run
+from siamlab.run.train_run import train_run
 from tests.conftest import tiny_runs
 
 
 def test_tiny_run_writes_spectra_verdict_and_grad_norms(tmp_path):
-    outcome = execute_run(tiny_runs(tmp_path)[0], progress=False)
+    outcome = train_run(tiny_runs(tmp_path)[0], progress=False)
     ds = open_run(outcome.directory)
     d = ds.attrs["dim"]
     for name in ("z_spectrum", "p_spectrum", "h_spectrum", "pred_cosines", "pred_eigenvalues"):
@@ -41,7 +41,7 @@ def test_tiny_run_writes_spectra_verdict_and_grad_norms(tmp_path):
 
 def test_identity_predictor_skips_alignment_and_has_nan_grad_norm(tmp_path):
     spec = tiny_runs(tmp_path, sets=["model.predictor.kind=none", "train.max_steps=2"])[0]
-    ds = open_run(execute_run(spec, progress=False).directory)
+    ds = open_run(train_run(spec, progress=False).directory)
     assert "pred_cosine" not in ds.data_vars
     assert np.isnan(ds["grad_norm"].sel(module="predictor")).all()
     assert np.isfinite(ds["grad_norm"].sel(module="backbone")).all()
@@ -49,7 +49,7 @@ def test_identity_predictor_skips_alignment_and_has_nan_grad_norm(tmp_path):
 
 def test_a_blown_up_run_is_unstable_and_does_not_crash_the_diagnostics(tmp_path):
     spec = tiny_runs(tmp_path, sets=["optim.base_lr=1e6"])[0]
-    outcome = execute_run(spec, progress=False)
+    outcome = train_run(spec, progress=False)
     ds = open_run(outcome.directory)
     assert outcome.status == "diverged" and ds.attrs["verdict"] == "unstable"
     assert set(ds["verdict"].values) <= {"unstable", ""}  # the epoch with inf embeddings
@@ -84,7 +84,7 @@ def test_stop_grad_is_healthy_and_no_stop_grad_collapses(tmp_path):
     specs = tiny_runs(tmp_path, variants=variants, sets=PAIR)
     verdicts, std = {}, {}
     for spec in specs:
-        ds = open_run(execute_run(spec, progress=False).directory)
+        ds = open_run(train_run(spec, progress=False).directory)
         verdicts[spec.variant] = ds.attrs["verdict"]
         std[spec.variant] = float(ds["z_std_eval"].isel(epoch=-1)) * math.sqrt(ds.attrs["dim"])
     assert verdicts == {"sg": "healthy", "nsg": "collapsed"}, (verdicts, std)

@@ -10,7 +10,7 @@ from siamlab.errors import ResultsError, SiamlabError
 from siamlab.preemption import StopFlag, stop_on_signals
 from siamlab.results.lock import study_lock
 from siamlab.results.store import open_run
-from siamlab.run import RunOutcome, execute_run
+from siamlab.run.train_run import RunOutcome, train_run
 from siamlab.train.loop import Preempted
 
 
@@ -69,7 +69,7 @@ def run_study(
                 reports.append(StudyReport(name, "skipped", {}))
                 continue
             try:
-                outcome: RunOutcome = execute_run(spec, progress=progress, should_stop=flag)
+                outcome: RunOutcome = train_run(spec, progress=progress, should_stop=flag)
             except Preempted as exc:
                 log(
                     f"{name}: stopped on request after step {exc.step}; checkpoint written, "

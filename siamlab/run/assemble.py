@@ -1,0 +1,214 @@
+"""Assemble one run: data, model, optimiser and lr schedule, eta, monitor, checkpointer.
+
+:func:`build_run` constructs every piece once, restores a checkpoint if there is one,
+and returns a frozen :class:`Run`; nothing is set on it afterwards. Training it is
+:func:`siamlab.run.train_run.train_run`'s job.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import nn
+
+from siamlab.config.schema import RunConfig
+from siamlab.config.study import RunSpec
+from siamlab.data.batched import with_batched_views
+from siamlab.data.build import build_datasets
+from siamlab.data.loader import train_loader
+from siamlab.data.plan import BatchPlan
+from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.eta.build import create_targets
+from siamlab.eta.provider import TargetProvider
+from siamlab.models.siamese import SiameseNet, create_model
+from siamlab.models.target import momentum_at
+from siamlab.provenance import config_yaml
+from siamlab.results.recorder import Recorder
+from siamlab.run.checkpointer import (
+    Checkpointer,
+    CpuRandomStream,
+    Part,
+    SaveSchedule,
+    read_checkpoint,
+)
+from siamlab.run.monitor import RunMonitor, build_monitor
+from siamlab.run.results_file import ResultsFile
+from siamlab.train.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    convert_batchnorm,
+    mean_over_ranks,
+)
+from siamlab.train.loop import Batch, Trainer
+from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
+from siamlab.train.speed import autocast_dtype, prepare_model
+from siamlab.train.step import SimSiamStep
+
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long a run trains: batches per epoch, epochs, and all steps (max_steps cap)."""
+
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one run is made of, built once by :func:`build_run`."""
+
+    spec: RunSpec
+    directory: Path
+    dist: DistInfo
+    model: SiameseNet
+    trainer: Trainer
+    monitor: RunMonitor
+    checkpointer: Checkpointer
+    results: ResultsFile
+    recorder: Recorder
+    start_step: int  # 0, or the checkpoint's step
+    length: RunLength
+
+
+def build_model(cfg: RunConfig, seed: int, device: torch.device, dist: DistInfo) -> SiameseNet:
+    """The run's network on ``device``, the same initial weights on every rank (seeded)."""
+    torch.manual_seed(seed)
+    model: nn.Module = create_model(cfg.model)
+    if dist.world_size > 1:  # SyncBN on the whole model, heads included
+        model = convert_batchnorm(model, device.type)
+    return cast(SiameseNet, model.to(device))  # BN swapped in place
+
+
+def build_step(
+    cfg: RunConfig,
+    model: SiameseNet,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    length: RunLength,
+    eta: TargetProvider | None = None,
+    reduce_loss: Callable[[float], float] = float,
+) -> SimSiamStep:
+    """The SGD step of ``cfg``: loss, lr schedule, target momentum, speed options."""
+    base_lr, target = initial_lr(cfg.optim, cfg.train.batch_size), cfg.model.target
+
+    def lr_at(step: int, epoch: int) -> float:
+        factor = lr_factor(cfg.optim, step, epoch, length.steps_per_epoch, length.epochs)
+        return set_lr(optimizer, base_lr, factor)
+
+    return SimSiamStep(
+        model=model,
+        forward=prepare_model(model, cfg.train, device),
+        optimizer=optimizer,
+        objective=cfg.objective,
+        set_lr=lr_at,
+        momentum=lambda step: momentum_at(
+            target.momentum, target.schedule, step, length.total_steps
+        ),
+        device=device,
+        eta=eta,
+        autocast_dtype=autocast_dtype(cfg.train.precision),
+        reduce_loss=reduce_loss,
+    )
+
+
+def build_run(
+    spec: RunSpec,
+    device: torch.device,
+    dist: DistInfo,
+    progress: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> Run:
+    """Build every piece of ``spec``'s run and restore its checkpoint if it has one.
+
+    Rank 0 creates the run's folder and its ``config.yaml``.
+
+    Raises:
+        SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
+    """
+    cfg, directory = spec.config, spec.directory()
+    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
+    data = build_datasets(cfg.data, spec.seed, pairs)
+    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
+    n_images, batch = len(data.train_eval), cfg.train.batch_size
+    sampler = EpochSampler(n_images, batch, spec.seed, rank=dist.rank, world_size=dist.world_size)
+    model = build_model(cfg, spec.seed, device, dist)
+    optimizer = create_optimizer(model, cfg.optim, batch)
+    if dist.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.yaml").write_text(config_yaml(cfg))
+    barrier()
+    config = cfg.model_dump(mode="json")
+    saved = read_checkpoint(directory, config)
+    spe, epochs = sampler.num_batches, cfg.train.epochs
+    length = RunLength(spe, epochs, min(spe * epochs, cfg.train.max_steps or spe * epochs))
+    plan = BatchPlan(n_images, batch, spec.seed, dist.rank, dist.world_size)
+    eta = create_targets(
+        cfg.objective.eta,
+        model,
+        data.train_views,
+        plan,
+        length.total_steps,
+        cfg.model.dim,
+        directory,
+        device,
+        cfg.data.num_workers,
+        dist,
+    )
+    loader = train_loader(
+        cfg.data, data.train_views, PairBatches(sampler, pairs) if pairs > 1 else sampler, device
+    )
+
+    def batches(epoch: int, start_batch: int) -> Iterable[Batch]:
+        data.train_views.set_epoch(epoch)
+        sampler.set_epoch(epoch, start_batch)
+        return loader
+
+    recorder = Recorder()
+    results = ResultsFile(spec, directory, recorder, dist)
+    start_step = 0 if saved is None else int(saved["step"])
+    steps = (start_step, length.total_steps)
+    monitor = build_monitor(spec, recorder, data, device, dist, steps, eta is not None, progress)
+    parts = [
+        Part("model", model),
+        Part("optimizer", optimizer),
+        Part("recorder", recorder),
+        Part("rng_cpu", CpuRandomStream()),
+        Part("created", results),
+        Part("monitor", monitor),  # e.g. an epoch's running loss mid-epoch
+    ]
+    if eta is not None:
+        parts.append(Part("targets", eta, per_rank=getattr(eta, "per_rank_state", False)))
+    checkpointer = Checkpointer(directory, config, parts, results, dist)
+    saves = SaveSchedule(
+        checkpointer, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe
+    )
+    stop = should_stop or (lambda: False)
+    trainer = Trainer(
+        sgd_step=build_step(cfg, model, optimizer, device, length, eta, mean_over_ranks),
+        batches=batches,
+        steps_per_epoch=spe,
+        epochs=epochs,
+        monitor=monitor,
+        saver=saves,
+        should_stop=(lambda: any_rank(stop())) if dist.world_size > 1 else stop,
+        channels_last=cfg.train.channels_last,
+    )
+    if saved is not None:  # last: nothing built above can move the restored state
+        checkpointer.restore(saved)
+    return Run(
+        spec=spec,
+        directory=directory,
+        dist=dist,
+        model=model,
+        trainer=trainer,
+        monitor=monitor,
+        checkpointer=checkpointer,
+        results=results,
+        recorder=recorder,
+        start_step=start_step,
+        length=length,
+    )

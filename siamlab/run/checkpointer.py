@@ -1,0 +1,164 @@
+"""One checkpointer for a run: a list of named stateful parts, saved and restored together.
+
+The parts are the model, the optimiser, the recorder, torch's CPU random stream, the
+run's creation time, the monitor's hook state and the eta source (see
+:func:`siamlab.run.assemble.build_run`). Under torchrun rank 0 writes ``last.pt``;
+a part marked ``per_rank`` (cached eta: each process caches its own share of the
+batches) is written by every rank to its own file beside it. Each save is followed by
+the results that match it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from siamlab.atomic import atomic_write
+from siamlab.errors import ResultsError
+from siamlab.provenance import config_diff
+from siamlab.run.results_file import ResultsFile
+from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
+from siamlab.train.distributed import DistInfo, barrier
+
+
+class Stateful(Protocol):
+    """Anything with a state to save and restore (a module, an optimiser, a hook...)."""
+
+    def state_dict(self) -> Any:
+        """The part's state (picklable)."""
+        ...
+
+    def load_state_dict(self, state: Any) -> Any:
+        """Restore what :meth:`state_dict` returned."""
+        ...
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named stateful part; ``per_rank``: each process keeps its own state."""
+
+    name: str
+    obj: Stateful
+    per_rank: bool = False
+
+
+class CpuRandomStream:
+    """torch's global CPU generator as a part (the loader draws its seeds from it)."""
+
+    def state_dict(self) -> torch.Tensor:
+        """The generator's state."""
+        return torch.get_rng_state()
+
+    def load_state_dict(self, state: torch.Tensor) -> None:
+        """Continue the stream where the checkpoint left it."""
+        torch.set_rng_state(state)
+
+
+def _save(value: object, path: Path) -> None:
+    torch.save(value, path)
+
+
+def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint of the run in ``directory`` (None without one), if its config matches.
+
+    Raises:
+        ResultsError: the checkpoint is unreadable or holds another config.
+    """
+    state = load_checkpoint(directory / "checkpoints")
+    if state is None:
+        return None
+    diffs = [d for d in config_diff(state["config"], config) if not d.startswith("output.")]
+    if diffs:
+        raise ResultsError(
+            f"{directory} holds a checkpoint of a different config; refusing to resume. "
+            "Differences:\n  "
+            + "\n  ".join(diffs)
+            + "\nDelete the folder to start over, or change output.root."
+        )
+    return state
+
+
+class Checkpointer:
+    """Saves the parts, then the matching results; restores the parts.
+
+    Args:
+        directory: the run's folder (checkpoints go to ``checkpoints/``).
+        config: the run's config as JSON-like data (stored for the resume check).
+        parts: the stateful parts, by name.
+        results: written after each checkpoint.
+        dist: this process's place in the job.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        config: dict[str, Any],
+        parts: Sequence[Part],
+        results: ResultsFile,
+        dist: DistInfo,
+    ) -> None:
+        self.folder = directory / "checkpoints"
+        self.config, self.parts, self.results, self.dist = config, tuple(parts), results, dist
+
+    def _own_file(self, part: Part) -> Path | None:
+        """Where ``part`` is saved by this rank alone (None: in ``last.pt``)."""
+        if part.per_rank and self.dist.world_size > 1:
+            return self.folder / f"{part.name}-rank{self.dist.rank}.pt"
+        return None
+
+    def save(self, step: int, status: str) -> None:
+        """Checkpoint after 1-based ``step``, then results with ``status`` (the others wait)."""
+        state: dict[str, Any] = {"step": step, "config": self.config}
+        for part in self.parts:
+            path = self._own_file(part)
+            if path is None:
+                state[part.name] = part.obj.state_dict() if self.dist.is_main else None
+            else:
+                atomic_write(path, partial(_save, part.obj.state_dict()))
+                state[part.name] = None
+        if self.dist.is_main:
+            save_checkpoint(self.folder, state)
+            self.results.write(status)
+        barrier()
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Load every part from ``state`` (see :func:`read_checkpoint`); its step."""
+        for part in self.parts:
+            path = self._own_file(part)
+            if path is not None:
+                part.obj.load_state_dict(torch.load(path, weights_only=False))
+            elif state.get(part.name) is not None:
+                part.obj.load_state_dict(state[part.name])
+            else:
+                raise ResultsError(
+                    f"checkpoint in {self.folder} has no {part.name!r} state; delete the "
+                    "run's folder to start over"
+                )
+        return int(state["step"])
+
+
+@dataclass(frozen=True)
+class SaveSchedule:
+    """When to checkpoint: every N epochs and at the end, and every M steps if asked.
+
+    A step that ends an epoch is saved after the epoch's diagnostics instead.
+    """
+
+    checkpointer: Checkpointer
+    every_epochs: int
+    every_steps: int | None
+    steps_per_epoch: int
+
+    def after_step(self, step: int) -> None:
+        """Save mid-epoch every ``every_steps`` steps."""
+        every = self.every_steps
+        if every and step % every == 0 and step % self.steps_per_epoch:
+            self.checkpointer.save(step, "running")
+
+    def after_epoch(self, epoch: int, step: int, is_last: bool) -> None:
+        """Save every ``every_epochs`` epochs and after the last one (``finished``)."""
+        if epoch % self.every_epochs == 0 or is_last:
+            self.checkpointer.save(step, "finished" if is_last else "running")

@@ -1,0 +1,64 @@
+"""A run's ``metrics.nc``: the recorder's values with the run's provenance attrs.
+
+Under torchrun only rank 0 writes. The time the run was first created is part of the
+run's checkpointed state (a resumed run keeps it).
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+from siamlab.config.study import RunSpec
+from siamlab.diagnostics.verdict import verdict_attrs
+from siamlab.provenance import config_yaml, now, versions
+from siamlab.results.recorder import Recorder
+from siamlab.results.store import write_run
+from siamlab.train.distributed import DistInfo
+
+
+class ResultsFile:
+    """Writes ``<run dir>/metrics.nc`` from the recorder.
+
+    Args:
+        spec: the run.
+        directory: the run's folder.
+        recorder: the values recorded so far.
+        dist: this process's place in the job (only rank 0 writes).
+    """
+
+    def __init__(self, spec: RunSpec, directory: Path, recorder: Recorder, dist: DistInfo) -> None:
+        self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
+        self.created = now()
+
+    def attrs(self, status: str) -> dict[str, Any]:
+        """Provenance attrs of the results file."""
+        cfg = self.spec.config
+        return {
+            "study": self.spec.study,
+            "variant": self.spec.variant,
+            "seed": self.spec.seed,
+            "profile": self.spec.profile,
+            "paper": self.spec.paper,
+            "status": status,
+            "config": config_yaml(cfg),
+            "dim": cfg.model.dim,
+            "std_reference": 1 / math.sqrt(cfg.model.dim),
+            "world_size": self.dist.world_size,
+            **verdict_attrs(self.recorder.last("verdict"), status, cfg.diagnostics.verdict),
+            "created": self.created,
+            "updated": now(),
+            **versions(),
+        }
+
+    def write(self, status: str, **extra: Any) -> None:
+        """Rewrite ``metrics.nc`` with ``status`` and ``extra`` attrs (rank 0 only)."""
+        if self.dist.is_main:
+            write_run(self.directory, self.recorder.to_dataset({**self.attrs(status), **extra}))
+
+    def state_dict(self) -> str:
+        """The run's creation time (a checkpoint's ``created``)."""
+        return self.created
+
+    def load_state_dict(self, state: str) -> None:
+        """Keep the creation time of the checkpointed run."""
+        self.created = state

@@ -1,0 +1,1 @@
+"""A whole study: every variant x seed (:mod:`.execute`)."""

@@ -1,0 +1,46 @@
+"""Where a process trains: its device, its place in a torchrun job, torch's threads.
+
+Used by every command that runs models (training, ``siamlab bench``, evaluation).
+"""
+
+import os
+
+import torch
+
+from siamlab.errors import ResultsError
+from siamlab.train.config import TrainConfig
+from siamlab.train.distributed import DistInfo, init_from_env
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA when present (this process's GPU under torchrun), else CPU.
+
+    Raises:
+        ResultsError: ``cuda`` is asked but no CUDA device is visible.
+    """
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResultsError("train.device=cuda but no CUDA device is visible; use auto or cpu")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def configure_torch(train: TrainConfig) -> None:
+    """Apply ``train.threads`` and ``train.deterministic`` to this process's torch."""
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    if train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def join_job(train: TrainConfig) -> tuple[torch.device, DistInfo]:
+    """Configure torch, join the torchrun job if there is one; this process's device.
+
+    Alone, the job is this process (rank 0 of 1).
+    """
+    configure_torch(train)
+    dist = init_from_env(select_device(train.device).type)
+    return select_device(train.device, dist.local_rank), dist
