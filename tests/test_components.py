@@ -49,6 +49,7 @@ def test_which_parameters_receive_gradients(stop_grad, predictor, momentum):
 
 
 def test_stop_grad_is_inert_with_a_momentum_target():
+    """Why RunConfig refuses stop_grad=false with m > 0: it would change nothing."""
     model = _model(target={"momentum": 0.9})
     x1, x2 = torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8)
     grads = []

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from siamlab.config.overrides import parse_set
@@ -106,3 +108,30 @@ def test_paper_defaults():
     assert (cfg.optim.base_lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.05, 0.9, 1e-4)
     assert (cfg.train.batch_size, cfg.model.dim, cfg.model.backbone) == (512, 2048, "resnet50")
     assert cfg.objective.stop_grad is True
+
+
+@pytest.mark.parametrize(
+    ("sets", "reason"),
+    [
+        (["objective.eta.mode=cached"], "stored constant"),
+        (["objective.eta.mode=moving_average", "model.predictor.kind=none"], "stored constant"),
+        (["model.target.momentum=0.99"], "no gradient by construction"),
+    ],
+)
+def test_stop_grad_false_is_refused_where_it_cannot_mean_anything(sets, reason):
+    study = StudyFile(name="s")
+    expand_study(study, sets=sets)  # fine with stop-gradient
+    with pytest.raises(ConfigError, match=f"(?s)objective.stop_grad=false.*{reason}"):
+        expand_study(study, sets=[*sets, "objective.stop_grad=false"])
+    assert not expand_study(study, sets=["objective.stop_grad=false"])[0].config.objective.stop_grad
+
+
+def test_validate_refuses_stop_grad_false_with_cached_eta():
+    from typer.testing import CliRunner
+
+    from siamlab.cli import app
+
+    study = str(Path(__file__).resolve().parents[1] / "studies" / "stopgrad.yaml")
+    sets = ["--set", "objective.stop_grad=false", "--set", "objective.eta.mode=cached"]
+    result = CliRunner().invoke(app, ["validate", study, *sets])
+    assert result.exit_code == 2 and "stored constant" in result.output

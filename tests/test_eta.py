@@ -8,6 +8,7 @@ import xarray as xr
 from siamlab.data.plan import BatchPlan
 from siamlab.eta.cached import CachedTargets
 from siamlab.eta.moving_average import MovingAverageTargets
+from siamlab.eta.provider import with_targets
 from siamlab.eta.table import EtaTable
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
@@ -86,6 +87,31 @@ def test_cached_targets_are_the_first_visit_z():
 
 def _out(z1, z2):
     return SiameseOutput(z1, z2, z1, z2, z1, z2)
+
+
+def test_eta_and_momentum_targets_carry_no_graph_by_construction():
+    """The providers do not detach (objectives.stop_gradient decides), yet their targets
+    have no graph even when the online z has one: they are stored values (cached and
+    moving-average eta) or come from frozen weights (the momentum target)."""
+    model, plan, load = _toy()
+    cached = CachedTargets(model, plan, load, k=4, total_steps=8, device=torch.device("cpu"))
+    cached.before_step(0)
+    epoch, batch = plan.batch(0)
+    x1, x2 = list(load(epoch, [batch]))[0]
+    live = model(x1, x2)
+    assert live.z1.requires_grad
+    table = MovingAverageTargets(EtaTable(32, 8, "float32", "memory"), momentum=0.8)
+    for provider in (cached, table):
+        out, _ = provider.apply(live, torch.tensor(batch), 0)
+        assert out.z1 is live.z1 and out.p1 is live.p1  # the online branch untouched
+        assert not out.t1.requires_grad and not out.t2.requires_grad
+    t = torch.randn(8, 8)
+    assert with_targets(live, t, t).t1 is t  # no detach of its own
+    momentum = create_model(
+        ModelConfig(backbone="convnet_small", width=4, dim=8, target={"momentum": 0.9})
+    )
+    out = momentum(x1, x2)
+    assert out.z1.requires_grad and out.t1.grad_fn is None and not out.t1.requires_grad
 
 
 def test_moving_average_update_row_by_row():

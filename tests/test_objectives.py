@@ -5,7 +5,7 @@ import torch
 
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.objectives import ObjectiveConfig, negative_cosine, simsiam_loss
+from siamlab.objectives import ObjectiveConfig, negative_cosine, simsiam_loss, stop_gradient
 
 
 def test_negative_cosine_closed_form():
@@ -45,8 +45,23 @@ def test_stop_grad_blocks_the_target_branch():
 
 
 def test_without_stop_grad_the_target_branch_gets_gradient():
+    torch.manual_seed(0)
     z_grad, _ = _grads_through_target(stop_grad=False)
     assert z_grad is not None and z_grad.abs().sum() > 0
+    # it is exactly the gradient of the target term 1/2 D(p1, z2) w.r.t. z2
+    torch.manual_seed(0)
+    z2 = torch.randn(4, 8, requires_grad=True)
+    p1 = torch.randn(4, 8)
+    (0.5 * negative_cosine(p1, z2)).backward()
+    torch.testing.assert_close(z_grad, z2.grad)
+
+
+@pytest.mark.parametrize("stop_grad", [True, False])
+def test_stop_gradient_is_the_one_switch(stop_grad):
+    z = 2 * torch.randn(3, 4, requires_grad=True)  # (3, 4), part of a graph
+    t = stop_gradient(z, stop_grad)
+    assert torch.equal(t, z) and t.requires_grad is not stop_grad
+    assert (t.grad_fn is None) is stop_grad
 
 
 def test_stop_grad_in_the_full_model():

@@ -68,8 +68,7 @@ class Run:
     trainer: Trainer
     monitor: RunMonitor
     checkpointer: Checkpointer
-    results: ResultsFile
-    recorder: Recorder
+    results: ResultsFile  # with the recorder of the run's values
     start_step: int  # 0, or the checkpoint's step
     length: RunLength
 
@@ -200,15 +199,5 @@ def build_run(
     if saved is not None:  # last: nothing built above can move the restored state
         checkpointer.restore(saved)
     return Run(
-        spec=spec,
-        directory=directory,
-        dist=dist,
-        model=model,
-        trainer=trainer,
-        monitor=monitor,
-        checkpointer=checkpointer,
-        results=results,
-        recorder=recorder,
-        start_step=start_step,
-        length=length,
+        spec, directory, dist, model, trainer, monitor, checkpointer, results, start_step, length
     )

@@ -3,6 +3,7 @@
 Under torchrun the monitor sees the global batch: every rank's z/p/h, gathered.
 """
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 import torch
@@ -50,18 +51,7 @@ class GlobalBatchMonitor:
         """Gather the step's outputs from every rank, then run the monitor."""
         gathered = (None if t is None else all_gather_cat(t.cpu()) for t in view.output)
         output = SiameseOutput._make(gathered)
-        self.monitor.on_step_end(
-            StepView(
-                view.step,
-                view.epoch,
-                view.loss,
-                view.lr,
-                output,
-                view.batch_size,
-                view.model,
-                view.target_stats,
-            )
-        )
+        self.monitor.on_step_end(replace(view, output=output))
 
     def on_epoch_end(self, view: EpochView) -> None:
         """Run the monitor (its probe passes are sharded over the ranks)."""

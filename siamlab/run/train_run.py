@@ -55,7 +55,7 @@ def train_run(
         status = "diverged"
     finally:
         run.monitor.close()
-    return RunOutcome(status, run.directory, summary(run.recorder, spec.config.model.dim))
+    return RunOutcome(status, run.directory, summary(run.results.recorder, spec.config.model.dim))
 
 
 def summary(recorder: Recorder, dim: int) -> dict[str, float]:
