@@ -21,29 +21,20 @@ from siamlab.data.build import build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.plan import BatchPlan
 from siamlab.data.views import EpochSampler, PairBatches
-from siamlab.diagnostics.eta_stats import EtaStatsHook
-from siamlab.diagnostics.hooks import create_hooks
-from siamlab.diagnostics.monitor import Monitor
-from siamlab.diagnostics.probe import ProbeCache, fixed_subset
-from siamlab.diagnostics.sinks import ProgressSink, RecorderSink, Sink, TensorBoardSink
+from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.errors import ResultsError
 from siamlab.eta.build import create_targets
-from siamlab.models.siamese import SiameseOutput
 from siamlab.models.target import momentum_at
 from siamlab.objectives import simsiam_loss
 from siamlab.provenance import config_yaml
+from siamlab.reporting.assemble import build_monitor
 from siamlab.results.recorder import Recorder
 from siamlab.run_state import Checkpointing, RunState
-from siamlab.train.distributed import (
-    all_gather_cat,
-    any_rank,
-    barrier,
-    init_from_env,
-    mean_over_ranks,
-)
-from siamlab.train.loop import DivergedError, EpochView, Preempted, StepView, Trainer
+from siamlab.train.distributed import any_rank, barrier, init_from_env, mean_over_ranks
+from siamlab.train.loop import DivergedError, Preempted, Trainer
 from siamlab.train.optim import initial_lr, lr_factor, set_lr
 from siamlab.train.speed import autocast_dtype, prepare_model
+from siamlab.train.views import EpochView, StepView
 
 
 @dataclass(frozen=True)
@@ -88,32 +79,6 @@ class _Both:
     def on_epoch_end(self, view: EpochView) -> None:
         for p in self.parts:
             p.on_epoch_end(view)
-
-
-class _GlobalBatch:
-    """Hands the monitor the global batch: every rank's z/p/h, gathered (torchrun only)."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-
-    def on_step_end(self, view: StepView) -> None:
-        gathered = [None if t is None else all_gather_cat(t.cpu()) for t in view.output]
-        output = SiameseOutput(*gathered)  # type: ignore[arg-type]
-        self.monitor.on_step_end(
-            StepView(
-                view.step,
-                view.epoch,
-                view.loss,
-                view.lr,
-                output,
-                view.batch_size,
-                view.model,
-                view.target_stats,
-            )
-        )
-
-    def on_epoch_end(self, view: EpochView) -> None:
-        self.monitor.on_epoch_end(view)
 
 
 def execute_run(
@@ -173,12 +138,23 @@ def execute_run(
         sampler.set_epoch(epoch, start_batch)
         return loader
 
-    monitor = _monitor(spec, run, data, device, total, start_step, progress)
+    features = EvalFeatures(run.model, device)
+    monitor = build_monitor(
+        spec,
+        features,
+        data,
+        dist,
+        run.dir,
+        run.recorder,
+        (total, start_step),
+        progress,
+        has_targets=run.targets is not None,
+    )
     run.monitor = monitor
     if run.loaded_monitor_state is not None:  # e.g. an epoch's running loss mid-epoch
         monitor.load_state_dict(run.loaded_monitor_state)
     callbacks = _Both(
-        _GlobalBatch(monitor) if dist.world_size > 1 else monitor,
+        monitor,
         Checkpointing(
             run, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe
         ),
@@ -251,38 +227,6 @@ def build_trainer(
         autocast_dtype=autocast_dtype(cfg.train.precision),
         channels_last=cfg.train.channels_last,
         **loop,
-    )
-
-
-def _monitor(
-    spec: RunSpec,
-    run: RunState,
-    data: Any,
-    device: torch.device,
-    total: int,
-    start_step: int,
-    progress: bool,
-) -> Monitor:
-    """Hooks with the run's diagnostics; sinks on rank 0 only."""
-    cfg, diag = spec.config, spec.config.diagnostics
-    probe_sets = {
-        "bank": fixed_subset(data.train_eval, diag.bank_size),
-        "test": data.test_eval,
-        "probe": fixed_subset(data.train_eval, diag.probe_size),
-    }
-    sinks: list[Sink] = []
-    if run.dist.is_main:
-        sinks.append(RecorderSink(run.recorder))
-        if cfg.output.tensorboard:
-            sinks.append(TensorBoardSink(run.dir / "tb", purge_step=start_step + 1))
-        if progress:
-            desc = f"{spec.variant}/seed{spec.seed}"
-            sinks.append(ProgressSink(total, start_step, cfg.model.dim, desc))
-    hooks = create_hooks(diag, data.num_classes, cfg.train.epochs)
-    if run.targets is not None:
-        hooks.append(EtaStatsHook())
-    return Monitor(
-        hooks, sinks, lambda view: ProbeCache(view.model, probe_sets, device, batch_size=256)
     )
 
 

@@ -20,8 +20,8 @@ from siamlab.results.recorder import Recorder
 from siamlab.results.store import write_run
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
 from siamlab.train.distributed import DistInfo, barrier, convert_batchnorm
-from siamlab.train.loop import EpochView, StepView
 from siamlab.train.optim import create_optimizer
+from siamlab.train.views import EpochView, StepView
 
 
 class RunState:

@@ -29,12 +29,15 @@ from siamlab.data.build import DataBundle, build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.diagnostics.monitor import Monitor
+from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.objectives import simsiam_loss
-from siamlab.run import _configure_torch, _monitor, build_trainer, select_device
+from siamlab.reporting.assemble import build_monitor
+from siamlab.run import _configure_torch, build_trainer, select_device
 from siamlab.run_state import RunState
 from siamlab.train.distributed import DistInfo
-from siamlab.train.loop import Batch, EpochView, StepView
+from siamlab.train.loop import Batch
 from siamlab.train.speed import bf16_supported
+from siamlab.train.views import EpochView, StepView
 
 SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
 BASELINE = "siamlab fp32 (base)"  # the arm without speed options, when the config has some
@@ -120,7 +123,11 @@ def _siamlab_arm(
     batch = cfg.train.batch_size
     spe = max(len(data.train_eval) // batch, 1)
     total = spe * cfg.train.epochs
-    monitor = _monitor(spec, run, data, device, total, 0, progress=False)
+    features = EvalFeatures(run.model, device)
+    steps = (total, 0)
+    monitor = build_monitor(
+        spec, features, data, DistInfo(), run.dir, run.recorder, steps, False, has_targets=False
+    )
     callbacks = _StepsOnly(monitor)
 
     def batches(_: int, start: int) -> Iterator[Batch]:

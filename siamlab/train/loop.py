@@ -1,13 +1,14 @@
 """The training loop: SGD steps over two-view batches. It knows nothing of metrics.
 
 Whatever wants to watch training (diagnostics, logging, checkpointing) implements
-:class:`Callbacks` and receives a read-only :class:`StepView` / :class:`EpochView`.
+:class:`Callbacks` and receives a read-only :class:`~siamlab.train.views.StepView` /
+:class:`~siamlab.train.views.EpochView` (detached tensors, no model).
 """
 
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseOutput
 from siamlab.train.speed import autocast, to_device, to_float
+from siamlab.train.views import EpochView, StepView, step_view
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
 
@@ -34,32 +36,6 @@ class DivergedError(RuntimeError):
     def __init__(self, step: int, loss: float) -> None:
         super().__init__(f"loss became {loss} at step {step}")
         self.step = step
-
-
-@dataclass(frozen=True)
-class StepView:
-    """What callbacks see after an SGD step (tensors are detached)."""
-
-    step: int  # 1-based global step just completed
-    epoch: int  # 0-based epoch in progress
-    loss: float
-    lr: float
-    output: SiameseOutput
-    batch_size: int
-    model: nn.Module  # after the optimiser step; parameters' .grad hold this step's gradients
-    target_stats: dict[str, float] = field(default_factory=dict)  # from the eta provider
-
-
-@dataclass(frozen=True)
-class EpochView:
-    """What callbacks see after an epoch. ``model`` must not be modified."""
-
-    epoch: int  # 1-based number of completed epochs
-    step: int
-    model: nn.Module
-    seconds: float
-    images: int
-    is_last: bool
 
 
 class Callbacks(Protocol):
@@ -148,7 +124,7 @@ class Trainer:
                     self.after_step(step)
                 images += x1.shape[0]
                 self.callbacks.on_step_end(
-                    StepView(step, epoch, loss, lr, out, x1.shape[0], self.model, stats)
+                    step_view(step, epoch, loss, lr, out, x1.shape[0], self.model, stats)
                 )
                 if step % self.steps_per_epoch and self.should_stop():
                     raise Preempted(step)
@@ -156,7 +132,7 @@ class Trainer:
             is_last = done or epoch + 1 == self.epochs
             seconds = time.perf_counter() - t0
             self.callbacks.on_epoch_end(
-                EpochView(epoch + 1, step, self.model, seconds, images, is_last)
+                EpochView(epoch + 1, step, seconds, images, is_last)
             )
             if done:
                 break
