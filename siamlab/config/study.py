@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
 from siamlab.config.overrides import apply_sets, deep_merge
 from siamlab.config.profiles import DEFAULT_PROFILE, get_profile
@@ -54,7 +54,7 @@ class StudyFile(BaseModel):
         per_profile: profile name -> partial config shared by all variants at that
             profile only (e.g. a stronger crop for the quick profile's tiny digits).
         variants: variant name -> partial config override.
-        seeds: one run per variant and seed.
+        seeds: one run per variant and seed (integers >= 0).
         paper: optional annotations, variant -> the paper's outcome for that row.
     """
 
@@ -66,7 +66,7 @@ class StudyFile(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     per_profile: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     paper: dict[str, PaperRef | str] = Field(default_factory=dict)
 
 

@@ -155,7 +155,19 @@ def _read_npz(path: Path) -> ArraySource:
     return ArraySource(x, y, [str(c) for c in classes])
 
 
+def _refuse_file(root: Path, dataset: str, expected: str) -> None:
+    """Raise when data.root names a file: every dataset kind reads a folder."""
+    if root.is_file():
+        raise DataError(
+            f"data.root {root} is a file, not a folder: dataset {dataset!r} expects {expected}. "
+            "Set data.root to that folder."
+        )
+
+
 def _load_npz(root: Path, name: str) -> tuple[ImageSource, ImageSource]:
+    expected = f"a folder holding {name}_train.npz and {name}_test.npz (or {name}_val.npz)"
+    hint = f" (for {root.name}: data.root={root.parent}, data.name=its prefix before _train)"
+    _refuse_file(root, "npz", expected + (hint if root.suffix == ".npz" else ""))
     if not root.is_dir():
         raise DataError(f"npz folder {root} does not exist; set data.root or SIAMLAB_DATA.")
     train, test, val = (root / f"{name}_{s}.npz" for s in ("train", "test", "val"))
@@ -176,6 +188,8 @@ def _load_cifar(cfg: DataConfig, root: Path) -> tuple[ImageSource, ImageSource]:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
+    expected = f"the folder that holds (or, with data.download=true, receives) {cls.base_folder}/"
+    _refuse_file(root, cfg.dataset, expected)
     try:
         splits = [cls(str(root), train=t, download=cfg.download) for t in (True, False)]
     except (RuntimeError, OSError) as e:  # missing / corrupt files, or a failed download
@@ -187,6 +201,10 @@ def _load_cifar(cfg: DataConfig, root: Path) -> tuple[ImageSource, ImageSource]:
 
 
 def _scan_split(split: Path, classes: list[str] | None) -> FolderSource:
+    layout = "a folder in the ImageNet layout, root/train/<class>/* and root/val/<class>/*"
+    _refuse_file(split.parent, "imagefolder", layout)
+    if split.is_file():
+        raise DataError(f"{split} is a file, not a folder: imagefolder expects {layout}.")
     if not split.is_dir():
         raise DataError(
             f"{split} does not exist: imagefolder expects root/train/<class>/* and "

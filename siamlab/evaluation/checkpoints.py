@@ -26,6 +26,7 @@ Checkpoints are unpickled with ``weights_only=True`` first and fully only when t
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.errors import ResultsError
+from siamlab.evaluation.file_kind import describe_file
 from siamlab.models.config import ModelConfig, PredictorConfig, ProjectorConfig
 from siamlab.models.siamese import SiameseNet, create_model
 from siamlab.train.checkpoint import CHECKPOINT_FILE
@@ -94,15 +96,31 @@ def resolve_path(path: str | Path) -> Path:
 def read(path: Path) -> Any:
     """Unpickle a checkpoint on CPU (weights-only first; see the module docstring)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol: noise before the error
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ResultsError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
-        raise ResultsError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _supported() -> str:
+    return "Supported formats (files written by torch.save):\n  " + "\n  ".join(
+        f"{k}: {v}" for k, v in FORMATS.items()
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> ResultsError:
+    kind = describe_file(path)
+    # torch's reason only where the file is torch's own archive; else it names internals
+    reason = next(iter(str(exc).splitlines()), "")[:200]
+    why = f" ({type(exc).__name__}: {reason})" if kind.torch_archive else ""
+    return ResultsError(f"{path} is not a torch checkpoint: {kind}{why}.\n{_supported()}")
 
 
 def _tensors(obj: Any) -> dict[str, Tensor] | None:
@@ -124,10 +142,7 @@ def _unknown(path: Path, obj: Any) -> ResultsError:
             found += f"; state-dict key prefixes (count) {dict(prefixes.most_common(12))}"
     else:
         found = f"an object of type {type(obj).__name__}"
-    supported = "\n  ".join(f"{k}: {v}" for k, v in FORMATS.items())
-    return ResultsError(
-        f"{path}: unrecognised checkpoint format. Found {found}.\nSupported formats:\n  {supported}"
-    )
+    return ResultsError(f"{path}: unrecognised checkpoint format. Found {found}.\n{_supported()}")
 
 
 def infer_resnet(sd: Mapping[str, Tensor]) -> str:
