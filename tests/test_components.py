@@ -9,7 +9,8 @@ from torch import nn
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.models.target import MomentumTarget, momentum_at
-from siamlab.objectives import ObjectiveConfig, cross_entropy_similarity, simsiam_loss
+from siamlab.config.objective import ObjectiveConfig
+from siamlab.objectives import cross_entropy_similarity, simsiam_loss
 from siamlab.train.config import OptimConfig
 from siamlab.train.lars import LARS
 from siamlab.train.optim import create_optimizer, lr_factor, set_lr

@@ -5,7 +5,8 @@ import torch
 
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.objectives import ObjectiveConfig, negative_cosine, simsiam_loss
+from siamlab.config.objective import ObjectiveConfig
+from siamlab.objectives import negative_cosine, simsiam_loss
 
 
 def test_negative_cosine_closed_form():

@@ -3,9 +3,9 @@
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from siamlab.data.config import DataConfig
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.models.config import ModelConfig
-from siamlab.objectives import ObjectiveConfig
 from siamlab.train.config import OptimConfig, TrainConfig
 
 
