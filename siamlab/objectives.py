@@ -4,8 +4,10 @@ The stop-gradient lives in exactly one place: :func:`target`.
 """
 
 from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
 from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.siamese import SiameseOutput
 

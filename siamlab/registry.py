@@ -62,5 +62,8 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
     def __len__(self) -> int:
         return len(self._entries)

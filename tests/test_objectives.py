@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.config.objective import ObjectiveConfig
 from siamlab.objectives import negative_cosine, simsiam_loss
 
 

@@ -1,6 +1,7 @@
-"""Per-kind configs: each kind of a component (a backbone, a predictor, an eta mode, a
-dataset) is one pydantic class that declares its name once, in its tag field, and holds
-only the options that apply to it.
+"""Per-kind configs: one pydantic class per kind of a component, holding its options only.
+
+Each kind of a component (a backbone, a predictor, an eta mode, a dataset) declares its
+name once, in its tag field.
 
 The classes of one component form a :class:`~siamlab.registry.Registry` (the allowed
 names come from it) and a pydantic discriminated union (:func:`kind_union`). A key that
@@ -71,7 +72,12 @@ def owners(registry: KindRegistry, key: str) -> list[str]:
 
 
 def check_applies(
-    given: Mapping[str, Any], registry: KindRegistry, tag: str, default: str, label: str, prefix: str
+    given: Mapping[str, Any],
+    registry: KindRegistry,
+    tag: str,
+    default: str,
+    label: str,
+    prefix: str,
 ) -> None:
     """Refuse options of ``given`` that belong to another kind than the chosen one.
 
@@ -96,7 +102,12 @@ def check_applies(
             raise PydanticCustomError(
                 "kind_key",
                 "{path} applies to {label} {kinds} only ({label} is {kind})",
-                {"path": f"{prefix}{key}", "label": label, "kinds": ", ".join(belongs), "kind": kind},
+                {
+                    "path": f"{prefix}{key}",
+                    "label": label,
+                    "kinds": ", ".join(belongs),
+                    "kind": kind,
+                },
             )
 
 

@@ -16,8 +16,9 @@ import yaml
 from siamlab.config.unions import UNIONS
 from siamlab.errors import ConfigError
 
-BN_FLAGS = (("projector", "bn_hidden"), ("projector", "bn_output"))
-BN_FLAGS += (("predictor", "bn_hidden"), ("predictor", "bn_output"))
+BN_FLAGS = [
+    (part, flag) for part in ("projector", "predictor") for flag in ("bn_hidden", "bn_output")
+]
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from siamlab.data.config import DataConfig
 from siamlab.config.objective import ObjectiveConfig
+from siamlab.data.config import DataConfig
 from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.models.config import ModelConfig
 from siamlab.train.config import OptimConfig, TrainConfig

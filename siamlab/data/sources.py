@@ -231,7 +231,9 @@ def _root(cfg: NpzConfig | CifarConfig | ImageFolderConfig) -> Path:
     root = cfg.root or env
     if not root:
         hint = " (or the SIAMLAB_DATA environment variable)" if isinstance(cfg, NpzConfig) else ""
-        raise DataError(f"data.root is required for dataset {cfg.kind!r}: --set data.root=PATH{hint}.")
+        raise DataError(
+            f"data.root is required for dataset {cfg.kind!r}: --set data.root=PATH{hint}."
+        )
     return Path(root).expanduser()
 
 

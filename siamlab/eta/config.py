@@ -31,8 +31,9 @@ class EtaOffConfig(EtaConfig):
 
 
 class CachedEtaConfig(EtaConfig):
-    """k-step alternation: eta for the images of the next k steps is computed once with
-    the current weights (one augmentation pair each, no gradient) and the following k
+    """k-step alternation: eta is computed once and trained against for k steps.
+
+    Eta for the images of the next k steps is computed once with the current weights (one augmentation pair each, no gradient) and the following k
     SGD steps train against it.
 
     BN mode when computing eta: train mode, over exactly the batches the SGD steps will
@@ -54,8 +55,9 @@ class CachedEtaConfig(EtaConfig):
 
 
 class MovingAverageEtaConfig(EtaConfig):
-    """One eta_x per image of the data set, updated when x is sampled:
-    eta_x <- m eta_x + (1 - m) F(T'(x)).
+    """One eta_x per image of the data set, a moving average over its visits.
+
+    Updated when x is sampled: eta_x <- m eta_x + (1 - m) F(T'(x)).
 
     Attributes:
         momentum: m (the paper: 0.8, without a predictor).

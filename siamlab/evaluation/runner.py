@@ -26,9 +26,9 @@ import torch
 from siamlab.config.overrides import apply_sets, deep_merge
 from siamlab.config.profiles import get_profile
 from siamlab.config.schema import RunConfig
-from siamlab.data.dataset_config import NpzConfig
 from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
+from siamlab.data.dataset_config import NpzConfig
 from siamlab.evaluation.augmented_probe import (
     KeyedAugmented,
     probe_augmented,
