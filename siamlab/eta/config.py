@@ -33,8 +33,9 @@ class EtaOffConfig(EtaConfig):
 class CachedEtaConfig(EtaConfig):
     """k-step alternation: eta is computed once and trained against for k steps.
 
-    Eta for the images of the next k steps is computed once with the current weights (one augmentation pair each, no gradient) and the following k
-    SGD steps train against it.
+    Eta for the images of the next k steps is computed once with the current weights
+    (one augmentation pair each, no gradient) and the following k SGD steps train
+    against it.
 
     BN mode when computing eta: train mode, over exactly the batches the SGD steps will
     see, so that k = 1 reproduces SimSiam bit for bit; the BN running statistics are
