@@ -130,7 +130,7 @@ def main() -> None:
     every = cfg.diagnostics.every_epochs(cfg.diagnostics.eval_every_epochs, cfg.train.epochs)
 
     print(
-        f"\nsiamlab diagnostics overhead  (cifar10 profile: {cfg.model.backbone}, d={d}, "
+        f"\nsiamlab diagnostics overhead  (cifar10 profile: {cfg.model.backbone.kind}, d={d}, "
         f"batch {b}; threads {cfg.train.threads or 'default'}; wall {wall:.0f} s)"
     )
     print(

@@ -10,7 +10,8 @@ from torch import nn
 
 from siamlab.errors import ResultsError
 from siamlab.evaluation.checkpoints import load_checkpoint_any
-from siamlab.models.config import ModelConfig, PredictorConfig, ProjectorConfig
+from siamlab.models.config import ModelConfig, ProjectorConfig
+from siamlab.models.predictor_config import MlpPredictorConfig
 from siamlab.models.siamese import create_model
 
 DIM, HIDDEN, PRED = 16, 32, 8
@@ -39,7 +40,7 @@ def _siamlab_resnet18():
         backbone="resnet18",
         dim=DIM,
         projector=ProjectorConfig(layers=3, hidden_dim=HIDDEN),
-        predictor=PredictorConfig(hidden_dim=PRED),
+        predictor=MlpPredictorConfig(hidden_dim=PRED),
     )
     torch.manual_seed(0)
     model = create_model(cfg)

@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,7 +12,9 @@ from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
-from siamlab.study.execute import StudyReport, run_study
+
+if TYPE_CHECKING:  # torch: loaded when a run starts
+    from siamlab.study.execute import StudyReport
 
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, imagenet.")
@@ -56,7 +58,7 @@ def validate(
     console.print(f"{len(runs)} run(s) OK")
 
 
-def _report(reports: list[StudyReport]) -> None:
+def _report(reports: "list[StudyReport]") -> None:
     table = Table(title="study summary")
     for col in (
         "run",
@@ -97,6 +99,8 @@ def run(
     unexpectedly, 2 bad input (config, study file, data, results folder), 75 stopped
     by SIGTERM/SIGINT (re-run to resume).
     """
+    from siamlab.study.execute import run_study
+
     runs = _expand(study, profile, set_, only)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
     try:

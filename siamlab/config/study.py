@@ -2,7 +2,9 @@
 
 Layering, lowest first: config defaults (the paper's ImageNet recipe) -> profile ->
 study ``base`` -> the study's ``per_profile`` entry for that profile -> the variant's
-override -> ``--set`` overrides from the CLI.
+override -> ``--set`` overrides from the CLI (all of them one layer). Layers merge with
+:func:`~siamlab.config.overrides.merge_layer`: a layer that changes a component's kind
+drops the lower layers' options of the old kind.
 """
 
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from siamlab.config.overrides import apply_sets, deep_merge
+from siamlab.config.overrides import apply_sets, merge_layer
 from siamlab.config.profiles import DEFAULT_PROFILE, get_profile
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
@@ -131,15 +133,15 @@ def expand_study(
     profile_name = profile or study.profile or DEFAULT_PROFILE
     for name in study.per_profile:
         get_profile(name)  # an unknown profile name is an error, not a silent no-op
-    base = deep_merge(get_profile(profile_name), study.base)
-    base = deep_merge(base, study.per_profile.get(profile_name, {}))
+    base = merge_layer(get_profile(profile_name), study.base)
+    base = merge_layer(base, study.per_profile.get(profile_name, {}))
     names = list(study.variants)
     for name in only or []:
         if name not in study.variants:
             raise ConfigError(f"unknown variant {name!r}; this study has: {', '.join(names)}")
     runs = []
     for name in only or names:
-        raw = apply_sets(deep_merge(base, study.variants[name] or {}), sets or [])
+        raw = apply_sets(merge_layer(base, study.variants[name] or {}), sets or [])
         config = validate_config(raw, where=f"config of variant {name!r}")
         paper = _paper_yaml(study.paper.get(name))
         runs += [

@@ -40,7 +40,7 @@ from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.errors import ResultsError
 from siamlab.evaluation.file_kind import describe_file
-from siamlab.models.config import ModelConfig, PredictorConfig, ProjectorConfig
+from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseNet, create_model
 from siamlab.train.checkpoint import CHECKPOINT_FILE
 
@@ -202,19 +202,24 @@ def reference_to_siamlab(sd: Mapping[str, Tensor]) -> tuple[ModelConfig, dict[st
         out[f"projector.{last + 1}.running_mean"] -= bias
     pred = {k: v.clone() for k, v in sd.items() if k.startswith("predictor.")}
     out.update(pred)  # same Sequential indices as siamlab's predictor
-    cfg = ModelConfig(
-        backbone=infer_resnet(enc),
-        cifar_stem=enc["conv1.weight"].shape[-1] == 3,
-        dim=enc[f"fc.{last}.weight"].shape[0],
-        projector=ProjectorConfig(
-            layers=len(linears),
-            hidden_dim=enc[f"fc.{linears[0]}.weight"].shape[0],
-        ),
-        predictor=PredictorConfig(
-            hidden_dim=sd["predictor.0.weight"].shape[0] if "predictor.0.weight" in sd else None
-        ),
+    hidden = sd["predictor.0.weight"].shape[0] if "predictor.0.weight" in sd else None
+    cfg = ModelConfig.model_validate(
+        {
+            **_resnet_keys(enc),
+            "dim": enc[f"fc.{last}.weight"].shape[0],
+            "projector": {
+                "layers": len(linears),
+                "hidden_dim": enc[f"fc.{linears[0]}.weight"].shape[0],
+            },
+            "predictor": {"kind": "mlp", "hidden_dim": hidden},
+        }
     )
     return cfg, out
+
+
+def _resnet_keys(body: Mapping[str, Tensor]) -> dict[str, str | bool]:
+    """The ``model.backbone`` keys of a ResNet state dict (its depth, a CIFAR stem if 3x3)."""
+    return {"backbone": infer_resnet(body), "cifar_stem": body["conv1.weight"].shape[-1] == 3}
 
 
 def _load_reference(path: Path, obj: Mapping[str, Any], sd: dict[str, Tensor]) -> LoadedCheckpoint:
@@ -231,9 +236,7 @@ def _load_reference(path: Path, obj: Mapping[str, Any], sd: dict[str, Tensor]) -
 
 def _load_torchvision(path: Path, obj: Any, sd: dict[str, Tensor]) -> LoadedCheckpoint:
     body = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-    model = create_model(
-        ModelConfig(backbone=infer_resnet(body), cifar_stem=body["conv1.weight"].shape[-1] == 3)
-    )
+    model = create_model(ModelConfig.model_validate(_resnet_keys(body)))
     _load_strict(model.backbone.body, body, path, "torchvision ResNet")
     epoch = obj.get("epoch") if isinstance(obj, Mapping) else None
     return LoadedCheckpoint(model, "torchvision", path, ("backbone",), epoch=epoch)

@@ -270,7 +270,8 @@ def test_monitor_state_resumes_mid_epoch_identically():
 
 
 def test_pz_cosine_is_minus_the_symmetric_cosine_loss_and_uses_momentum_targets():
-    from siamlab.objectives import ObjectiveConfig, simsiam_loss
+    from siamlab.config.objective import ObjectiveConfig
+    from siamlab.objectives import simsiam_loss
 
     g = torch.Generator().manual_seed(1)
     h, z1, z2, p1, p2, t1, t2 = (torch.randn(64, 16, generator=g) for _ in range(7))
