@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class EtaConfig(BaseModel):
-    """Where the targets come from in the EM view of SimSiam (paper Sec. 5, NOTES.md).
+    """Where the targets come from in the EM view (Sec. 5; docs/paper-recipes.md#em-hypothesis).
 
     Attributes:
         mode: ``off`` — SimSiam (eta_x = F(T'(x)) of the current step, the 1-step case);
