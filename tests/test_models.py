@@ -39,6 +39,13 @@ def test_every_backbone_forward(name):
     out = model(x, x)
     assert out.h1.shape == (4, model.backbone.feature_dim)
     assert out.z1.shape == out.p2.shape == (4, 32)
+    # one shared encoder: the same view gives the same h, z, p on both branches
+    for a, b in ((out.h1, out.h2), (out.z1, out.z2), (out.p1, out.p2)):
+        torch.testing.assert_close(a, b)
+    model.eval()  # the chain h -> z = projector(h) -> p = predictor(z), as Fig. 1
+    out = model(x, torch.randn(4, 3, 32, 32))
+    torch.testing.assert_close(out.z1, model.projector(out.h1))
+    torch.testing.assert_close(out.p2, model.predictor(out.z2))
 
 
 def test_projector_output_is_batch_standardised_in_train_mode():
