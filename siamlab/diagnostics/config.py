@@ -80,7 +80,7 @@ class VerdictConfig(BaseModel):
 
 
 class DiagnosticsConfig(BaseModel):
-    """Which diagnostics run, their schedules and parameters.
+    """Which diagnostics run, their schedules and parameters (docs/diagnostics.md).
 
     Attributes:
         hooks: names of the hooks to run, from :data:`~siamlab.diagnostics.registry.HOOKS`
