@@ -9,7 +9,7 @@ from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
 from siamlab.config.study import RunSpec, expand_study, read_study
-from siamlab.errors import SiamlabError
+from siamlab.errors import ConfigError, SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
 from siamlab.study.execute import StudyReport, run_study
@@ -83,6 +83,16 @@ def _report(reports: list[StudyReport]) -> None:
             err.print(f"[red]{r.name} failed:[/] {r.error}", highlight=False)
 
 
+LauncherOpt = Annotated[
+    str,
+    typer.Option(
+        "--launcher",
+        help="inline: this process, runs one after another (default); local: --jobs N "
+        "runs at once on this machine; slurm: one job array, one task per run.",
+    ),
+]
+
+
 @app.command()
 def run(
     study: Path,
@@ -90,21 +100,31 @@ def run(
     set_: SetOpt = None,
     only: OnlyOpt = None,
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    launcher: LauncherOpt = "inline",
+    launcher_config: Annotated[
+        Path | None,
+        typer.Option("--launcher-config", help="cluster.yaml: Slurm resources (--launcher slurm)."),
+    ] = None,
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs at once (--launcher local)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what --launcher slurm would submit; submit nothing."
+    ),
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
-    Exit status: 0 all finished (or diverged: see the table), 1 a run failed
-    unexpectedly, 2 bad input (config, study file, data, results folder), 75 stopped
-    by SIGTERM/SIGINT (re-run to resume).
+    Exit status: 0 all finished (or diverged: see the table; with --launcher slurm:
+    submitted), 1 a run failed unexpectedly, 2 bad input (config, study or cluster
+    file, data, results folder, submitit missing), 75 stopped by SIGTERM/SIGINT
+    (re-run to resume).
     """
     runs = _expand(study, profile, set_, only)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
     try:
-        reports = run_study(
-            runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
-        )
-    except SiamlabError as exc:  # e.g. the study folder is locked or not writable
+        reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress)
+    except SiamlabError as exc:  # e.g. a bad cluster file, submitit missing
         raise fail(exc) from None
+    if reports is None:
+        return
     if int(os.environ.get("RANK", "0")) == 0:
         _report(reports)
     failed = [r for r in reports if r.status == "failed"]
@@ -112,3 +132,38 @@ def run(
         raise typer.Exit(2 if all(r.user_error for r in failed) else 1)
     if any(r.status == "preempted" for r in reports):
         raise typer.Exit(EXIT_PREEMPTED)
+
+
+def _launch(
+    runs: list[RunSpec],
+    launcher: str,
+    cluster_file: Path | None,
+    jobs: int,
+    dry_run: bool,
+    progress: bool,
+) -> list[StudyReport] | None:
+    """Train (inline, local) or submit (slurm) the runs; None when nothing is to report."""
+    say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+    if launcher not in ("inline", "local", "slurm"):
+        raise ConfigError(f"unknown --launcher {launcher!r}; use inline, local or slurm")
+    if launcher != "slurm" and (dry_run or cluster_file):
+        raise ConfigError("--dry-run and --launcher-config go with --launcher slurm")
+    if launcher == "inline":
+        return run_study(runs, progress=progress, log=say)
+    if launcher == "local":
+        import torch
+
+        from siamlab.launch.local import run_local
+
+        return run_local(runs, jobs, torch.cuda.device_count(), log=say)
+    from siamlab.launch.config import read_cluster
+    from siamlab.launch.slurm import describe, submit_slurm
+
+    sub = submit_slurm(runs, read_cluster(cluster_file), dry_run=dry_run, log=say)
+    for line in describe(sub):
+        say(line)
+    if dry_run:
+        say("dry run: nothing submitted")
+    elif sub.job_ids:
+        say(f"submitted; follow with: siamlab status {sub.logs.parent}")
+    return None

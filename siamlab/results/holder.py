@@ -6,12 +6,15 @@ trains a run and a lock or state left by a dead process or job can be recognised
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 from dataclasses import asdict, dataclass
 
 from siamlab.provenance import now
+
+_SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 
 
 def current_job_id() -> str:
@@ -24,7 +27,7 @@ def current_job_id() -> str:
 
 def slurm_job_active(job_id: str) -> bool | None:
     """True while Slurm still lists the job (pending, running, ...); None when unknown."""
-    if not job_id or shutil.which("squeue") is None:
+    if not _SLURM_ID.match(job_id) or shutil.which("squeue") is None:
         return None
     try:
         out = subprocess.run(

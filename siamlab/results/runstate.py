@@ -63,5 +63,9 @@ def write_state(run_dir: str | Path, **changes: Any) -> RunState:
     folder.mkdir(parents=True, exist_ok=True)
     state = replace(read_state(folder) or RunState(), **changes, updated=now())
     text = json.dumps(asdict(state), indent=1)
-    atomic_write(folder / STATE_FILE, lambda tmp: Path(tmp).write_text(text))
+
+    def dump(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_write(folder / STATE_FILE, dump)
     return state

@@ -82,7 +82,7 @@ def _train(spec: RunSpec, flag: StopFlag, progress: bool, main: bool) -> StudyRe
                 state=state,
                 pid=me.pid,
                 host=me.host,
-                job_id=me.job_id,
+                **({"job_id": me.job_id} if me.job_id else {}),  # keep a launcher's id
                 error=error,
             )
 

@@ -1,0 +1,70 @@
+"""``siamlab status``: every run of a study, where it stands (works with or without Slurm)."""
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from siamlab.cli.app import app, console, fail
+from siamlab.errors import SiamlabError
+from siamlab.study.status import RunRow, study_status
+
+STYLE = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red"}
+
+
+def status_table(rows: list[RunRow], title: str) -> Table:
+    """The runs as a rich table whose names and states never wrap (log paths fold)."""
+    table = Table(title=title)
+    for col in ("run", "state", "step", "verdict", "job"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("log", overflow="fold")
+    for r in rows:
+        colour = STYLE.get(r.state, "yellow")
+        table.add_row(
+            r.name,
+            f"[{colour}]{r.state}[/]",
+            f"{r.step}/{r.total}" if r.total else str(r.step),
+            r.verdict or "-",
+            r.job or "-",
+            r.log or "-",
+        )
+    return table
+
+
+def _table(study_dir: Path) -> tuple[Table, bool]:
+    """The status table and whether any run is still queued or running."""
+    try:
+        rows = study_status(study_dir)
+    except SiamlabError as exc:
+        raise fail(exc) from None
+    counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
+    title = f"{study_dir}: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs yet")
+    return status_table(rows, title), any(r.state in ("queued", "running") for r in rows)
+
+
+@app.command()
+def status(
+    study_dir: Path,
+    watch: bool = typer.Option(False, help="Refresh until no run is queued or running."),
+    interval: float = typer.Option(5.0, help="Seconds between refreshes with --watch."),
+) -> None:
+    """Show every run of a study: state, step of total, verdict, job id or pid, log.
+
+    States: queued, running, finished, failed, diverged, preempted, stopped (its
+    process ended without finishing: re-run the study to resume it). Exit status 0.
+    """
+    table, active = _table(study_dir)
+    if not watch:
+        console.print(table)
+        return
+    from rich.live import Live
+
+    try:
+        with Live(table, console=console, auto_refresh=False) as live:
+            while active:
+                time.sleep(interval)
+                table, active = _table(study_dir)
+                live.update(table, refresh=True)
+    except KeyboardInterrupt:
+        pass

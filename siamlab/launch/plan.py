@@ -1,0 +1,44 @@
+"""What a launcher submits: the runs of a study not yet finished nor trained elsewhere.
+
+Also the one place that imports submitit, an optional extra (``pip install -e
+".[slurm]"``).
+"""
+
+from collections.abc import Callable
+from types import ModuleType
+
+from siamlab.config.study import RunSpec
+from siamlab.errors import ConfigError
+from siamlab.results.runlock import lock_holder
+from siamlab.study.execute import run_status
+
+
+def import_submitit() -> ModuleType:
+    """submitit, or a clear error naming the extra that installs it.
+
+    Raises:
+        ConfigError: submitit is not installed.
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(
+            "--launcher slurm/local needs submitit, an optional extra: "
+            'pip install -e ".[slurm]" (or pip install submitit)'
+        ) from None
+    return submitit
+
+
+def pending_runs(runs: list[RunSpec], log: Callable[[str], None]) -> list[RunSpec]:
+    """The runs to submit: not finished, and not held by a live process (both said)."""
+    out = []
+    for spec in runs:
+        name = f"{spec.variant}/seed{spec.seed}"
+        holder = lock_holder(spec.directory())
+        if run_status(spec) == "finished":
+            log(f"{name}: finished earlier, not submitted ({spec.directory()})")
+        elif holder is not None:
+            log(f"{name}: being trained by {holder.describe()}, not submitted")
+        else:
+            out.append(spec)
+    return out
