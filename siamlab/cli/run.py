@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
+from siamlab.cli.tables import fitted_table
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import ConfigError, SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
@@ -57,26 +57,19 @@ def validate(
 
 
 def _report(reports: list[StudyReport]) -> None:
-    table = Table(title="study summary")
-    for col in (
-        "run",
-        "status",
-        "final loss",
-        "z-std*sqrt(d) eval",
-        "z-std*sqrt(d) train",
-        "kNN top-1",
-    ):
-        table.add_column(col)
-    for r in reports:
-        s = r.summary
-        table.add_row(
-            r.name,
-            r.status,
-            *(
-                f"{s[k]:.3f}" if k in s else "-"
-                for k in ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
-            ),
-        )
+    keys = ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
+    rows = [
+        [r.name, r.status, *(f"{r.summary[k]:.3f}" if k in r.summary else "-" for k in keys)]
+        for r in reports
+    ]
+    numbers = ("loss", "std·√d eval", "std·√d train", "kNN top-1")
+    table = fitted_table(
+        ("run", "status", *numbers),
+        rows,
+        console.width,
+        title="study summary (std of z/‖z‖)",
+        right=numbers,
+    )
     console.print(table)
     for r in reports:
         if r.error:

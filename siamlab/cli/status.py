@@ -4,32 +4,39 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from siamlab.cli.app import app, console, fail
+from siamlab.cli.tables import fitted_table
 from siamlab.errors import SiamlabError
 from siamlab.study.status import RunRow, study_status
 
 STYLE = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red"}
 
 
-def status_table(rows: list[RunRow], title: str) -> Table:
-    """The runs as a rich table whose names and states never wrap (log paths fold)."""
-    table = Table(title=title)
-    for col in ("run", "state", "step", "verdict", "job"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("log", overflow="fold")
-    for r in rows:
-        colour = STYLE.get(r.state, "yellow")
-        table.add_row(
+def status_table(rows: list[RunRow], title: str, width: int) -> Table:
+    """The runs as a table whose names and states never wrap (log paths fold)."""
+    text = [
+        [
             r.name,
-            f"[{colour}]{r.state}[/]",
+            r.state,
             f"{r.step}/{r.total}" if r.total else str(r.step),
             r.verdict or "-",
             r.job or "-",
             r.log or "-",
-        )
-    return table
+        ]
+        for r in rows
+    ]
+    markup = [
+        [
+            f"[{STYLE.get(r.state, 'yellow')}]{t[1]}[/]" if i == 1 else escape(c)
+            for i, c in enumerate(t)
+        ]
+        for r, t in zip(rows, text, strict=True)
+    ]
+    headers = ("run", "state", "step", "verdict", "job", "log")
+    return fitted_table(headers, text, width, title, right=["step"], free=["log"], markup=markup)
 
 
 def _table(study_dir: Path) -> tuple[Table, bool]:
@@ -40,7 +47,9 @@ def _table(study_dir: Path) -> tuple[Table, bool]:
         raise fail(exc) from None
     counts = {s: sum(r.state == s for r in rows) for s in dict.fromkeys(r.state for r in rows)}
     title = f"{study_dir}: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "no runs yet")
-    return status_table(rows, title), any(r.state in ("queued", "running") for r in rows)
+    return status_table(rows, title, console.width), any(
+        r.state in ("queued", "running") for r in rows
+    )
 
 
 @app.command()
