@@ -102,28 +102,23 @@ def read_cluster(path: str | Path | None) -> ClusterConfig:
     if path is None:
         return ClusterConfig()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"cluster file not found: {path} (see launch/cluster.example.yaml for its keys)"
-        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must be a YAML mapping of sbatch resources")
-    try:
         return ClusterConfig.model_validate(raw)
+    except FileNotFoundError:
+        why = "not found (see launch/cluster.example.yaml for its keys)"
+    except (OSError, yaml.YAMLError) as exc:
+        why = f"is not a readable YAML file: {exc}"
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
-        raise ConfigError(f"invalid cluster file {path}:\n  " + "\n  ".join(lines)) from None
+        why = "is invalid:\n  " + "\n  ".join(_describe(e) for e in exc.errors())
+    raise ConfigError(f"cluster file {path} {why}")
 
 
 def _describe(error: Any) -> str:
     """One pydantic error as a line naming the key (a typo gets the nearest valid key)."""
     import difflib
 
-    key = ".".join(str(p) for p in error["loc"])
+    key = ".".join(str(p) for p in error["loc"]) or "the file (a mapping of keys)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] != "extra_forbidden":
         shown = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"

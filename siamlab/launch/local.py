@@ -11,9 +11,8 @@ import os
 from collections.abc import Callable
 
 from siamlab.config.study import RunSpec
-from siamlab.launch.plan import import_submitit, pending_runs
+from siamlab.launch.plan import import_submitit, mark_queued, pending_runs, record_job
 from siamlab.launch.task import RunTask
-from siamlab.results.runstate import write_state
 from siamlab.study.execute import StudyReport
 
 WEEK_MIN = 7 * 24 * 60  # the local executor kills a job at its time limit
@@ -61,11 +60,9 @@ def run_local(
     for i, share in enumerate(shares):
         gpu = {"visible_gpus": [i % gpus], "gpus_per_node": 1} if gpus else {}
         executor.update_parameters(timeout_min=WEEK_MIN, **gpu)
-        for spec in share:
-            write_state(spec.directory(), state="queued", pid=0, host="", error="")
+        mark_queued(share)
         job = executor.submit(RunTask(), share)
-        for spec in share:
-            write_state(spec.directory(), job_id=f"local {job.job_id}", log=str(job.paths.stdout))
+        record_job(share, f"local {job.job_id}", str(job.paths.stdout))
         submitted.append((job, share))
         log(f"job {job.job_id}: {', '.join(f'{s.variant}/seed{s.seed}' for s in share)}")
     reports: list[StudyReport] = []

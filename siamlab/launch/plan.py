@@ -1,7 +1,9 @@
 """What a launcher submits: the runs of a study not yet finished nor trained elsewhere.
 
 Also the one place that imports submitit, an optional extra (``pip install -e
-".[slurm]"``).
+".[slurm]"``), and the launcher's entries in each run's ``state.json``: ``queued``
+before its job exists (so a job that has started is never marked queued again), then
+the job's id and log.
 """
 
 from collections.abc import Callable
@@ -10,6 +12,7 @@ from types import ModuleType
 from siamlab.config.study import RunSpec
 from siamlab.errors import ConfigError
 from siamlab.results.runlock import lock_holder
+from siamlab.results.runstate import write_state
 from siamlab.study.execute import run_status
 
 
@@ -42,3 +45,15 @@ def pending_runs(runs: list[RunSpec], log: Callable[[str], None]) -> list[RunSpe
         else:
             out.append(spec)
     return out
+
+
+def mark_queued(runs: list[RunSpec]) -> None:
+    """Write ``queued`` (and clear a former holder and error) before submitting ``runs``."""
+    for spec in runs:
+        write_state(spec.directory(), state="queued", pid=0, host="", error="")
+
+
+def record_job(runs: list[RunSpec], job_id: str, log: str) -> None:
+    """Name the job that will train ``runs`` and its log file, once it is submitted."""
+    for spec in runs:
+        write_state(spec.directory(), job_id=job_id, log=log)

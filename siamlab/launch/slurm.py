@@ -12,9 +12,8 @@ from pathlib import Path
 
 from siamlab.config.study import RunSpec
 from siamlab.launch.config import ClusterConfig
-from siamlab.launch.plan import import_submitit, pending_runs
+from siamlab.launch.plan import import_submitit, mark_queued, pending_runs, record_job
 from siamlab.launch.task import RunTask
-from siamlab.results.runstate import write_state
 
 
 @dataclass(frozen=True)
@@ -63,10 +62,9 @@ def submit_slurm(
     executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=cluster.max_requeues)
     executor.update_parameters(**parameters)
     task = RunTask(max_requeues=cluster.max_requeues)
-    for spec in pending:  # before the jobs exist, so a started job is never "queued" again
-        write_state(spec.directory(), state="queued", pid=0, host="", error="")
+    mark_queued(pending)
     with executor.batch():
         jobs = [executor.submit(task, [spec]) for spec in pending]
     for spec, job in zip(pending, jobs, strict=True):
-        write_state(spec.directory(), job_id=str(job.job_id), log=str(job.paths.stdout))
+        record_job([spec], str(job.job_id), str(job.paths.stdout))
     return Submission(parameters, pending, [str(j.job_id) for j in jobs], logs)

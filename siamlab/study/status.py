@@ -38,8 +38,10 @@ def _metrics(run_dir: Path) -> tuple[str, int, str]:
         ds = open_run(run_dir)
     except ResultsError:
         return "", 0, ""
-    return str(ds.attrs.get("status", "")), int(ds.sizes.get("step", 0)), str(
-        ds.attrs.get("verdict", "")
+    return (
+        str(ds.attrs.get("status", "")),
+        int(ds.sizes.get("step", 0)),
+        str(ds.attrs.get("verdict", "")),
     )
 
 

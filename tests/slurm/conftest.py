@@ -15,9 +15,7 @@ def _node_up() -> bool:
     if shutil.which("sinfo") is None:
         return False
     out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
-    return out.returncode == 0 and any(
-        s in out.stdout for s in ("idle", "mixed", "allocated")
-    )
+    return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mixed", "allocated"))
 
 
 @pytest.fixture(scope="session")
