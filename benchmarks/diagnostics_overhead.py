@@ -29,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import siamlab.run.monitor as monitor_module
+import siamlab.reporting.assemble as monitor_module
 import siamlab.run.train_run as run_module
 from siamlab.config.study import StudyFile, expand_study
+from siamlab.diagnostics.config import epoch_due
 from siamlab.diagnostics.monitor import Monitor
-from siamlab.train.loop import EpochView, StepView
+from siamlab.train.views import EpochView, StepView
 
 DATA = Path(os.environ.get("SIAMLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -60,7 +61,7 @@ class TimedMonitor(Monitor):
     def on_epoch_end(self, view: EpochView) -> None:
         parts: dict[str, float] = {}
         TimedMonitor.epoch_parts = parts  # the last epoch's
-        probes = self.make_probes(view)
+        probes = self.make_probes()
         inner_get = probes.get
 
         def timed_get(name: str) -> Any:
@@ -72,15 +73,15 @@ class TimedMonitor(Monitor):
 
         probes.get = timed_get  # type: ignore[method-assign]
         values: dict[str, Any] = {}
-        for hook in self.hooks:
+        for hook in self.epoch_hooks:
+            if not epoch_due(view.epoch, view.is_last, hook.epoch_every):
+                continue
             t, before = time.perf_counter(), _probe_seconds(parts)
             values.update(hook.on_epoch(view, probes))
             spent = time.perf_counter() - t - (_probe_seconds(parts) - before)
             parts[type(hook).__name__] = spent  # metric time, without the probe passes
-        for summary in self.summaries:
-            values.update(summary.summarise("epoch", values))
         t = time.perf_counter()
-        self._emit("epoch", view.epoch, values)
+        self._finish("epoch", view.epoch, values)
         parts["sinks (recorder, TensorBoard figures)"] = time.perf_counter() - t
         self._last_end = None
 
@@ -129,7 +130,7 @@ def main() -> None:
     every = cfg.diagnostics.every_epochs(cfg.diagnostics.eval_every_epochs, cfg.train.epochs)
 
     print(
-        f"\nsiamlab diagnostics overhead  (cifar10 profile: {cfg.model.backbone}, d={d}, "
+        f"\nsiamlab diagnostics overhead  (cifar10 profile: {cfg.model.backbone.kind}, d={d}, "
         f"batch {b}; threads {cfg.train.threads or 'default'}; wall {wall:.0f} s)"
     )
     print(

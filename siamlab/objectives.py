@@ -5,40 +5,14 @@ kind of target (plain z, the momentum target's output, cached eta, moving-averag
 """
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
-from siamlab.eta.config import EtaConfig
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.siamese import SiameseOutput
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class ObjectiveConfig(BaseModel):
-    """How the two branches are compared.
-
-    Attributes:
-        stop_grad: treat the target as a constant in D(p, z) (paper Eq. 3); False is
-            the collapsing control of Fig. 2. Only meaningful when the online encoder
-            gives the targets: validation refuses False with a momentum target (m > 0)
-            or with eta (``cached``, ``moving_average``), whose targets carry no graph.
-        similarity: ``cosine`` (Eq. 1) or ``cross_entropy`` (Sec. 4.5).
-        symmetry: ``symmetric`` (Eq. 4); ``asymmetric``: D(p1, sg(z2)) only;
-            ``asymmetric_2x``: the asymmetric loss on two independently augmented
-            pairs per image (Sec. 4.6). ``train.batch_size`` always counts images: a
-            step encodes 2B views (symmetric, asymmetric) or 4B views (asymmetric_2x).
-        eta: the EM-hypothesis targets of Sec. 5 (``off`` = SimSiam).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    stop_grad: bool = True
-    similarity: Literal["cosine", "cross_entropy"] = "cosine"
-    symmetry: Literal["symmetric", "asymmetric", "asymmetric_2x"] = "symmetric"
-    eta: EtaConfig = Field(default_factory=EtaConfig)
 
 
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

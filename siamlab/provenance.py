@@ -4,7 +4,6 @@ import datetime
 import platform
 from typing import Any
 
-import torch
 import yaml
 
 from siamlab import __version__
@@ -23,6 +22,8 @@ def now() -> str:
 
 def versions() -> dict[str, Any]:
     """Versions of siamlab, torch and Python."""
+    import torch  # here, not at the top: `siamlab validate` dumps configs without torch
+
     return {
         "siamlab_version": __version__,
         "torch_version": str(torch.__version__),

@@ -121,7 +121,7 @@ def test_image_folders_are_refused(tmp_path):
     data = build_datasets(cfg, 0)
     folder = FolderSource([tmp_path / "a.png"], np.zeros(1, dtype=np.int64), ["a"])
     data.train_views.source = folder
-    folders = cfg.model_copy(update={"dataset": "imagefolder", "augment_batched": True})
+    folders = DataConfig(dataset="imagefolder", image_size=8, augment_batched=True)
     with pytest.raises(DataError, match="augment_batched"):
         with_batched_views(data, folders, 0, 1)
     auto = folders.model_copy(update={"augment_batched": "auto"})

@@ -25,6 +25,15 @@ def test_bad_key_exits_2_with_a_suggestion():
     assert "Traceback" not in result.output
 
 
+def test_negative_seed_exits_2_and_names_seeds(tmp_path):
+    study = tmp_path / "neg.yaml"
+    study.write_text("name: neg\nvariants: {default: {}}\nseeds: [0, -1]\n")
+    result = runner.invoke(app, ["validate", str(study)])
+    assert result.exit_code == 2, result.output
+    assert "seeds.1" in result.output and "greater than or equal to 0" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_missing_study_exits_2():
     result = runner.invoke(app, ["run", "no/such/study.yaml"])
     assert result.exit_code == 2 and "not found" in result.output

@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.models.target import MomentumTarget, momentum_at
-from siamlab.objectives import ObjectiveConfig, cross_entropy_similarity, simsiam_loss
+from siamlab.objectives import cross_entropy_similarity, simsiam_loss
 from siamlab.train.config import OptimConfig
 from siamlab.train.lars import LARS
 from siamlab.train.optim import create_optimizer, lr_factor, set_lr
@@ -38,9 +39,8 @@ def _grads(model: nn.Module, objective: ObjectiveConfig) -> dict[str, bool]:
 @pytest.mark.parametrize("momentum", [0.0, 0.99])
 def test_which_parameters_receive_gradients(stop_grad, predictor, momentum):
     kind = "mlp" if predictor == "fixed" else predictor
-    model = _model(
-        predictor={"kind": kind, "trainable": predictor != "fixed"}, target={"momentum": momentum}
-    )
+    head = {"kind": kind, **({"trainable": False} if predictor == "fixed" else {})}
+    model = _model(predictor=head, target={"momentum": momentum})
     got = _grads(model, ObjectiveConfig(stop_grad=stop_grad))
     assert got["backbone"] and got["projector"]  # the online encoder always learns
     assert got["predictor"] == (predictor in ("mlp", "linear"))

@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,43 @@ def test_cifar10_missing_without_download(tmp_path: Path) -> None:
         load_sources(DataConfig(dataset="cifar10", root=str(tmp_path)))
     with pytest.raises(DataError, match="data.root is required"):
         load_sources(DataConfig(dataset="cifar100"))
+
+
+# --- data.root naming a file -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dataset", "download", "expected"),
+    [
+        ("npz", False, r"folder holding cifar10_train\.npz and cifar10_test\.npz"),
+        ("imagefolder", False, r"ImageNet layout, root/train/<class>/\* and root/val"),
+        ("cifar10", False, r"holds .* cifar-10-batches-py/"),
+        ("cifar10", True, r"holds .* cifar-10-batches-py/"),  # not "the download failed"
+        ("cifar100", False, r"holds .* cifar-100-python/"),
+    ],
+)
+def test_root_that_is_a_file_says_so_and_what_was_expected(
+    tmp_path: Path, dataset: str, download: bool, expected: str
+) -> None:
+    root = tmp_path / "passwd"
+    root.write_text("root:x:0:0\n")
+    extra = {"download": download} if dataset.startswith("cifar") else {}
+    cfg = DataConfig(dataset=dataset, root=str(root), **extra)
+    with pytest.raises(DataError, match=r"data\.root .*passwd is a file, not a folder") as e:
+        load_sources(cfg)
+    assert e.match(expected) and "does not exist" not in str(e.value)
+    assert not list(tmp_path.iterdir())[1:]  # nothing created beside the file
+
+
+def test_npz_root_naming_an_npz_file_suggests_its_folder_and_prefix(tmp_path: Path) -> None:
+    npz = tmp_path / "mine_train.npz"
+    np.savez(npz, x=np.zeros((1, 2, 2, 3), np.uint8), y=np.zeros(1, np.int64), classes=["a"])
+    with pytest.raises(DataError, match=re.escape(f"data.root={tmp_path}, data.name=its prefix")):
+        load_sources(DataConfig(dataset="npz", root=str(npz), name="mine"))
+
+
+def test_imagefolder_split_that_is_a_file(tmp_path: Path) -> None:
+    _tree(tmp_path, {"train": {"cat": 1}})
+    (tmp_path / "val").write_text("not a folder")
+    with pytest.raises(DataError, match=r"val is a file, not a folder: imagefolder expects"):
+        load_sources(DataConfig(dataset="imagefolder", root=str(tmp_path)))

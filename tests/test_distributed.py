@@ -1,22 +1,28 @@
 """Two processes (torchrun, gloo on CPU) equal one: results do not depend on the world size."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import yaml
 
 from siamlab.results.store import open_run
 from siamlab.train.checkpoint import load_checkpoint
+from siamlab.train.distributed import sum_over_ranks
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = [*TINY, "train.epochs=2", "data.train_limit=256"]  # 4 steps of 64 per epoch
+WARNING_LINE = re.compile(r"\w*Warning\b|deprecated", re.IGNORECASE)
 
 
 def _free_port() -> int:
@@ -48,7 +54,10 @@ def _run(tmp_path: Path, nproc: int, extra: list[str]) -> Path:
         ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    warned = [line for line in output.splitlines() if WARNING_LINE.search(line)]
+    assert not warned, f"{nproc}-process run printed warnings:\n" + "\n".join(warned[:10])
     return root / "tiny" / "default" / "seed0"
 
 
@@ -84,3 +93,33 @@ def test_two_processes_update_the_same_eta_rows(tmp_path):
     assert torch.equal(ta["last_step"], tb["last_step"])
     torch.testing.assert_close(ta["values"], tb["values"], rtol=1e-4, atol=1e-4)
     _close(open_run(one)["loss"].values, open_run(two)["loss"].values, rtol=1e-4)
+
+
+def _sum_worker(rank: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    x = (torch.tensor([1.0, 2.0]) * (rank + 1)).requires_grad_()
+    weights = torch.tensor([1.0, 10.0]) * (rank + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = sum_over_ranks(x)
+        (y * weights).sum().backward()
+    assert x.grad is not None
+    result = {"y": y.detach(), "grad": x.grad, "warnings": [str(w.message) for w in caught]}
+    torch.save(result, f"{out}{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_sum_over_ranks_sums_values_and_gradients_without_warnings(tmp_path):
+    """Forward: x_0 + x_1. Rank r's loss is w_r . y, so every x_r gets w_0 + w_1 as gradient."""
+    init, out = f"file://{tmp_path / 'rendezvous'}", str(tmp_path / "rank")
+    mp.spawn(_sum_worker, args=(init, out), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(f"{out}{rank}.pt")
+        torch.testing.assert_close(got["y"], torch.tensor([3.0, 6.0]))
+        torch.testing.assert_close(got["grad"], torch.tensor([3.0, 30.0]))
+        assert got["warnings"] == [], got["warnings"]
+
+
+def test_sum_over_ranks_alone_is_identity():
+    x = torch.randn(3, requires_grad=True)
+    assert sum_over_ranks(x) is x

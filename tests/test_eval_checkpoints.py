@@ -1,3 +1,8 @@
+import pickle
+import re
+import zipfile
+
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -5,7 +10,8 @@ from torch import nn
 
 from siamlab.errors import ResultsError
 from siamlab.evaluation.checkpoints import load_checkpoint_any
-from siamlab.models.config import ModelConfig, PredictorConfig, ProjectorConfig
+from siamlab.models.config import ModelConfig, ProjectorConfig
+from siamlab.models.predictor_config import MlpPredictorConfig
 from siamlab.models.siamese import create_model
 
 DIM, HIDDEN, PRED = 16, 32, 8
@@ -34,7 +40,7 @@ def _siamlab_resnet18():
         backbone="resnet18",
         dim=DIM,
         projector=ProjectorConfig(layers=3, hidden_dim=HIDDEN),
-        predictor=PredictorConfig(hidden_dim=PRED),
+        predictor=MlpPredictorConfig(hidden_dim=PRED),
     )
     torch.manual_seed(0)
     model = create_model(cfg)
@@ -140,5 +146,69 @@ def test_missing_or_unreadable_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(ResultsError, match="no checkpoint"):
         load_checkpoint_any(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(ResultsError, match="not a readable torch checkpoint"):
+    with pytest.raises(ResultsError, match="junk.pt is not a torch checkpoint"):
         load_checkpoint_any(tmp_path / "junk.pt")
+
+
+def _zip(path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _damaged_torch_archive(path) -> None:
+    torch.save({"w": torch.zeros(2)}, path)
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    _zip(path, {n: b"\x80\x02garbage" if n.endswith("data.pkl") else d for n, d in members.items()})
+
+
+def _cut_torch_file(path) -> None:
+    torch.save({"w": torch.zeros(100)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize(
+    "write, size, kind",
+    [
+        (lambda p: p.write_bytes(b""), "0 bytes", "an empty file"),
+        (
+            lambda p: p.write_text("2891 7321 174812789\nmore text\n"),
+            "30 bytes",
+            "a text file, starting '2891 7321 174812789'",
+        ),
+        (
+            lambda p: p.write_bytes(bytes([0xD5, 0x3E, 1, 2]) + bytes(2996)),
+            "3.0 kB",
+            "binary data (first bytes d5 3e 01 02 00 00 00 00 ...), neither a zip archive nor",
+        ),
+        (
+            lambda p: p.write_bytes(pickle.dumps({"a": 1}, protocol=4)),
+            "bytes",
+            "pickle (protocol 4)",
+        ),
+        (lambda p: np.save(p.open("wb"), np.zeros(3)), "bytes", "a NumPy .npy array"),
+        (
+            lambda p: _zip(p, {"x.npy": b"1", "y.npy": b"2"}),
+            "bytes",
+            "without torch's data.pkl (it holds: x.npy, y.npy)",
+        ),
+        (_cut_torch_file, "300 bytes", "zip archive (torch.save's format) that is cut short"),
+        (
+            _damaged_torch_archive,
+            "bytes",
+            "a torch.save zip archive whose contents cannot be read (",
+        ),
+    ],
+)
+def test_unreadable_file_is_described_with_the_supported_formats(tmp_path, write, size, kind):
+    path = tmp_path / "junk.pth"
+    write(path)
+    with pytest.raises(ResultsError) as info:
+        load_checkpoint_any(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path} is not a torch checkpoint: ") and size in msg, msg
+    assert kind in msg, msg
+    for fmt in ("siamlab:", "reference:", "torchvision:"):
+        assert fmt in msg
+    assert not re.search(r": \d+$", msg.splitlines()[0]), msg  # no bare torch internals

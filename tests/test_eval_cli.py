@@ -66,7 +66,14 @@ def test_unfinished_run_is_evaluated_but_not_recorded(finished_run, tmp_path):
 
 def test_user_errors_exit_2_without_traceback(tmp_path):
     torch.save({"weights": torch.ones(1)}, tmp_path / "odd.pt")
+    (tmp_path / "junk.pth").write_text("174812789 not a checkpoint\n")
+    (tmp_path / "empty.pth").write_bytes(b"")
     cases = [
+        (["eval", "knn", str(tmp_path / "junk.pth")], "junk.pth is not a torch checkpoint: 27"),
+        (["eval", "knn", str(tmp_path / "junk.pth")], "a text file, starting '174812789 not"),
+        (["eval", "knn", str(tmp_path / "empty.pth")], "0 bytes: an empty file"),
+        (["eval", "knn", str(tmp_path / "empty.pth")], "reference: facebookresearch/simsiam"),
+        (["eval", "knn", str(tmp_path / "odd.pt")], "Found top-level keys ['weights']"),
         (["eval", "knn"], "either a CHECKPOINT or --study"),
         (["eval", "knn", str(tmp_path / "missing.pt")], "no checkpoint"),
         (["eval", "linear", str(tmp_path / "odd.pt")], "unrecognised checkpoint format"),
@@ -76,4 +83,5 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
-        assert message in result.output and "Traceback" not in result.output
+        output = " ".join(result.output.split())  # the console wraps long lines
+        assert message in output and "Traceback" not in output, (message, output)

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.objectives import ObjectiveConfig, negative_cosine, simsiam_loss, stop_gradient
+from siamlab.objectives import negative_cosine, simsiam_loss, stop_gradient
 
 
 def test_negative_cosine_closed_form():

@@ -238,7 +238,8 @@ def test_corrupt_images_are_skipped_with_a_count_then_fail(tmp_path):
     assert len(views) == 31 and all(v[0].shape == (3, 8, 8) for v in views)
 
     root = _folder(tmp_path / "many", good=5, bad=5)
-    data = build_datasets(cfg.model_copy(update={"root": str(root)}), seed=0)
+    many = DataConfig(dataset="imagefolder", root=str(root), image_size=8, max_corrupt_fraction=0.1)
+    data = build_datasets(many, seed=0)
     with pytest.warns(UserWarning), pytest.raises(DataError, match="dataset looks damaged"):
         for i in range(len(data.train_views)):
             data.train_views[i]

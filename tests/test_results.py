@@ -3,7 +3,7 @@ import pytest
 
 from siamlab.errors import ResultsError
 from siamlab.results.recorder import Recorder
-from siamlab.results.schema import VARIABLES
+from siamlab.results.schema import variables
 from siamlab.results.store import open_run, open_study, write_run
 
 
@@ -22,7 +22,7 @@ def test_dataset_follows_the_schema():
     assert ds["z_channel_std_eval"].dims == ("epoch", "channel")
     assert list(ds["channel"].values) == [0, 1, 2, 3]
     for name in ds.data_vars:
-        assert ds[name].attrs["long_name"] == VARIABLES[name].long_name
+        assert ds[name].attrs["long_name"] == variables()[name].long_name
         assert "units" in ds[name].attrs
     for dim in ds.dims:
         assert dim in ds.coords and "long_name" in ds[dim].attrs

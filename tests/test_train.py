@@ -31,9 +31,9 @@ def test_cosine_per_step_and_per_epoch():
     assert lr_factor(OptimConfig(schedule="constant"), 25, 2, 10, 4) == 1.0
 
 
-def test_fix_pred_lr_keeps_the_predictor_constant():
+def test_constant_predictor_lr_keeps_the_predictor_fixed():
     model = create_model(ModelConfig(backbone="convnet_small", width=4, dim=16))
-    opt = create_optimizer(model, OptimConfig(fix_pred_lr=True), 256)
+    opt = create_optimizer(model, OptimConfig(predictor_lr="constant"), 256)
     set_lr(opt, 0.05, 0.1)
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs == {"encoder": pytest.approx(0.005), "predictor": pytest.approx(0.05)}

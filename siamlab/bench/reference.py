@@ -15,6 +15,8 @@ import torchvision
 from torch import nn
 
 from siamlab.config.schema import RunConfig
+from siamlab.models.backbone_config import ConvnetSmallConfig, ResNetConfig
+from siamlab.models.predictor_config import MlpPredictorConfig
 
 
 class ReferenceSimSiam(nn.Module):
@@ -91,17 +93,19 @@ class SmallConvNet(nn.Module):
 
 def reference_model(cfg: RunConfig) -> ReferenceSimSiam:
     """The reference network with the sizes of ``cfg.model`` (the paper's heads)."""
-    m = cfg.model
-    if m.backbone == "convnet_small":
-        base: nn.Module = SmallConvNet(m.width, m.dim)
+    m, b = cfg.model, cfg.model.backbone
+    if isinstance(b, ConvnetSmallConfig):
+        base: nn.Module = SmallConvNet(b.width, m.dim)
     else:
-        base = torchvision.models.__dict__[m.backbone](
-            num_classes=m.dim, zero_init_residual=m.zero_init_residual
+        assert isinstance(b, ResNetConfig)
+        base = torchvision.models.__dict__[b.kind](
+            num_classes=m.dim, zero_init_residual=b.zero_init_residual
         )
-        if m.cifar_stem:
+        if b.cifar_stem:
             base.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             base.maxpool = nn.Identity()
-    pred_dim = m.predictor.hidden_dim or max(m.dim // 4, 1)
+    hidden = m.predictor.hidden_dim if isinstance(m.predictor, MlpPredictorConfig) else None
+    pred_dim = hidden or max(m.dim // 4, 1)
     return ReferenceSimSiam(base, m.dim, pred_dim, m.projector.layers, m.projector.hidden_dim)
 
 

@@ -28,15 +28,18 @@ from siamlab.data.batched import with_batched_views
 from siamlab.data.build import DataBundle, build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.diagnostics.monitor import Monitor
+from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.objectives import simsiam_loss
+from siamlab.reporting.assemble import build_monitor
 from siamlab.results.recorder import Recorder
 from siamlab.run.assemble import RunLength, build_model, build_step
-from siamlab.run.monitor import RunMonitor, build_monitor
 from siamlab.train.device import configure_torch, select_device
 from siamlab.train.distributed import DistInfo
-from siamlab.train.loop import Batch, EpochView, StepView, Trainer
+from siamlab.train.loop import Batch, Trainer
 from siamlab.train.optim import create_optimizer
 from siamlab.train.speed import bf16_supported
+from siamlab.train.views import EpochView, StepView
 
 SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
 BASELINE = "siamlab fp32 (base)"  # the arm without speed options, when the config has some
@@ -93,7 +96,7 @@ class BenchReport:
 class _StepsOnly:
     """Forwards the step callbacks to the monitor, timed; drops the (epoch-end) rest."""
 
-    def __init__(self, monitor: RunMonitor) -> None:
+    def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.arm: Arm | None = None
 
@@ -125,7 +128,7 @@ def _speed_tag(spec: RunSpec) -> str:
 
 def _siamlab_arm(
     spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
-) -> tuple[Arm, torch.nn.Module, RunMonitor]:
+) -> tuple[Arm, torch.nn.Module, Monitor]:
     """The Trainer of ``spec`` on the pooled batches, built from build_run's pieces."""
     cfg, alone = spec.config, DistInfo()
     batch = cfg.train.batch_size
@@ -133,8 +136,11 @@ def _siamlab_arm(
     length = RunLength(spe, cfg.train.epochs, spe * cfg.train.epochs)
     model = build_model(cfg, spec.seed, device, alone)
     optimizer = create_optimizer(model, cfg.optim, batch)
-    steps = (0, length.total_steps)
-    monitor = build_monitor(spec, Recorder(), data, device, alone, steps, False, progress=False)
+    features = EvalFeatures(model, device)
+    steps = (length.total_steps, 0)
+    monitor = build_monitor(
+        spec, features, data, alone, spec.directory(), Recorder(), steps, False, False
+    )
     callbacks = _StepsOnly(monitor)
 
     def batches(_: int, start: int) -> Iterator[Batch]:

@@ -3,22 +3,24 @@
 import math
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from siamlab.bench.runner import BenchReport, run_bench
 from siamlab.cli.app import app, console, err, fail
 from siamlab.config.study import StudyFile, expand_study, read_study
 from siamlab.errors import SiamlabError
+
+if TYPE_CHECKING:  # torch: loaded when the command runs
+    from siamlab.bench.runner import BenchReport
 
 
 def _fmt(x: float, scale: float = 1.0, digits: int = 1) -> str:
     return "-" if not math.isfinite(x) else f"{x / scale:,.{digits}f}"
 
 
-def print_report(report: BenchReport) -> None:
+def print_report(report: "BenchReport") -> None:
     """Print the arms' rates, the ratio, the loader's rate and the FLOP/s fractions."""
     table = Table(title=f"siamlab bench ({report.device}, {report.threads} threads)")
     for col in ("loop", "img/s", "blocks min-max", "GFLOP/step", "GFLOP/s", "of peak"):
@@ -82,6 +84,8 @@ def bench(
     peak_n: Annotated[int, typer.Option(min=64, help="Matmul side for the peak.")] = 2048,
 ) -> None:
     """Time N training steps of a config against a plain reference SimSiam step, interleaved."""
+    from siamlab.bench.runner import run_bench
+
     try:
         plan = read_study(study) if study else StudyFile(name="bench")
         spec = expand_study(plan, profile, set_, [only] if only else None)[0]

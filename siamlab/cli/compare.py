@@ -1,7 +1,7 @@
 """``siamlab compare``: the variants of one or several studies side by side."""
 
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
@@ -10,8 +10,9 @@ from rich.table import Table
 from siamlab.cli.app import app, console, err, fail
 from siamlab.cli.tables import fitted_table
 from siamlab.errors import SiamlabError
-from siamlab.results.compare import CompareTable, Format, Reduce, compare, load_studies
-from siamlab.results.paper import paper_annotations
+
+if TYPE_CHECKING:  # xarray: loaded when the command runs
+    from siamlab.results.compare import CompareTable, Format, Reduce
 
 VERDICT_STYLE = {
     "healthy": "green",
@@ -31,7 +32,7 @@ def print_notes(notes: list[str]) -> None:
 NARROW = {"std z/‖z‖·√d": "std·√d", "kNN top-1 (%)": "kNN %", "seeds": "n"}  # under 100 cols
 
 
-def _rich(table: CompareTable, width: int) -> tuple[Table, list[str]]:
+def _rich(table: "CompareTable", width: int) -> tuple[Table, list[str]]:
     """The rich table; in a terminal narrower than 120 the paper's notes go below it.
 
     Names, statuses, verdicts and numbers are never cut inside a word
@@ -89,6 +90,9 @@ def compare_cmd(
     sort: Annotated[str | None, typer.Option(help="Order rows by this metric, best first.")] = None,
 ) -> None:
     """Print every variant's metrics (mean ± std over seeds), verdict and the paper's number."""
+    from siamlab.results.compare import compare, load_studies
+    from siamlab.results.paper import paper_annotations
+
     if reduce not in ("final", "best"):
         raise fail(SiamlabError(f"--reduce must be final or best, not {reduce!r}"))
     if fmt not in ("table", "csv", "markdown", "latex"):
@@ -110,11 +114,11 @@ def compare_cmd(
         typer.echo(table.format(format_of(fmt)), nl=False)
 
 
-def reduce_of(text: str) -> Reduce:
+def reduce_of(text: str) -> "Reduce":
     """Narrow a checked option string to the Reduce literal."""
-    return cast(Reduce, text)
+    return cast("Reduce", text)
 
 
-def format_of(text: str) -> Format:
+def format_of(text: str) -> "Format":
     """Narrow a checked option string to the Format literal."""
-    return cast(Format, text)
+    return cast("Format", text)

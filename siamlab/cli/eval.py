@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
 from siamlab.errors import SiamlabError
-from siamlab.evaluation.features import BackboneChangedError
-from siamlab.evaluation.knn_eval import KnnRecipe
-from siamlab.evaluation.linear_probe import ProbeRecipe
-from siamlab.evaluation.runner import EvalOutcome, EvalTarget, prepare, run_knn, run_linear
-from siamlab.results.store import open_run, run_dirs
+
+if TYPE_CHECKING:  # the evaluation modules import torch: loaded when a command runs
+    from siamlab.evaluation.runner import EvalOutcome, EvalTarget
 
 eval_app = typer.Typer(
     help="Evaluate pre-trained backbones: linear probe and weighted kNN (paper protocols).",
@@ -51,10 +49,12 @@ OutputOpt = Annotated[
 BatchOpt = Annotated[int, typer.Option("--feature-batch", help="Images per forward pass.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
-Measure = Callable[[EvalTarget], EvalOutcome]
+Measure = Callable[["EvalTarget"], "EvalOutcome"]
 
 
 def _targets(checkpoint: Path | None, study: Path | None) -> list[Path]:
+    from siamlab.results.store import open_run, run_dirs
+
     if (checkpoint is None) == (study is None):
         raise SiamlabError("give either a CHECKPOINT or --study RESULTS (one of the two)")
     if checkpoint is not None:
@@ -85,6 +85,9 @@ def _evaluate(
     device: str | None,
     output: Path | None,
 ) -> None:
+    from siamlab.evaluation.features import BackboneChangedError
+    from siamlab.evaluation.runner import prepare
+
     try:
         targets = _targets(checkpoint, study)
     except SiamlabError as exc:
@@ -145,6 +148,9 @@ def linear(
     progress: ProgressOpt = True,
 ) -> None:
     """Linear probe on frozen pool5 features (paper: LARS, 0.02 x B/256, 90 ep, cosine)."""
+    from siamlab.evaluation.linear_probe import ProbeRecipe
+    from siamlab.evaluation.runner import run_linear
+
     try:
         recipe = ProbeRecipe(
             path=path,  # type: ignore[arg-type]
@@ -186,6 +192,9 @@ def knn(
     progress: ProgressOpt = True,
 ) -> None:
     """Weighted kNN (InstDisc, as the training monitor) on frozen backbone features."""
+    from siamlab.evaluation.knn_eval import KnnRecipe
+    from siamlab.evaluation.runner import run_knn
+
     try:  # check the options before any work
         KnnRecipe(k or 1, temperature or 1.0, bank, queries)
     except SiamlabError as exc:

@@ -3,13 +3,11 @@
 from pathlib import Path
 from typing import Annotated
 
-import matplotlib
 import typer
 
 from siamlab.cli.app import app, console, fail
 from siamlab.cli.compare import print_notes
 from siamlab.errors import SiamlabError
-from siamlab.results.runinfo import load_studies, merge_studies, run_notes
 
 KIND_HELP = "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta or channel_std."
 
@@ -29,6 +27,10 @@ def plot_cmd(
     ] = None,
 ) -> None:
     """Draw one figure (one colour per variant, bands over seeds) and write it to a file."""
+    import matplotlib
+
+    from siamlab.results.runinfo import load_studies, merge_studies, run_notes
+
     matplotlib.use("Agg")
     from siamlab.plots import KINDS, plot, save_figure  # after the backend is chosen
 

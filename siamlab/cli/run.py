@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +12,9 @@ from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import ConfigError, SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
-from siamlab.study.execute import StudyReport, run_study
+
+if TYPE_CHECKING:  # torch: loaded when a run starts
+    from siamlab.study.execute import StudyReport
 
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Scale: quick (default), cifar10, imagenet.")
@@ -56,7 +58,7 @@ def validate(
     console.print(f"{len(runs)} run(s) OK")
 
 
-def _report(reports: list[StudyReport]) -> None:
+def _report(reports: "list[StudyReport]") -> None:
     keys = ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
     rows = [
         [r.name, r.status, *(f"{r.summary[k]:.3f}" if k in r.summary else "-" for k in keys)]
@@ -134,7 +136,7 @@ def _launch(
     jobs: int,
     dry_run: bool,
     progress: bool,
-) -> list[StudyReport] | None:
+) -> "list[StudyReport] | None":
     """Train (inline, local) or submit (slurm) the runs; None when nothing is to report."""
     say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
     if launcher not in ("inline", "local", "slurm"):
@@ -142,6 +144,8 @@ def _launch(
     if launcher != "slurm" and (dry_run or cluster_file):
         raise ConfigError("--dry-run and --launcher-config go with --launcher slurm")
     if launcher == "inline":
+        from siamlab.study.execute import run_study  # torch: loaded when a run starts
+
         return run_study(runs, progress=progress, log=say)
     if launcher == "local":
         import torch

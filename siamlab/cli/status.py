@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -10,12 +11,14 @@ from rich.table import Table
 from siamlab.cli.app import app, console, fail
 from siamlab.cli.tables import fitted_table
 from siamlab.errors import SiamlabError
-from siamlab.study.status import RunRow, study_status
+
+if TYPE_CHECKING:  # xarray: loaded when the command runs
+    from siamlab.study.status import RunRow
 
 STYLE = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red"}
 
 
-def status_table(rows: list[RunRow], title: str, width: int) -> Table:
+def status_table(rows: "list[RunRow]", title: str, width: int) -> Table:
     """The runs as a table whose names and states never wrap (log paths fold)."""
     text = [
         [
@@ -41,6 +44,8 @@ def status_table(rows: list[RunRow], title: str, width: int) -> Table:
 
 def _table(study_dir: Path) -> tuple[Table, bool]:
     """The status table and whether any run is still queued or running."""
+    from siamlab.study.status import study_status
+
     try:
         rows = study_status(study_dir)
     except SiamlabError as exc:

@@ -2,10 +2,10 @@
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from siamlab.config.objective import ObjectiveConfig
 from siamlab.data.config import DataConfig
 from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.models.config import ModelConfig
-from siamlab.objectives import ObjectiveConfig
 from siamlab.train.config import OptimConfig, TrainConfig
 
 

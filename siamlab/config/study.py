@@ -2,7 +2,9 @@
 
 Layering, lowest first: config defaults (the paper's ImageNet recipe) -> profile ->
 study ``base`` -> the study's ``per_profile`` entry for that profile -> the variant's
-override -> ``--set`` overrides from the CLI.
+override -> ``--set`` overrides from the CLI (all of them one layer). Layers merge with
+:func:`~siamlab.config.overrides.merge_layer`: a layer that changes a component's kind
+drops the lower layers' options of the old kind.
 """
 
 from dataclasses import dataclass
@@ -10,9 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from siamlab.config.overrides import apply_sets, deep_merge
+from siamlab.config.overrides import apply_sets, merge_layer
 from siamlab.config.profiles import DEFAULT_PROFILE, get_profile
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
@@ -54,7 +56,7 @@ class StudyFile(BaseModel):
         per_profile: profile name -> partial config shared by all variants at that
             profile only (e.g. a stronger crop for the quick profile's tiny digits).
         variants: variant name -> partial config override.
-        seeds: one run per variant and seed.
+        seeds: one run per variant and seed (integers >= 0).
         paper: optional annotations, variant -> the paper's outcome for that row.
     """
 
@@ -66,7 +68,7 @@ class StudyFile(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     per_profile: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     paper: dict[str, PaperRef | str] = Field(default_factory=dict)
 
 
@@ -131,15 +133,15 @@ def expand_study(
     profile_name = profile or study.profile or DEFAULT_PROFILE
     for name in study.per_profile:
         get_profile(name)  # an unknown profile name is an error, not a silent no-op
-    base = deep_merge(get_profile(profile_name), study.base)
-    base = deep_merge(base, study.per_profile.get(profile_name, {}))
+    base = merge_layer(get_profile(profile_name), study.base)
+    base = merge_layer(base, study.per_profile.get(profile_name, {}))
     names = list(study.variants)
     for name in only or []:
         if name not in study.variants:
             raise ConfigError(f"unknown variant {name!r}; this study has: {', '.join(names)}")
     runs = []
     for name in only or names:
-        raw = apply_sets(deep_merge(base, study.variants[name] or {}), sets or [])
+        raw = apply_sets(merge_layer(base, study.variants[name] or {}), sets or [])
         config = validate_config(raw, where=f"config of variant {name!r}")
         paper = _paper_yaml(study.paper.get(name))
         runs += [

@@ -219,7 +219,7 @@ def with_batched_views(data: DataBundle, cfg: DataConfig, seed: int, pairs: int)
     if not isinstance(source, ArraySource):
         raise DataError(
             f"data.augment_batched needs an in-memory dataset (digits, npz, cifar10/100); "
-            f"{cfg.dataset!r} reads image files: set data.augment_batched=false."
+            f"{cfg.dataset.kind!r} reads image files: set data.augment_batched=false."
         )
     views = BatchedTwoViewDataset(source, resolved_augment(cfg), cfg.image_size, seed, pairs)
     return dataclasses.replace(data, train_views=views)

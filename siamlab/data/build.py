@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from siamlab.data.config import AugmentConfig, DataConfig, dataset_stats
+from siamlab.data.dataset_config import ImageFolderConfig
 from siamlab.data.sources import load_sources
 from siamlab.data.tolerant import TolerantSource
 from siamlab.data.transforms import eval_transform, train_transform
@@ -50,9 +51,9 @@ def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
 
     """
     train, test = load_sources(cfg)
-    if cfg.dataset == "imagefolder":
-        train = TolerantSource(train, cfg.max_corrupt_fraction)
-        test = TolerantSource(test, cfg.max_corrupt_fraction)
+    if isinstance(cfg.dataset, ImageFolderConfig):
+        train = TolerantSource(train, cfg.dataset.max_corrupt_fraction)
+        test = TolerantSource(test, cfg.dataset.max_corrupt_fraction)
     size = cfg.image_size
     aug = resolved_augment(cfg)
     evaluate = eval_transform(aug, size)
@@ -68,6 +69,6 @@ def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
 
 def resolved_augment(cfg: DataConfig) -> AugmentConfig:
     """The augmentation config with ``mean``/``std`` filled from the dataset when unset."""
-    mean, std = dataset_stats(cfg.dataset, cfg.name)
+    mean, std = dataset_stats(cfg.dataset)
     aug = cfg.augment
     return aug.model_copy(update={"mean": aug.mean or mean, "std": aug.std or std})

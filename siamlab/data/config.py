@@ -7,14 +7,28 @@ supplement D uses 32x32 crops and no blur (``image_size=32``, ``augment.blur_p=0
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from siamlab.config.kinds import flatten, kind_union, nest_flat
+from siamlab.data.dataset_config import DATASET_CONFIGS, DatasetConfig, DigitsConfig, NpzConfig
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-DatasetName = Literal["digits", "npz", "cifar10", "cifar100", "imagefolder"]
+if TYPE_CHECKING:
+    DatasetField = DatasetConfig
+else:
+    DatasetField = kind_union(DATASET_CONFIGS, "kind", "digits")
 
 
 class AugmentConfig(BaseModel):
@@ -96,14 +110,14 @@ DIGITS_MEAN: tuple[float, float, float] = (0.305, 0.305, 0.305)  # sklearn digit
 DIGITS_STD: tuple[float, float, float] = (0.376, 0.376, 0.376)
 
 
-def dataset_stats(dataset: str, name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def dataset_stats(dataset: DatasetConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Default normalisation (mean, std) for a dataset; ImageNet's when unknown.
 
     Args:
-        dataset: the ``data.dataset`` value.
-        name: the npz file prefix (``cifar10`` / ``cifar100`` get CIFAR statistics).
+        dataset: the ``data.dataset`` config; an npz file prefix ``cifar10`` /
+            ``cifar100`` gets the CIFAR statistics.
     """
-    key = name if dataset == "npz" else dataset
+    key = dataset.name if isinstance(dataset, NpzConfig) else dataset.kind
     table = {
         "digits": (DIGITS_MEAN, DIGITS_STD),
         "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
@@ -115,24 +129,12 @@ def dataset_stats(dataset: str, name: str) -> tuple[tuple[float, ...], tuple[flo
 class DataConfig(BaseModel):
     """Which dataset to read, where from, and at what size.
 
-    ``root`` means, per dataset:
-
-    - ``digits``: unused (scikit-learn's bundled 8x8 digits, upsampled to ``image_size``).
-    - ``npz``: the folder holding ``<name>_train.npz`` and ``<name>_test.npz`` (or
-      ``<name>_val.npz``). When ``root`` is None the environment variable ``SIAMLAB_DATA``
-      gives the folder.
-    - ``cifar10`` / ``cifar100``: the torchvision root (downloaded there if ``download``).
-    - ``imagefolder``: a folder with ``train/<class>/*`` and ``val/<class>/*`` (ImageNet layout).
-
-    A missing root is reported with a :class:`siamlab.errors.DataError` when the data is
-    loaded, not here, so that a config can be validated on a machine without the data.
-
     Attributes:
-        dataset: the source of images.
-        root: folder of the data (see above).
-        name: file prefix of the ``npz`` files.
+        dataset: the image source's per-kind config; written flat in YAML
+            (``dataset: npz`` with ``root`` and ``name`` beside it), see
+            :mod:`siamlab.data.dataset_config` for each kind's options (``root``,
+            ``name``, ``download``, ``max_corrupt_fraction``).
         image_size: side of the square views (and of eval images) fed to the model.
-        download: let torchvision download CIFAR into ``root`` when it is missing.
         train_limit: keep a deterministic class-stratified subset of at most this many
             training images (quick runs); None keeps all.
         test_limit: the same for the test split.
@@ -146,20 +148,14 @@ class DataConfig(BaseModel):
             at a time: much faster, the same recipe, but other random draws than the
             PIL path, so off by default. ``auto``: batched when the images are in memory,
             the PIL path for image folders (a study that runs at every profile).
-        max_corrupt_fraction: image folders only: unreadable images are skipped with a
-            warning (replaced by the next readable one) while they stay at most this
-            fraction of the images read; beyond it the run fails.
         augment: the two-view augmentation.
 
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: DatasetName = "digits"
-    root: str | None = None
-    name: str = Field("cifar10", min_length=1)
+    dataset: DatasetField = Field(default_factory=DigitsConfig)
     image_size: int = Field(224, ge=1)
-    download: bool = False
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -167,5 +163,15 @@ class DataConfig(BaseModel):
     persistent_workers: bool = False
     prefetch_factor: int | None = Field(None, ge=1)
     augment_batched: bool | Literal["auto"] = False
-    max_corrupt_fraction: float = Field(0.001, ge=0.0, le=1.0)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_dataset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return nest_flat(data, "dataset", DATASET_CONFIGS, "kind", "digits", "data.")
+
+    @model_serializer(mode="wrap")
+    def _flat_dataset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return flatten(handler(self), "dataset", "kind")

@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from siamlab.data.config import DataConfig
+from siamlab.data.dataset_config import CifarConfig, DatasetConfig, ImageFolderConfig, NpzConfig
 from siamlab.errors import CorruptImageError, DataError
+from siamlab.registry import Registry
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -155,7 +157,19 @@ def _read_npz(path: Path) -> ArraySource:
     return ArraySource(x, y, [str(c) for c in classes])
 
 
+def _refuse_file(root: Path, dataset: str, expected: str) -> None:
+    """Raise when data.root names a file: every dataset kind reads a folder."""
+    if root.is_file():
+        raise DataError(
+            f"data.root {root} is a file, not a folder: dataset {dataset!r} expects {expected}. "
+            "Set data.root to that folder."
+        )
+
+
 def _load_npz(root: Path, name: str) -> tuple[ImageSource, ImageSource]:
+    expected = f"a folder holding {name}_train.npz and {name}_test.npz (or {name}_val.npz)"
+    hint = f" (for {root.name}: data.root={root.parent}, data.name=its prefix before _train)"
+    _refuse_file(root, "npz", expected + (hint if root.suffix == ".npz" else ""))
     if not root.is_dir():
         raise DataError(f"npz folder {root} does not exist; set data.root or SIAMLAB_DATA.")
     train, test, val = (root / f"{name}_{s}.npz" for s in ("train", "test", "val"))
@@ -172,21 +186,27 @@ def _load_npz(root: Path, name: str) -> tuple[ImageSource, ImageSource]:
     return _read_npz(train), _read_npz(test)
 
 
-def _load_cifar(cfg: DataConfig, root: Path) -> tuple[ImageSource, ImageSource]:
+def _load_cifar(cfg: CifarConfig, root: Path) -> tuple[ImageSource, ImageSource]:
     from torchvision import datasets
 
-    cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
+    cls = datasets.CIFAR10 if cfg.kind == "cifar10" else datasets.CIFAR100
+    expected = f"the folder that holds (or, with data.download=true, receives) {cls.base_folder}/"
+    _refuse_file(root, cfg.kind, expected)
     try:
         splits = [cls(str(root), train=t, download=cfg.download) for t in (True, False)]
     except (RuntimeError, OSError) as e:  # missing / corrupt files, or a failed download
         hint = "pass --set data.download=true to download it, or point data.root to it"
         hint = "the download failed: check the network" if cfg.download else hint
-        raise DataError(f"{cfg.dataset} not found under {root} ({e}); {hint}.") from e
+        raise DataError(f"{cfg.kind} not found under {root} ({e}); {hint}.") from e
     train, test = (ArraySource(d.data, np.asarray(d.targets), d.classes) for d in splits)
     return train, test
 
 
 def _scan_split(split: Path, classes: list[str] | None) -> FolderSource:
+    layout = "a folder in the ImageNet layout, root/train/<class>/* and root/val/<class>/*"
+    _refuse_file(split.parent, "imagefolder", layout)
+    if split.is_file():
+        raise DataError(f"{split} is a file, not a folder: imagefolder expects {layout}.")
     if not split.is_dir():
         raise DataError(
             f"{split} does not exist: imagefolder expects root/train/<class>/* and "
@@ -220,6 +240,46 @@ def _scan_split(split: Path, classes: list[str] | None) -> FolderSource:
     return FolderSource(files, np.asarray(labels, dtype=np.int64), names)
 
 
+Loader = Callable[[DatasetConfig, int], tuple[ImageSource, ImageSource]]
+LOADERS: Registry[Loader] = Registry("dataset")  # data.dataset -> (train, test) loader
+
+
+def _root(cfg: NpzConfig | CifarConfig | ImageFolderConfig) -> Path:
+    env = os.environ.get("SIAMLAB_DATA") if isinstance(cfg, NpzConfig) else None
+    root = cfg.root or env
+    if not root:
+        hint = " (or the SIAMLAB_DATA environment variable)" if isinstance(cfg, NpzConfig) else ""
+        raise DataError(
+            f"data.root is required for dataset {cfg.kind!r}: --set data.root=PATH{hint}."
+        )
+    return Path(root).expanduser()
+
+
+@LOADERS.register("digits")
+def _digits(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    return _load_digits(image_size)
+
+
+@LOADERS.register("npz")
+def _npz(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    assert isinstance(cfg, NpzConfig)
+    return _load_npz(_root(cfg), cfg.name)
+
+
+@LOADERS.register("cifar10")
+@LOADERS.register("cifar100")
+def _cifar(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    assert isinstance(cfg, CifarConfig)
+    return _load_cifar(cfg, _root(cfg))
+
+
+@LOADERS.register("imagefolder")
+def _imagefolder(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    assert isinstance(cfg, ImageFolderConfig)
+    train = _scan_split(_root(cfg) / "train", None)
+    return train, _scan_split(_root(cfg) / "val", train.classes)
+
+
 def load_sources(cfg: DataConfig) -> tuple[ImageSource, ImageSource]:
     """Load the (train, test) sources ``cfg`` describes, subset to the configured limits.
 
@@ -227,22 +287,7 @@ def load_sources(cfg: DataConfig) -> tuple[ImageSource, ImageSource]:
         DataError: the data is missing or malformed; the message says what to do.
 
     """
-    if cfg.dataset == "digits":
-        train, test = _load_digits(cfg.image_size)
-    else:
-        root_str = cfg.root or (os.environ.get("SIAMLAB_DATA") if cfg.dataset == "npz" else None)
-        if not root_str:
-            env = " (or the SIAMLAB_DATA environment variable)" if cfg.dataset == "npz" else ""
-            msg = f"data.root is required for dataset {cfg.dataset!r}: --set data.root=PATH{env}."
-            raise DataError(msg)
-        root = Path(root_str).expanduser()
-        if cfg.dataset == "npz":
-            train, test = _load_npz(root, cfg.name)
-        elif cfg.dataset == "imagefolder":
-            train = _scan_split(root / "train", None)
-            test = _scan_split(root / "val", train.classes)
-        else:
-            train, test = _load_cifar(cfg, root)
+    train, test = LOADERS.get(cfg.dataset.kind)(cfg.dataset, cfg.image_size)
     if cfg.train_limit is not None:
         train = train.subset(stratified_indices(train.targets, cfg.train_limit))
     if cfg.test_limit is not None:

@@ -10,7 +10,9 @@ eval-mode passes within 5% of training time (README, "Collapse diagnostics").
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from siamlab.diagnostics.registry import CONDITIONAL, DEFAULT_HOOKS, HOOKS, unknown_hooks
 
 EpochSchedule = Annotated[int, Field(ge=1)] | Literal["auto"]
 
@@ -78,9 +80,14 @@ class VerdictConfig(BaseModel):
 
 
 class DiagnosticsConfig(BaseModel):
-    """Schedules and parameters of the diagnostics (see ../shared/paper/DIAGNOSTICS.md).
+    """Which diagnostics run, their schedules and parameters.
 
     Attributes:
+        hooks: names of the hooks to run, from :data:`~siamlab.diagnostics.registry.HOOKS`
+            (default: all, in registry order). Conditional ones: ``eta_stats`` runs only
+            with eta targets (``objective.eta.mode`` not off); ``predictor_alignment``
+            records nothing for a predictor without parameters; ``verdict`` judges only
+            epochs with ``eval_std`` and ``loss`` values (it records ``loss_jitter`` anyway).
         std_every_steps: per-step loss is always logged; the train-mode std of the
             batch's z/||z|| every N steps.
         grad_norm_every_steps: gradient norm of backbone, projector and predictor.
@@ -107,6 +114,7 @@ class DiagnosticsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    hooks: list[str] = Field(default_factory=lambda: list(DEFAULT_HOOKS))
     std_every_steps: int = Field(default=1, ge=1)
     grad_norm_every_steps: int = Field(default=1, ge=1)
     geometry_every_steps: int = Field(default=1, ge=1)
@@ -123,6 +131,19 @@ class DiagnosticsConfig(BaseModel):
     uniformity_samples: int = Field(default=4096, ge=2)
     predictor_top: int = Field(default=16, ge=1)
     verdict: VerdictConfig = VerdictConfig()
+
+    @field_validator("hooks")
+    @classmethod
+    def _registered(cls, names: list[str]) -> list[str]:
+        unknown = unknown_hooks(names)
+        if unknown:
+            raise ValueError(
+                f"unknown hook(s) {', '.join(map(repr, unknown))}; registered hooks: "
+                f"{', '.join(HOOKS)} (conditional: {', '.join(CONDITIONAL)})"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError(f"a hook is listed twice in {names}; list each once")
+        return names
 
     def every_epochs(self, schedule: EpochSchedule, epochs: int) -> int:
         """Resolve an epoch schedule to N for a run of ``epochs`` epochs (``auto`` or N)."""

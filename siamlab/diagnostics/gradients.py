@@ -10,50 +10,44 @@ Pairs", ICML 2021, Sec. 3). A per-module norm over steps shows which part still 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-from torch import nn
 
-MODULES: tuple[str, ...] = ("backbone", "projector", "predictor")
+from siamlab.train.views import MODULES
 
 
-def grad_norm(module: nn.Module | None) -> float:
-    """l2 norm of the gradients held by ``module``'s parameters.
+def grad_norm(grads: Sequence[torch.Tensor]) -> float:
+    """l2 norm ``sqrt(sum_k ||grad_k||^2)`` of a part's gradient tensors.
 
-    ``sqrt(sum_k ||grad_k||^2)`` over the parameters whose ``.grad`` is set. A module with
-    no parameter holding a gradient (an ``nn.Identity`` predictor, a frozen one, or
-    ``None``) gives NaN rather than 0, so "no gradient" is not mistaken for "zero gradient".
+    A part with no gradient tensor (an ``nn.Identity`` predictor, a frozen one, or a
+    missing part) gives NaN rather than 0, so "no gradient" is not mistaken for "zero
+    gradient".
 
     Args:
-        module: The module whose parameters' ``.grad`` are read (not modified).
+        grads: The part's detached ``.grad`` tensors (read, not modified).
 
     Returns:
         The norm as a float, or NaN.
 
     """
-    if module is None:
-        return math.nan
-    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
     if not grads:
         return math.nan
-    norms = torch._foreach_norm(grads)  # one norm per parameter tensor
+    norms = torch._foreach_norm(list(grads))  # one norm per parameter tensor
     return float(torch.linalg.vector_norm(torch.stack(norms).float()).item())
 
 
-def module_grad_norms(model: nn.Module, names: Sequence[str] = MODULES) -> list[float]:
-    """Gradient norms of the named sub-modules of ``model`` (NaN where absent).
+def module_grad_norms(
+    gradients: Mapping[str, Sequence[torch.Tensor]], names: Sequence[str] = MODULES
+) -> list[float]:
+    """Gradient norms of the named parts (NaN where absent or without gradient).
 
     Args:
-        model: A network with attributes such as ``backbone``, ``projector``, ``predictor``.
-        names: Attribute names of the sub-modules, in output order.
+        gradients: part name -> its gradient tensors (:attr:`StepView.gradients`).
+        names: The parts, in output order.
 
     Returns:
         One value per name, shape ``(len(names),)`` as a list.
 
     """
-    out: list[float] = []
-    for name in names:
-        sub = getattr(model, name, None)
-        out.append(grad_norm(sub if isinstance(sub, nn.Module) else None))
-    return out
+    return [grad_norm(gradients.get(name, ())) for name in names]

@@ -1,157 +1,102 @@
-"""Diagnostic hooks: each turns a read-only view of training into named values.
+"""The diagnostics contract: step hooks, epoch hooks and summaries.
 
-A hook has its own schedule. Step hooks see the :class:`~siamlab.train.loop.StepView`
-(the batch's z/p/h, loss, lr, the model with this step's gradients); epoch hooks see the
-epoch number and a :class:`ProbeCache` of eval-mode embeddings, never the optimiser.
-Values must be declared in :mod:`siamlab.results.schema`. Adding a diagnostic = one class
-+ one line in :func:`create_hooks`. The probe-set hooks (spectra, ranks, predictor
-alignment) are in :mod:`siamlab.diagnostics.probe_hooks`, the per-step ones in
-:mod:`siamlab.diagnostics.step_hooks`.
+A **step hook** turns a :class:`~siamlab.train.views.StepView` (detached outputs, loss,
+lr, gradients) into named values; an **epoch hook** turns an
+:class:`~siamlab.train.views.EpochView` and a :class:`~siamlab.diagnostics.probe.ProbeCache`
+(eval-mode embeddings of fixed probe sets) into named values. Neither sees the model or
+the optimiser. A hook that needs both (the loss hook's per-epoch mean) implements both.
+A **summary** derives values from what all hooks returned (the verdict).
+
+Each hook declares its schedule (``step_every``: every N steps; ``epoch_every``: every N
+epochs plus the first and the last, :func:`~siamlab.diagnostics.config.epoch_due`) and
+the :class:`~siamlab.diagnostics.monitor.Monitor` calls it only when due. Each declares
+the result variables it may return (``variables``) and how it is built from the run's
+:class:`HookContext` (``build``, None = not applicable to this run). A new diagnostic is
+one file with such a class plus one line in :mod:`siamlab.diagnostics.registry`.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
-from siamlab.diagnostics.config import DiagnosticsConfig, epoch_due
-from siamlab.diagnostics.knn import knn_accuracy
+import numpy as np
+
+from siamlab.diagnostics.config import DiagnosticsConfig, EpochSchedule
 from siamlab.diagnostics.probe import ProbeCache
-from siamlab.diagnostics.probe_hooks import PredictorAlignmentHook, SpectrumHook
-from siamlab.diagnostics.std import channel_std, mean_channel_std
-from siamlab.diagnostics.step_hooks import BatchGeometryHook, GradNormHook
-from siamlab.diagnostics.verdict import VerdictJudge
-from siamlab.train.loop import EpochView, StepView
+from siamlab.results.schema import ResultVar
+from siamlab.train.views import EpochView, StepView
+
+Value = float | np.ndarray | str
+Values = dict[str, Value]
 
 
-class Hook(Protocol):
-    """Computes diagnostics; returns {} when not scheduled."""
+@dataclass(frozen=True)
+class HookContext:
+    """What hooks may be built from (never the model itself).
 
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        """Values for this step."""
-        ...
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        """Values for this epoch."""
-        ...
-
-
-@dataclass
-class LossHook:
-    """Loss and lr every step; the epoch's mean loss at its end."""
-
-    _sum: float = 0.0
-    _count: int = 0
-
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        self._sum, self._count = self._sum + view.loss, self._count + 1
-        return {"loss": view.loss, "lr": view.lr}
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        mean = self._sum / max(self._count, 1)
-        self._sum, self._count = 0.0, 0
-        return {"epoch_loss": mean, "images_per_second": view.images / max(view.seconds, 1e-9)}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The running sum of the epoch's losses (for a mid-epoch checkpoint)."""
-        return {"sum": self._sum, "count": self._count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self._sum, self._count = float(state["sum"]), int(state["count"])
-
-
-@dataclass
-class TrainStdHook:
-    """Std of z/||z|| on the training batch in train mode (paper Fig. 2 middle).
-
-    The projector's output BN re-standardises every training batch, so this value
-    resists falling to 0 even while the network collapses; see :class:`EvalStdHook`.
+    Attributes:
+        cfg: the diagnostics config.
+        epochs: planned epochs of the run (resolves ``"auto"`` epoch schedules).
+        num_classes: classes of the data (kNN monitor).
+        has_targets: the run trains towards eta targets (paper Sec. 5).
+        predictor_has_parameters: the predictor is not an identity.
     """
 
-    every: int = 1
-
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        if view.step % self.every:
-            return {}
-        return {"z_std_train": mean_channel_std(view.output.z1)}
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        return {}
-
-
-@dataclass
-class EvalStdHook:
-    """Std of z/||z||, h/||h|| and p/||p|| on the held-out test split in eval mode.
-
-    SimSiam (Chen & He, CVPR 2021) Sec. 4.1: ~1/sqrt(d) when healthy, 0 when collapsed.
-    Eval mode is where it tells the truth; h shows whether collapse starts in the backbone.
-    """
-
-    every: int = 1
-
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        return {}
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        if not epoch_due(view.epoch, view.is_last, self.every):
-            return {}
-        test = probes.get("test")
-        per_channel = channel_std(test.z)  # (d,)
-        return {
-            "z_std_eval": float(per_channel.mean()),
-            "z_channel_std_eval": per_channel.numpy(),
-            "h_std_eval": mean_channel_std(test.h),
-            "p_std_eval": mean_channel_std(test.p),
-        }
-
-
-@dataclass
-class KnnHook:
-    """Weighted kNN top-1 of InstDisc on backbone features (paper Fig. 2 right)."""
-
+    cfg: DiagnosticsConfig
+    epochs: int
     num_classes: int
-    k: int = 200
-    temperature: float = 0.1
-    every: int = 1
+    has_targets: bool
+    predictor_has_parameters: bool
 
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        return {}
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        if not epoch_due(view.epoch, view.is_last, self.every):
-            return {}
-        bank, test = probes.get("bank"), probes.get("test")
-        acc = knn_accuracy(
-            bank.h, bank.labels, test.h, test.labels, self.num_classes, self.k, self.temperature
-        )
-        return {"knn_top1": acc["top1"]}
+    def every(self, schedule: EpochSchedule) -> int:
+        """An epoch schedule of ``cfg`` resolved for this run."""
+        return self.cfg.every_epochs(schedule, self.epochs)
 
 
-def create_hooks(cfg: DiagnosticsConfig, num_classes: int, epochs: int = 1) -> list[Any]:
-    """The default diagnostics of a run, scheduled as ``cfg`` says.
+@runtime_checkable
+class StepHook(Protocol):
+    """Values of an SGD step, every ``step_every`` steps."""
 
-    Args:
-        cfg: The diagnostics config.
-        num_classes: Classes of the kNN monitor.
-        epochs: Planned epochs of the run (resolves ``"auto"`` epoch schedules).
+    variables: ClassVar[tuple[ResultVar, ...]]
+    step_every: int
 
-    Returns:
-        The hooks in the order they run (the kNN hook first, so the probe set can reuse
-        the bank's embeddings), then the :class:`VerdictJudge`, which summarises them.
-    """
-    eval_every = cfg.every_epochs(cfg.eval_every_epochs, epochs)
-    return [
-        LossHook(),
-        TrainStdHook(cfg.std_every_steps),
-        GradNormHook(cfg.grad_norm_every_steps),
-        BatchGeometryHook(cfg.geometry_every_steps),
-        KnnHook(num_classes, cfg.knn_k, cfg.knn_temperature, eval_every),
-        EvalStdHook(eval_every),
-        SpectrumHook(cfg.every_epochs(cfg.spectrum_every_epochs, epochs), cfg.uniformity_samples),
-        PredictorAlignmentHook(
-            cfg.every_epochs(cfg.predictor_every_epochs, epochs),
-            cfg.correlation_every_steps,
-            cfg.correlation_rho,
-            cfg.predictor_top,
-        ),
-        VerdictJudge(cfg.verdict),
-    ]
+    def on_step(self, view: StepView) -> Values:
+        """Values for this step (called only when due)."""
+        ...
+
+
+@runtime_checkable
+class EpochHook(Protocol):
+    """Values of an epoch from eval-mode probe embeddings, when due."""
+
+    variables: ClassVar[tuple[ResultVar, ...]]
+    epoch_every: int
+
+    def on_epoch(self, view: EpochView, probes: ProbeCache) -> Values:
+        """Values for this epoch (called only when due)."""
+        ...
+
+
+@runtime_checkable
+class Summary(Protocol):
+    """Derives values from what all hooks returned for a step or an epoch (the verdict)."""
+
+    variables: ClassVar[tuple[ResultVar, ...]]
+
+    def summarise(self, scope: str, values: Mapping[str, Value]) -> Values:
+        """Extra values for ``scope`` ("step" or "epoch") given the hooks' ``values``."""
+        ...
+
+
+Hook = StepHook | EpochHook | Summary
+
+
+class HookClass(Protocol):
+    """A registered hook class: its variables and how to build it for a run."""
+
+    variables: ClassVar[tuple[ResultVar, ...]]
+
+    @classmethod
+    def build(cls, ctx: HookContext) -> Hook | None:
+        """The hook for a run, or None where it does not apply."""
+        ...

@@ -1,4 +1,9 @@
-"""Eval-mode passes over fixed probe sets, shared by all epoch-level diagnostics."""
+"""Eval-mode passes over fixed probe sets, shared by all epoch-level diagnostics.
+
+:class:`EvalFeatures` is the only way diagnostics reach the model: it embeds data under
+``no_grad`` in eval mode and leaves parameters, buffers (BN running statistics) and
+gradients untouched, restoring every module's train/eval flag afterwards.
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +42,7 @@ def embed_dataset(
 ) -> ProbeEmbeddings:
     """Run ``model.embed`` over ``dataset`` in eval mode (BN uses running statistics).
 
-    The model's train/eval mode is restored afterwards. Under torchrun each rank embeds
+    Every module's train/eval flag is restored afterwards. Under torchrun each rank embeds
     every world_size-th sample and the result is gathered, in the dataset's order, on
     every rank.
     """
@@ -58,7 +63,7 @@ def embed_dataset_local(
 ) -> ProbeEmbeddings:
     """:func:`embed_dataset` in this process only."""
     embed: Callable[[torch.Tensor], Embedding] = model.embed  # type: ignore[assignment]
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     hs, zs, ps, ys = [], [], [], []
     try:
@@ -69,17 +74,47 @@ def embed_dataset_local(
             ps.append(e.p.float().cpu())  # (B, d)
             ys.append(y)
     finally:
-        model.train(was_training)
+        for module, training in modes:  # exactly as before, sub-module by sub-module
+            module.training = training
     return ProbeEmbeddings(torch.cat(hs), torch.cat(zs), torch.cat(ps), torch.cat(ys))
 
 
-class ProbeCache:
-    """Computes each probe set's embeddings at most once per epoch, on demand."""
+class EvalFeatures:
+    """Eval-mode embeddings of a model, computed without changing it.
 
-    def __init__(
-        self, model: nn.Module, sets: dict[str, Dataset], device: torch.device, batch_size: int
-    ) -> None:
-        self._model, self._sets, self._device, self._batch = model, sets, device, batch_size
+    Built once by the run assembly; epoch hooks reach the model only through it (by way
+    of :class:`ProbeCache`).
+
+    Args:
+        model: the Siamese network (``embed(x)`` -> h, z, p).
+        device: where its batches go.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self._model, self.device = model, device
+
+    def embed(self, dataset: Dataset, batch_size: int) -> ProbeEmbeddings:
+        """h, z, p and labels of ``dataset`` in eval mode (see :func:`embed_dataset`)."""
+        return embed_dataset(self._model, dataset, self.device, batch_size)
+
+    def predictor_has_parameters(self) -> bool:
+        """Whether the predictor has parameters (False for an identity predictor)."""
+        predictor = getattr(self._model, "predictor", None)
+        return isinstance(predictor, nn.Module) and any(True for _ in predictor.parameters())
+
+
+class ProbeCache:
+    """Computes each probe set's embeddings at most once per epoch, on demand.
+
+    Args:
+        features: the model's eval-mode features.
+        sets: probe set name -> dataset.
+        batch_size: batch of the eval-mode passes.
+    """
+
+    def __init__(self, features: EvalFeatures, sets: dict[str, Dataset], batch_size: int) -> None:
+        self._features, self._sets, self._batch = features, sets, batch_size
+        self.device = features.device  # where hooks do their float64 linear algebra
         self._cache: dict[str, ProbeEmbeddings] = {}
 
     def get(self, name: str) -> ProbeEmbeddings:
@@ -94,9 +129,7 @@ class ProbeCache:
             if rows is not None:
                 self._cache[name] = rows
             else:
-                self._cache[name] = embed_dataset(
-                    self._model, self._sets[name], self._device, self._batch
-                )
+                self._cache[name] = self._features.embed(self._sets[name], self._batch)
         return self._cache[name]
 
     def _rows_of_cached(self, dataset: Dataset) -> ProbeEmbeddings | None:

@@ -6,36 +6,47 @@ Their values are in train mode: the BN layers use the batch's statistics.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 
 from siamlab.diagnostics.geometry import alignment, branch_cosine
-from siamlab.diagnostics.gradients import MODULES, module_grad_norms
-from siamlab.diagnostics.probe import ProbeCache
+from siamlab.diagnostics.gradients import module_grad_norms
+from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.std import centre_ratio
-from siamlab.train.loop import EpochView, StepView
+from siamlab.results.schema import ResultVar
+from siamlab.train.views import StepView
+
+BOTH_VIEWS = {"bn_mode": "train", "data": "training batch (both views)"}
 
 
 @dataclass
 class GradNormHook:
     """l2 norm of the gradient of the backbone, projector and predictor.
 
-    Read after the optimiser step, when ``.grad`` still holds this step's gradient. NaN
-    for a part without parameters (an identity predictor) or without gradient (a frozen
-    one). See :mod:`siamlab.diagnostics.gradients` for what it shows.
+    Read from the view's detached gradients, taken after the optimiser step. NaN for a
+    part without parameters (an identity predictor) or without gradient (a frozen one).
+    See :mod:`siamlab.diagnostics.gradients` for what it shows.
     """
 
-    every: int = 1
+    variables: ClassVar[tuple[ResultVar, ...]] = (
+        ResultVar(
+            "grad_norm",
+            ("step", "module"),
+            "l2 norm of the loss gradient over the module's parameters (NaN: no parameters)",
+            "1",
+        ),
+    )
+    step_every: int = 1
 
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        if view.step % self.every:
-            return {}
-        norms = module_grad_norms(view.model, MODULES)  # (3,)
+    @classmethod
+    def build(cls, ctx: HookContext) -> "GradNormHook":
+        """Every ``diagnostics.grad_norm_every_steps`` steps."""
+        return cls(ctx.cfg.grad_norm_every_steps)
+
+    def on_step(self, view: StepView) -> Values:
+        norms = module_grad_norms(view.gradients)  # (3,)
         return {"grad_norm": np.asarray(norms, dtype=np.float64)}
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        return {}
 
 
 @dataclass
@@ -53,11 +64,44 @@ class BatchGeometryHook:
       objective, so the verdict judges a cross-entropy or asymmetric run on the same scale.
     """
 
-    every: int = 1
+    variables: ClassVar[tuple[ResultVar, ...]] = (
+        ResultVar(
+            "z_alignment_train",
+            ("step",),
+            "alignment E||z1/|z1| - z2/|z2|||^2 of the batch's two views (Wang & Isola 2020)",
+            "1",
+            BOTH_VIEWS,
+        ),
+        ResultVar(
+            "h_branch_cosine_train",
+            ("step",),
+            "mean cosine between the backbone features of the two views",
+            "1",
+            BOTH_VIEWS,
+        ),
+        ResultVar(
+            "pz_cosine_train",
+            ("step",),
+            "mean cosine of each view's prediction with the other view's target (minus Eq. 2)",
+            "1",
+            BOTH_VIEWS,
+        ),
+        ResultVar(
+            "z_centre_ratio_train",
+            ("step",),
+            "centre ratio ||E[z/|z|]|| of the batch (Zhang et al. 2022; healthy floor ~1/sqrt(B))",
+            "1",
+            {"bn_mode": "train", "data": "training batch (view 1)"},
+        ),
+    )
+    step_every: int = 1
 
-    def on_step(self, view: StepView) -> dict[str, Any]:
-        if view.step % self.every:
-            return {}
+    @classmethod
+    def build(cls, ctx: HookContext) -> "BatchGeometryHook":
+        """Every ``diagnostics.geometry_every_steps`` steps."""
+        return cls(ctx.cfg.geometry_every_steps)
+
+    def on_step(self, view: StepView) -> Values:
         out = view.output
         t1, t2 = out.targets()
         return {
@@ -66,6 +110,3 @@ class BatchGeometryHook:
             "h_branch_cosine_train": branch_cosine(out.h1, out.h2),
             "z_centre_ratio_train": centre_ratio(out.z1),
         }
-
-    def on_epoch(self, view: EpochView, probes: ProbeCache) -> dict[str, Any]:
-        return {}

@@ -27,11 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from siamlab.diagnostics.config import VerdictConfig
+from siamlab.results.schema import ResultVar
+
+if TYPE_CHECKING:
+    from siamlab.diagnostics.hooks import HookContext
 
 VERDICTS: tuple[str, ...] = (
     "healthy",
@@ -124,10 +128,30 @@ class VerdictJudge:
         latest: The most recent verdict ("" before the first).
     """
 
+    variables: ClassVar[tuple[ResultVar, ...]] = (
+        ResultVar(
+            "loss_jitter",
+            ("epoch",),
+            "step-to-step noise of the negative-cosine loss: RMS 2nd difference / sqrt(6)",
+            "1",
+        ),
+        ResultVar(
+            "verdict",
+            ("epoch",),
+            "collapse verdict: healthy | collapsed | dimensional_collapse | unstable | "
+            "not_converging ('' where not judged); thresholds in the attrs and config",
+            "1",
+        ),
+    )
     cfg: VerdictConfig
     latest: str = ""
     _losses: list[float] = field(default_factory=list)
     _cosine_losses: list[float] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, ctx: HookContext) -> VerdictJudge:
+        """With the thresholds of ``diagnostics.verdict``."""
+        return cls(ctx.cfg.verdict)
 
     def summarise(self, scope: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Collect a step's loss, or judge an epoch from its values."""

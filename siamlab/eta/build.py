@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from siamlab.data.plan import BatchPlan
 from siamlab.data.views import TwoViewDataset
 from siamlab.eta.cached import CachedTargets, ViewLoader
-from siamlab.eta.config import EtaConfig
+from siamlab.eta.config import CachedEtaConfig, EtaConfig, MovingAverageEtaConfig
 from siamlab.eta.moving_average import MovingAverageTargets
 from siamlab.eta.provider import TargetProvider
 from siamlab.eta.table import EtaTable
@@ -55,10 +55,10 @@ def create_targets(
     one file per node (``node<k>/``), created and written by the node's local rank 0.
     """
     dist = dist or DistInfo()
-    if cfg.mode == "cached":
+    if isinstance(cfg, CachedEtaConfig):
         k = plan.steps_per_epoch if cfg.k == "epoch" else cfg.k
         return CachedTargets(model, plan, view_loader(dataset, num_workers), k, total_steps, device)
-    if cfg.mode == "moving_average":
+    if isinstance(cfg, MovingAverageEtaConfig):
         folder = Path(cfg.path) if cfg.path else run_dir / "eta"
         if dist.world_size > 1:
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
@@ -67,3 +67,12 @@ def create_targets(
         table = EtaTable(len(dataset), dim, cfg.dtype, cfg.storage, folder, writer)
         return MovingAverageTargets(table, cfg.momentum)
     return None
+
+
+# The eta modes this module builds a provider for (``off`` builds none); the names of
+# siamlab.eta.config.ETA_CONFIGS, checked equal by tests/test_registry.py.
+ETA_PROVIDERS: dict[str, type[TargetProvider] | None] = {
+    "off": None,
+    "cached": CachedTargets,
+    "moving_average": MovingAverageTargets,
+}

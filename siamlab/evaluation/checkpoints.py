@@ -26,6 +26,7 @@ Checkpoints are unpickled with ``weights_only=True`` first and fully only when t
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from torch import Tensor, nn
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.errors import ResultsError
-from siamlab.models.config import ModelConfig, PredictorConfig, ProjectorConfig
+from siamlab.evaluation.file_kind import describe_file
+from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseNet, create_model
 from siamlab.train.checkpoint import CHECKPOINT_FILE
 
@@ -94,15 +96,31 @@ def resolve_path(path: str | Path) -> Path:
 def read(path: Path) -> Any:
     """Unpickle a checkpoint on CPU (weights-only first; see the module docstring)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol: noise before the error
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ResultsError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001
-        raise ResultsError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _supported() -> str:
+    return "Supported formats (files written by torch.save):\n  " + "\n  ".join(
+        f"{k}: {v}" for k, v in FORMATS.items()
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> ResultsError:
+    kind = describe_file(path)
+    # torch's reason only where the file is torch's own archive; else it names internals
+    reason = next(iter(str(exc).splitlines()), "")[:200]
+    why = f" ({type(exc).__name__}: {reason})" if kind.torch_archive else ""
+    return ResultsError(f"{path} is not a torch checkpoint: {kind}{why}.\n{_supported()}")
 
 
 def _tensors(obj: Any) -> dict[str, Tensor] | None:
@@ -124,10 +142,7 @@ def _unknown(path: Path, obj: Any) -> ResultsError:
             found += f"; state-dict key prefixes (count) {dict(prefixes.most_common(12))}"
     else:
         found = f"an object of type {type(obj).__name__}"
-    supported = "\n  ".join(f"{k}: {v}" for k, v in FORMATS.items())
-    return ResultsError(
-        f"{path}: unrecognised checkpoint format. Found {found}.\nSupported formats:\n  {supported}"
-    )
+    return ResultsError(f"{path}: unrecognised checkpoint format. Found {found}.\n{_supported()}")
 
 
 def infer_resnet(sd: Mapping[str, Tensor]) -> str:
@@ -187,19 +202,24 @@ def reference_to_siamlab(sd: Mapping[str, Tensor]) -> tuple[ModelConfig, dict[st
         out[f"projector.{last + 1}.running_mean"] -= bias
     pred = {k: v.clone() for k, v in sd.items() if k.startswith("predictor.")}
     out.update(pred)  # same Sequential indices as siamlab's predictor
-    cfg = ModelConfig(
-        backbone=infer_resnet(enc),
-        cifar_stem=enc["conv1.weight"].shape[-1] == 3,
-        dim=enc[f"fc.{last}.weight"].shape[0],
-        projector=ProjectorConfig(
-            layers=len(linears),
-            hidden_dim=enc[f"fc.{linears[0]}.weight"].shape[0],
-        ),
-        predictor=PredictorConfig(
-            hidden_dim=sd["predictor.0.weight"].shape[0] if "predictor.0.weight" in sd else None
-        ),
+    hidden = sd["predictor.0.weight"].shape[0] if "predictor.0.weight" in sd else None
+    cfg = ModelConfig.model_validate(
+        {
+            **_resnet_keys(enc),
+            "dim": enc[f"fc.{last}.weight"].shape[0],
+            "projector": {
+                "layers": len(linears),
+                "hidden_dim": enc[f"fc.{linears[0]}.weight"].shape[0],
+            },
+            "predictor": {"kind": "mlp", "hidden_dim": hidden},
+        }
     )
     return cfg, out
+
+
+def _resnet_keys(body: Mapping[str, Tensor]) -> dict[str, str | bool]:
+    """The ``model.backbone`` keys of a ResNet state dict (its depth, a CIFAR stem if 3x3)."""
+    return {"backbone": infer_resnet(body), "cifar_stem": body["conv1.weight"].shape[-1] == 3}
 
 
 def _load_reference(path: Path, obj: Mapping[str, Any], sd: dict[str, Tensor]) -> LoadedCheckpoint:
@@ -216,9 +236,7 @@ def _load_reference(path: Path, obj: Mapping[str, Any], sd: dict[str, Tensor]) -
 
 def _load_torchvision(path: Path, obj: Any, sd: dict[str, Tensor]) -> LoadedCheckpoint:
     body = {k: v for k, v in sd.items() if not k.startswith("fc.")}
-    model = create_model(
-        ModelConfig(backbone=infer_resnet(body), cifar_stem=body["conv1.weight"].shape[-1] == 3)
-    )
+    model = create_model(ModelConfig.model_validate(_resnet_keys(body)))
     _load_strict(model.backbone.body, body, path, "torchvision ResNet")
     epoch = obj.get("epoch") if isinstance(obj, Mapping) else None
     return LoadedCheckpoint(model, "torchvision", path, ("backbone",), epoch=epoch)

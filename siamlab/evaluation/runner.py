@@ -28,6 +28,7 @@ from siamlab.config.profiles import get_profile
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
+from siamlab.data.dataset_config import NpzConfig
 from siamlab.evaluation.augmented_probe import (
     KeyedAugmented,
     probe_augmented,
@@ -127,8 +128,8 @@ def prepare(
 
 def _source_text(target: EvalTarget) -> str:
     d = target.config.data
-    src = d.dataset + (f":{d.name}" if d.dataset == "npz" else "")
-    return f"{src} at {d.image_size}px (root {d.root})"
+    src = d.dataset.kind + (f":{d.dataset.name}" if isinstance(d.dataset, NpzConfig) else "")
+    return f"{src} at {d.image_size}px (root {getattr(d.dataset, 'root', None)})"
 
 
 def _split_text(target: EvalTarget, split: str) -> str:

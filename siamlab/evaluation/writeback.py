@@ -1,7 +1,7 @@
 """Record evaluation results in a run's ``metrics.nc`` as dimensionless ``eval_*`` variables.
 
 Each variable holds one number (a fraction in [0, 1]) with ``long_name`` and ``units`` from
-:data:`siamlab.results.schema.VARIABLES` and attrs ``recipe`` (optimizer, lr, epochs, batch,
+:mod:`siamlab.evaluation.variables` and attrs ``recipe`` (optimizer, lr, epochs, batch,
 k, T, ...), ``data`` (which samples, which transform), ``path`` (linear probe: ``fast`` or
 ``augmented``), ``checkpoint`` (file and format) and ``evaluated`` (UTC time).
 

@@ -1,7 +1,8 @@
 """Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small convnet.
 
 Every backbone maps images (B, 3, H, W) to pooled features h (B, C) and exposes
-``feature_dim`` = C. Registered by name in ``BACKBONES``; ``create_backbone`` builds one.
+``feature_dim`` = C. Registered by name in ``BACKBONES`` (the names of
+:data:`~siamlab.models.backbone_config.BACKBONE_CONFIGS`); ``create_backbone`` builds one.
 """
 
 from collections.abc import Callable
@@ -10,7 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
-from siamlab.models.config import ModelConfig
+from siamlab.models.backbone_config import BackboneConfig, ConvnetSmallConfig, ResNetConfig
+from siamlab.registry import Registry
 
 
 class Backbone(nn.Module):
@@ -31,7 +33,7 @@ class Backbone(nn.Module):
         return self.body(x)
 
 
-def _resnet(arch: str, cfg: ModelConfig) -> Backbone:
+def _resnet(arch: str, cfg: ResNetConfig) -> Backbone:
     """A torchvision ResNet with its fc removed ("pool5" features).
 
     The CIFAR variant replaces the 7x7 stride-2 stem with a 3x3 stride-1 conv and
@@ -46,8 +48,13 @@ def _resnet(arch: str, cfg: ModelConfig) -> Backbone:
     return Backbone(net, feature_dim)
 
 
-def _convnet_small(cfg: ModelConfig) -> Backbone:
+BACKBONES: Registry[Callable[[BackboneConfig], Backbone]] = Registry("backbone")
+
+
+@BACKBONES.register("convnet_small")
+def _convnet_small(cfg: BackboneConfig) -> Backbone:
     """Four conv-BN-ReLU stages and global average pooling, for CPU runs and tests."""
+    assert isinstance(cfg, ConvnetSmallConfig)
     w = cfg.width
     chans = [3, w, 2 * w, 4 * w, 8 * w]
     layers: list[nn.Module] = []
@@ -62,14 +69,15 @@ def _convnet_small(cfg: ModelConfig) -> Backbone:
     return Backbone(body, chans[-1])
 
 
-BACKBONES: dict[str, Callable[[ModelConfig], Backbone]] = {
-    "convnet_small": _convnet_small,
-    "resnet18": lambda cfg: _resnet("resnet18", cfg),
-    "resnet34": lambda cfg: _resnet("resnet34", cfg),
-    "resnet50": lambda cfg: _resnet("resnet50", cfg),
-}
+@BACKBONES.register("resnet18")
+@BACKBONES.register("resnet34")
+@BACKBONES.register("resnet50")
+def _torchvision_resnet(cfg: BackboneConfig) -> Backbone:
+    """The torchvision ResNet of the same name."""
+    assert isinstance(cfg, ResNetConfig)
+    return _resnet(cfg.kind, cfg)
 
 
-def create_backbone(cfg: ModelConfig) -> Backbone:
-    """Build the backbone named by ``cfg.backbone``."""
-    return BACKBONES[cfg.backbone](cfg)
+def create_backbone(cfg: BackboneConfig) -> Backbone:
+    """Build the backbone registered as ``cfg.kind`` (the config's ``model.backbone``)."""
+    return BACKBONES.get(cfg.kind)(cfg)

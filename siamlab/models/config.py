@@ -1,10 +1,33 @@
-"""Configuration of the Siamese network: backbone, projector, predictor, momentum target."""
+"""Configuration of the Siamese network: backbone, projector, predictor, momentum target.
 
-from typing import Literal
+The backbone (flat: ``model.backbone: resnet18`` with ``model.cifar_stem`` beside it)
+and the predictor (nested: ``model.predictor.kind``) are per-kind configs
+(:mod:`siamlab.config.kinds`): an option of another kind is an error naming its kind.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
-BackboneName = Literal["convnet_small", "resnet18", "resnet34", "resnet50"]
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
+
+from siamlab.config.kinds import check_applies, flatten, kind_union, nest_flat
+from siamlab.models.backbone_config import BACKBONE_CONFIGS, BackboneConfig, ResNet50Config
+from siamlab.models.predictor_config import PREDICTOR_CONFIGS, MlpPredictorConfig, PredictorConfig
+
+if TYPE_CHECKING:
+    BackboneField = BackboneConfig
+    PredictorField = PredictorConfig
+else:
+    BackboneField = kind_union(BACKBONE_CONFIGS, "kind", "resnet50")
+    PredictorField = kind_union(PREDICTOR_CONFIGS, "kind", "mlp")
+
 BnPreset = Literal["none", "hidden", "default", "all"]
 
 
@@ -29,27 +52,6 @@ class ProjectorConfig(BaseModel):
     bn_output_affine: bool = False
 
 
-class PredictorConfig(BaseModel):
-    """The prediction MLP h (paper Sec. 3 and Table 1).
-
-    Attributes:
-        kind: ``mlp`` (2 layers, bottleneck), ``linear`` (one d x d Linear) or ``none``
-            (identity, Table 1a).
-        hidden_dim: hidden width of ``mlp``; None means dim // 4 (512 for d = 2048).
-        trainable: False fixes h at its random init (Table 1b).
-        bn_hidden: BN after the hidden Linear (Table 3).
-        bn_output: BN after the output Linear (Table 3 row d: unstable).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["mlp", "linear", "none"] = "mlp"
-    hidden_dim: int | None = Field(default=None, gt=0)
-    trainable: bool = True
-    bn_hidden: bool = True
-    bn_output: bool = False
-
-
 class TargetConfig(BaseModel):
     """Where the targets z come from (BYOL-style momentum encoder, paper Sec. 6.1).
 
@@ -58,13 +60,30 @@ class TargetConfig(BaseModel):
             m > 0 keeps an EMA copy of backbone + projector, xi <- m xi + (1 - m) theta,
             which gives the targets and never receives gradients.
         schedule: ``constant`` m, or ``cosine`` from m towards 1 as in BYOL:
-            m_k = 1 - (1 - m) (cos(pi k / K) + 1) / 2.
+            m_k = 1 - (1 - m) (cos(pi k / K) + 1) / 2. Applies to m > 0 only: set at
+            m = 0 it is an error, and it is left out of the saved config there.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
     schedule: Literal["constant", "cosine"] = "constant"
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> "TargetConfig":
+        if self.momentum == 0 and "schedule" in self.model_fields_set:
+            raise ValueError(
+                "model.target.schedule applies to a momentum target only (model.target.momentum "
+                "is 0, SimSiam's own encoder): drop the schedule or set a momentum > 0"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_schedule(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self.momentum == 0:
+            out.pop("schedule", None)
+        return out
 
 
 # Table 3 rows: (proj hidden, proj output, pred hidden, pred output)
@@ -80,32 +99,62 @@ class ModelConfig(BaseModel):
     """Backbone + projector (the encoder f), predictor h and the target branch.
 
     Attributes:
-        backbone: a registered backbone name.
-        cifar_stem: 3x3 stride-1 first conv and no max-pool (supplement D).
-        zero_init_residual: zero-init the last BN gamma of each residual block.
-        width: channel width of ``convnet_small`` (ignored by ResNets).
+        backbone: the backbone's per-kind config; written flat in YAML
+            (``backbone: convnet_small`` and ``width: 8`` beside it), see
+            :mod:`siamlab.models.backbone_config` for each kind's options.
         dim: output dimension d of the projector and predictor (Appendix B).
-        bn_preset: sets the four BN flags of the heads to a row of Table 3
-            (``none`` (a), ``hidden`` (b), ``default`` (c), ``all`` (d)); None leaves
-            the flags as given.
+        bn_preset: sets the BN flags of the heads to a row of Table 3 (``none`` (a),
+            ``hidden`` (b), ``default`` (c), ``all`` (d)); None leaves the flags as
+            given. A flag set explicitly to another value than the preset's is an error.
+        projector: the projection MLP.
+        predictor: the predictor's per-kind config (``kind: mlp | linear | none``).
+        target: the momentum target.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    backbone: BackboneName = "resnet50"
-    cifar_stem: bool = False
-    zero_init_residual: bool = True
-    width: int = Field(default=32, gt=0)
+    backbone: BackboneField = Field(default_factory=ResNet50Config)
     dim: int = Field(default=2048, gt=0)
     bn_preset: BnPreset | None = None
     projector: ProjectorConfig = Field(default_factory=ProjectorConfig)
-    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
+    predictor: PredictorField = Field(default_factory=MlpPredictorConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_kinds(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = nest_flat(data, "backbone", BACKBONE_CONFIGS, "kind", "resnet50", "model.")
+        predictor = data.get("predictor")
+        if isinstance(predictor, Mapping):
+            check_applies(
+                predictor, PREDICTOR_CONFIGS, "kind", "mlp", "predictor.kind", "model.predictor."
+            )
+        return data
 
     @model_validator(mode="after")
     def _apply_bn_preset(self) -> "ModelConfig":
-        if self.bn_preset is not None:
-            ph, po, qh, qo = BN_PRESETS[self.bn_preset]
-            self.projector.bn_hidden, self.projector.bn_output = ph, po
-            self.predictor.bn_hidden, self.predictor.bn_output = qh, qo
+        if self.bn_preset is None:
+            return self
+        ph, po, qh, qo = BN_PRESETS[self.bn_preset]
+        flags = [
+            (self.projector, "projector", "bn_hidden", ph),
+            (self.projector, "projector", "bn_output", po),
+            (self.predictor, "predictor", "bn_hidden", qh),
+            (self.predictor, "predictor", "bn_output", qo),
+        ]
+        for part, where, flag, value in flags:
+            if flag not in type(part).model_fields:
+                continue  # e.g. the identity predictor has no BN
+            if flag in part.model_fields_set and getattr(part, flag) != value:
+                raise ValueError(
+                    f"model.bn_preset={self.bn_preset} sets model.{where}.{flag}={value}, but "
+                    f"model.{where}.{flag}={getattr(part, flag)} is set too: drop one of the two"
+                )
+            setattr(part, flag, value)
         return self
+
+    @model_serializer(mode="wrap")
+    def _flat_backbone(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return flatten(handler(self), "backbone", "kind")

@@ -8,9 +8,17 @@ Where Table 3 removes a BN, the Linear before it gets a bias (a bias is redundan
 only in front of BN).
 """
 
+from collections.abc import Callable
+
 from torch import nn
 
-from siamlab.models.config import PredictorConfig, ProjectorConfig
+from siamlab.models.config import ProjectorConfig
+from siamlab.models.predictor_config import (
+    LinearPredictorConfig,
+    MlpPredictorConfig,
+    PredictorConfig,
+)
+from siamlab.registry import Registry
 
 
 def _linear_bn(d_in: int, d_out: int, bn: bool, affine: bool = True) -> list[nn.Module]:
@@ -42,23 +50,44 @@ def create_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-def create_predictor(cfg: PredictorConfig, dim: int) -> nn.Module:
-    """Predictor h by kind; fixed at its random init when ``trainable`` is False.
+PREDICTORS: Registry[Callable[[PredictorConfig, int], nn.Module]] = Registry("predictor")
 
-    ``mlp``: Linear(d, d/4)-BN-ReLU, Linear(d/4, d) with bias, no BN (paper Sec. 3).
-    ``linear``: one Linear(d, d) (the DirectPred setting). ``none``: identity (Table 1a).
-    """
-    if cfg.kind == "none":
-        return nn.Identity()
-    if cfg.kind == "linear":
-        head: nn.Module = nn.Sequential(*_linear_bn(dim, dim, cfg.bn_output))
-    else:
-        hidden = cfg.hidden_dim or max(dim // 4, 1)
-        head = nn.Sequential(
+
+@PREDICTORS.register("mlp")
+def _mlp(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """Linear(d, d/4)-BN-ReLU, Linear(d/4, d) with bias, no BN (paper Sec. 3)."""
+    assert isinstance(cfg, MlpPredictorConfig)
+    hidden = cfg.hidden_dim or max(dim // 4, 1)
+    return _frozen_unless(
+        cfg.trainable,
+        nn.Sequential(
             *_linear_bn(dim, hidden, cfg.bn_hidden),
             nn.ReLU(inplace=True),
             *_linear_bn(hidden, dim, cfg.bn_output),
-        )
-    if not cfg.trainable:
+        ),
+    )
+
+
+@PREDICTORS.register("linear")
+def _linear(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """One Linear(d, d) (the DirectPred setting)."""
+    assert isinstance(cfg, LinearPredictorConfig)
+    return _frozen_unless(cfg.trainable, nn.Sequential(*_linear_bn(dim, dim, cfg.bn_output)))
+
+
+@PREDICTORS.register("none")
+def _identity(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """No predictor (Table 1a)."""
+    return nn.Identity()
+
+
+def _frozen_unless(trainable: bool, head: nn.Module) -> nn.Module:
+    """Fix ``head`` at its random init when not ``trainable`` (Table 1b)."""
+    if not trainable:
         head.requires_grad_(False)
     return head
+
+
+def create_predictor(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """Predictor h (B, d) -> (B, d), built by the builder registered as ``cfg.kind``."""
+    return PREDICTORS.get(cfg.kind)(cfg, dim)

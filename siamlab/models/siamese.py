@@ -56,7 +56,7 @@ class SiameseNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.backbone = create_backbone(cfg)
+        self.backbone = create_backbone(cfg.backbone)
         self.projector = create_projector(cfg.projector, self.backbone.feature_dim, cfg.dim)
         self.predictor = create_predictor(cfg.predictor, cfg.dim)
         self.target: MomentumTarget | None = None

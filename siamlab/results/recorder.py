@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from siamlab.results.schema import DIMS, VARIABLES, dim_coordinate, spec
+from siamlab.results.schema import DIMS, dim_coordinate, spec
 
 Value = float | np.ndarray | str
 
@@ -55,7 +55,7 @@ class Recorder:
         data_vars = {}
         coords: dict[str, np.ndarray] = {}
         for name, series in self._values.items():
-            vs = VARIABLES[name]
+            vs = spec(name)
             index = np.array(sorted(series), dtype=np.int64)
             values = np.stack([np.asarray(series[i]) for i in index])
             dim = vs.dims[0]

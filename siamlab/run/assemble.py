@@ -20,11 +20,14 @@ from siamlab.data.build import build_datasets
 from siamlab.data.loader import train_loader
 from siamlab.data.plan import BatchPlan
 from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.diagnostics.monitor import Monitor
+from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.eta.build import create_targets
 from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseNet, create_model
 from siamlab.models.target import momentum_at
 from siamlab.provenance import config_yaml
+from siamlab.reporting.assemble import build_monitor
 from siamlab.results.recorder import Recorder
 from siamlab.run.checkpointer import (
     Checkpointer,
@@ -33,7 +36,6 @@ from siamlab.run.checkpointer import (
     SaveSchedule,
     read_checkpoint,
 )
-from siamlab.run.monitor import RunMonitor, build_monitor
 from siamlab.run.results_file import ResultsFile
 from siamlab.train.distributed import (
     DistInfo,
@@ -66,7 +68,7 @@ class Run:
     dist: DistInfo
     model: SiameseNet
     trainer: Trainer
-    monitor: RunMonitor
+    monitor: Monitor
     checkpointer: Checkpointer
     results: ResultsFile  # with the recorder of the run's values
     start_step: int  # 0, or the checkpoint's step
@@ -169,8 +171,11 @@ def build_run(
     recorder = Recorder()
     results = ResultsFile(spec, directory, recorder, dist)
     start_step = 0 if saved is None else int(saved["step"])
-    steps = (start_step, length.total_steps)
-    monitor = build_monitor(spec, recorder, data, device, dist, steps, eta is not None, progress)
+    features = EvalFeatures(model, device)
+    steps = (length.total_steps, start_step)
+    monitor = build_monitor(
+        spec, features, data, dist, directory, recorder, steps, progress, eta is not None
+    )
     parts = [
         Part("model", model),
         Part("optimizer", optimizer),

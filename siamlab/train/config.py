@@ -19,9 +19,8 @@ class OptimConfig(BaseModel):
             reference code).
         warmup_epochs: linear warm-up before the cosine decay (Table 2 uses 10 for
             batch >= 1024).
-        fix_pred_lr: keep the predictor's lr at its initial value (Table 1c).
-        predictor_lr: ``cosine`` (decays with the encoder) or ``constant``; the same
-            switch as ``fix_pred_lr`` (either one fixes it).
+        predictor_lr: ``cosine`` (decays with the encoder) or ``constant`` (kept at its
+            initial value, the paper's "fix-pred-lr" of Table 1c).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -33,7 +32,6 @@ class OptimConfig(BaseModel):
     schedule: Literal["cosine", "constant"] = "cosine"
     update: Literal["step", "epoch"] = "step"
     warmup_epochs: float = Field(default=0, ge=0)
-    fix_pred_lr: bool = False
     predictor_lr: Literal["cosine", "constant"] = "cosine"
 
 

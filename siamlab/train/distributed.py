@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 
@@ -93,6 +92,35 @@ def broadcast_object(obj: object) -> object:
     return box[0]
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """Differentiable sum over ranks: forward and backward are both an all-reduce (SUM).
+
+    Every rank's loss depends on the summed tensor, so the gradient reaching one rank's
+    input is the sum of the gradients of all ranks' outputs: backward all-reduces too.
+    The backward is itself this function, so it stays differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        """All-reduce a contiguous copy of ``x`` (the input is left untouched)."""
+        out = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient summed over ranks."""
+        return sum_over_ranks(grad)
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed element-wise over every rank, with gradients (alone: ``x`` itself)."""
+    if not is_distributed():
+        return x
+    out: torch.Tensor = _SumOverRanks.apply(x)
+    return out
+
+
 class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics span every process (SyncBN on any device).
 
@@ -113,10 +141,10 @@ class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        sums = dist_fn.all_reduce(torch.cat([x.sum(dims), count]))
+        sums = sum_over_ranks(torch.cat([x.sum(dims), count]))
         n = sums[-1]
         mean = sums[:-1] / n  # (C,)
-        var = dist_fn.all_reduce((x - mean.view(shape)).pow(2).sum(dims)) / n  # (C,) biased
+        var = sum_over_ranks((x - mean.view(shape)).pow(2).sum(dims)) / n  # (C,) biased
         if self.training and self.running_mean is not None and self.running_var is not None:
             with torch.no_grad():
                 m = self.momentum if self.momentum is not None else 0.1
@@ -154,4 +182,6 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     if not is_distributed():
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    # No buffer broadcast before each forward: cross-process BN keeps the running stats
+    # equal on every rank. (The init-time sync this still does copies equal values.)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)

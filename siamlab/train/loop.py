@@ -2,20 +2,20 @@
 
 The step itself is :class:`~siamlab.train.step.SimSiamStep`. Whatever watches training
 (diagnostics, results, progress) implements :class:`Callbacks` and receives a read-only
-:class:`StepView` / :class:`EpochView`; a :class:`Saver` checkpoints after it.
+:class:`~siamlab.train.views.StepView` / :class:`~siamlab.train.views.EpochView`
+(detached tensors, no model); a :class:`Saver` checkpoints after it.
 """
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from torch import nn
 
-from siamlab.models.siamese import SiameseOutput
 from siamlab.train.speed import to_device
 from siamlab.train.step import SimSiamStep
+from siamlab.train.views import EpochView, StepView, step_view
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
 
@@ -26,32 +26,6 @@ class Preempted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"stopped on request after step {step}")
         self.step = step
-
-
-@dataclass(frozen=True)
-class StepView:
-    """What callbacks see after an SGD step (tensors are detached)."""
-
-    step: int  # 1-based global step just completed
-    epoch: int  # 0-based epoch in progress
-    loss: float
-    lr: float
-    output: SiameseOutput
-    batch_size: int
-    model: nn.Module  # after the optimiser step; parameters' .grad hold this step's gradients
-    target_stats: dict[str, float] = field(default_factory=dict)  # from the eta provider
-
-
-@dataclass(frozen=True)
-class EpochView:
-    """What callbacks see after an epoch. ``model`` must not be modified."""
-
-    epoch: int  # 1-based number of completed epochs
-    step: int
-    model: nn.Module
-    seconds: float
-    images: int
-    is_last: bool
 
 
 class Callbacks(Protocol):
@@ -121,7 +95,7 @@ class Trainer:
                 step += 1
                 images += x1.shape[0]
                 self.monitor.on_step_end(
-                    StepView(
+                    step_view(
                         step,
                         epoch,
                         done.loss,
@@ -137,7 +111,7 @@ class Trainer:
                     raise Preempted(step)
             is_last = step >= end_step or epoch + 1 == self.epochs
             seconds = time.perf_counter() - t0
-            self.monitor.on_epoch_end(EpochView(epoch + 1, step, model, seconds, images, is_last))
+            self.monitor.on_epoch_end(EpochView(epoch + 1, step, seconds, images, is_last))
             self.saver.after_epoch(epoch + 1, step, is_last)
             if step >= end_step:
                 break

@@ -32,7 +32,7 @@ def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> tor
     for name, p in model.named_parameters():
         if p.requires_grad:
             (pred if name.startswith("predictor.") else enc).append(p)
-    fixed = cfg.fix_pred_lr or cfg.predictor_lr == "constant"
+    fixed = cfg.predictor_lr == "constant"
     groups = [
         {"params": enc, "name": "encoder", "fixed_lr": False},
         {"params": pred, "name": "predictor", "fixed_lr": fixed},

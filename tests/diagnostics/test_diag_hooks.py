@@ -7,17 +7,20 @@ import pytest
 import torch
 from torch import nn
 
+from siamlab.diagnostics.build import default_hooks
 from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.diagnostics.gradients import grad_norm, module_grad_norms
-from siamlab.diagnostics.hooks import EvalStdHook, create_hooks
+from siamlab.diagnostics.hooks import HookContext
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.diagnostics.predictor_alignment import CorrelationEMA
+from siamlab.diagnostics.predictor_hook import PredictorAlignmentHook
 from siamlab.diagnostics.probe import ProbeEmbeddings
-from siamlab.diagnostics.probe_hooks import PredictorAlignmentHook, SpectrumHook, accumulate
 from siamlab.diagnostics.spectrum import CovarianceAccumulator
+from siamlab.diagnostics.spectrum_hook import SpectrumHook, accumulate
+from siamlab.diagnostics.std_hooks import EvalStdHook
 from siamlab.diagnostics.step_hooks import BatchGeometryHook, GradNormHook
 from siamlab.models.siamese import SiameseOutput
-from siamlab.train.loop import EpochView, StepView
+from siamlab.train.views import EpochView, StepView, module_gradients, step_view
 
 
 class FakeProbes:
@@ -25,6 +28,7 @@ class FakeProbes:
 
     def __init__(self, **sets: ProbeEmbeddings) -> None:
         self.sets = sets
+        self.device = torch.device("cpu")
 
     def get(self, name: str) -> ProbeEmbeddings:
         return self.sets[name]
@@ -44,11 +48,15 @@ def _emb(z: torch.Tensor, h: torch.Tensor | None = None, p: torch.Tensor | None 
 
 
 def _step(model: nn.Module, out: SiameseOutput, step: int = 1, epoch: int = 0) -> StepView:
-    return StepView(step, epoch, -0.5, 0.1, out, out.z1.shape[0], model)
+    return step_view(step, epoch, -0.5, 0.1, out, out.z1.shape[0], model, {})
 
 
-def _epoch_view(model: nn.Module, epoch: int = 1) -> EpochView:
-    return EpochView(epoch, 10, model, 1.0, 100, True)
+def _epoch_view(epoch: int = 1) -> EpochView:
+    return EpochView(epoch, 10, 1.0, 100, True)
+
+
+def _hooks(cfg: DiagnosticsConfig, num_classes: int = 2, predictor: bool = True) -> list:
+    return default_hooks(HookContext(cfg, 1, num_classes, False, predictor))
 
 
 def test_grad_norms_per_module_and_nan_without_parameters():
@@ -57,15 +65,16 @@ def test_grad_norms_per_module_and_nan_without_parameters():
         p.grad = torch.full_like(p, 2.0)  # 20 entries of 2 -> sqrt(80)
     for p in net.projector.parameters():
         p.grad = torch.zeros_like(p)
-    norms = module_grad_norms(net)
+    norms = module_grad_norms(module_gradients(net))
     assert norms[0] == pytest.approx(math.sqrt(80)) and norms[1] == 0.0
     assert math.isnan(norms[2])  # identity predictor: no parameters
     frozen = nn.Linear(3, 3).requires_grad_(False)
-    assert math.isnan(grad_norm(frozen)) and math.isnan(grad_norm(None))
+    assert module_gradients(frozen, ["weight"])["weight"] == ()
+    assert math.isnan(grad_norm(())) and math.isnan(module_grad_norms({}, ["predictor"])[0])
     out = SiameseOutput(*(torch.randn(8, 4) for _ in range(6)))
-    values = GradNormHook(every=2).on_step(_step(net, out, step=2))
+    values = GradNormHook(step_every=2).on_step(_step(net, out, step=2))
     assert values["grad_norm"].shape == (3,)
-    assert GradNormHook(every=2).on_step(_step(net, out, step=3)) == {}
+    assert values["grad_norm"][0] == pytest.approx(math.sqrt(80))
 
 
 def test_batch_geometry_closed_forms():
@@ -90,14 +99,12 @@ def test_batch_geometry_closed_forms():
 def test_eval_std_isotropic_and_constant():
     d = 256
     z = torch.randn(20000, d, generator=torch.Generator().manual_seed(1))
-    v = EvalStdHook().on_epoch(_epoch_view(Net(4)), FakeProbes(test=_emb(z)))
+    v = EvalStdHook().on_epoch(_epoch_view(), FakeProbes(test=_emb(z)))
     assert v["z_std_eval"] * math.sqrt(d) == pytest.approx(1.0, abs=0.02)
     assert v["z_channel_std_eval"].shape == (d,)
     assert v["h_std_eval"] == pytest.approx(v["z_std_eval"])
-    v = EvalStdHook().on_epoch(_epoch_view(Net(4)), FakeProbes(test=_emb(torch.ones(50, d))))
+    v = EvalStdHook().on_epoch(_epoch_view(), FakeProbes(test=_emb(torch.ones(50, d))))
     assert v["z_std_eval"] == 0.0 and v["p_std_eval"] == 0.0
-    not_due = EvalStdHook(every=5).on_epoch(EpochView(3, 1, Net(4), 1.0, 1, False), FakeProbes())
-    assert not_due == {}
 
 
 def _power_law_features(n: int, c: int, alpha: float) -> torch.Tensor:
@@ -116,9 +123,7 @@ def test_spectrum_hook_rank_k_power_law_and_isotropic():
     z = torch.zeros(n, d)
     z[torch.arange(n), torch.arange(n) % k] = 1.0  # one-hot rows on k channels
     h = _power_law_features(n, 128, alpha=1.3)
-    v = SpectrumHook(uniformity_samples=64).on_epoch(
-        _epoch_view(Net(4)), FakeProbes(probe=_emb(z, h=h))
-    )
+    v = SpectrumHook(uniformity_samples=64).on_epoch(_epoch_view(), FakeProbes(probe=_emb(z, h=h)))
     # centred cov of k equiprobable one-hots: 1/k (k-1 times), then zeros (at the log floor)
     spec = v["z_spectrum"]
     assert spec.shape == (d,)
@@ -129,14 +134,12 @@ def test_spectrum_hook_rank_k_power_law_and_isotropic():
     assert v["z_erank_fraction"] == pytest.approx(k / d)
     assert v["h_alpha"] == pytest.approx(1.3, abs=1e-9) and v["h_alpha_r2"] == pytest.approx(1.0)
     iso = torch.randn(n, d, generator=torch.Generator().manual_seed(3))
-    v = SpectrumHook(uniformity_samples=1024).on_epoch(
-        _epoch_view(Net(4)), FakeProbes(probe=_emb(iso))
-    )
+    v = SpectrumHook(uniformity_samples=1024).on_epoch(_epoch_view(), FakeProbes(probe=_emb(iso)))
     assert v["z_uniformity"] == pytest.approx(-4 + 8 / d, abs=0.05)
     assert v["z_rankme"] > 0.9 * d and v["z_erank_fraction"] > 0.9
     assert v["z_centre_ratio"] == pytest.approx(math.sqrt(1 / n), rel=0.2)
     const = SpectrumHook(uniformity_samples=64).on_epoch(
-        _epoch_view(Net(4)), FakeProbes(probe=_emb(torch.ones(n, d)))
+        _epoch_view(), FakeProbes(probe=_emb(torch.ones(n, d)))
     )
     assert const["z_rankme"] == pytest.approx(1.0, abs=0.01) and const["z_centre_ratio"] == 1.0
 
@@ -175,7 +178,7 @@ def test_predictor_alignment_is_one_for_a_function_of_f():
         hook.on_step(_step(net, out, step=step))
     probe_z = torch.randn(500, d, generator=g).double()
     probe_p = net.predictor(probe_z).detach()
-    v = hook.on_epoch(_epoch_view(net), FakeProbes(probe=_emb(probe_z, p=probe_p)))
+    v = hook.on_epoch(_epoch_view(), FakeProbes(probe=_emb(probe_z, p=probe_p)))
     assert v["pred_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert v["pred_commutator"] == pytest.approx(0.0, abs=1e-6)
     assert v["pred_asymmetry"] == pytest.approx(0.0, abs=1e-6)
@@ -194,11 +197,11 @@ def test_predictor_alignment_is_one_for_a_function_of_f():
 def test_predictor_alignment_skipped_without_predictor_parameters():
     d = 8
     net = Net(d, predictor=nn.Identity())
-    hook = PredictorAlignmentHook()
+    hook = PredictorAlignmentHook.build(HookContext(DiagnosticsConfig(), 1, 2, False, False))
     z = torch.randn(32, d)
     hook.on_step(_step(net, SiameseOutput(z, z, z, z, z, z)))
     assert hook._corr is None  # nothing accumulated either
-    assert hook.on_epoch(_epoch_view(net), FakeProbes(probe=_emb(torch.randn(100, d)))) == {}
+    assert hook.on_epoch(_epoch_view(), FakeProbes(probe=_emb(torch.randn(100, d)))) == {}
 
 
 class ListSink:
@@ -214,19 +217,19 @@ class ListSink:
 
 def test_monitor_runs_hooks_then_the_verdict():
     d = 64
-    hooks = create_hooks(DiagnosticsConfig(knn_k=5), num_classes=2, epochs=1)
+    hooks = _hooks(DiagnosticsConfig(knn_k=5))
     sink = ListSink()
     g = torch.Generator().manual_seed(6)
     z = torch.randn(512, d, generator=g)
     emb = ProbeEmbeddings(z, z, z, (torch.arange(512) % 2))
-    monitor = Monitor(hooks, [sink], lambda view: FakeProbes(bank=emb, test=emb, probe=emb))
+    monitor = Monitor(hooks, [sink], lambda: FakeProbes(bank=emb, test=emb, probe=emb))
     net = Net(d)
     for step in range(1, 6):
         zs, ps = torch.randn(32, d, generator=g), torch.randn(32, d, generator=g)
         out = SiameseOutput(zs, zs, zs, zs, ps, ps)  # p unrelated to z: cos(p, z) ~ 0
-        view = StepView(step, 0, -0.05 - 0.001 * step, 0.1, out, 32, net)
+        view = step_view(step, 0, -0.05 - 0.001 * step, 0.1, out, 32, net, {})
         monitor.on_step_end(view)
-    monitor.on_epoch_end(EpochView(1, 5, net, 1.0, 160, True))
+    monitor.on_epoch_end(EpochView(1, 5, 1.0, 160, True))
     scope, index, values = sink.rows[-1]
     assert scope == "epoch" and index == 1
     assert values["verdict"] == "not_converging" == monitor.verdict  # -cos(p, z) ~ 0
@@ -238,7 +241,7 @@ def _monitor_epoch(monitor: Monitor, sink: ListSink, steps: range, g: torch.Gene
     for step in steps:
         zs = torch.randn(32, 16, generator=g)
         loss = -0.9 + 0.01 * math.sin(step)
-        monitor.on_step_end(StepView(step, 0, loss, 0.1, SiameseOutput(*[zs] * 6), 32, net))
+        monitor.on_step_end(StepView(step, 0, loss, 0.1, SiameseOutput(*[zs] * 6), 32))
 
 
 def test_monitor_state_resumes_mid_epoch_identically():
@@ -246,28 +249,29 @@ def test_monitor_state_resumes_mid_epoch_identically():
         *[torch.randn(256, 16, generator=torch.Generator().manual_seed(7))] * 3,
         torch.arange(256) % 2,
     )
-    probes = lambda view: FakeProbes(bank=emb, test=emb, probe=emb)  # noqa: E731
+    probes = lambda: FakeProbes(bank=emb, test=emb, probe=emb)  # noqa: E731
     net = Net(16)
     cfg = DiagnosticsConfig(knn_k=5)
     full_sink, cut_sink, resumed_sink = ListSink(), ListSink(), ListSink()
-    full = Monitor(create_hooks(cfg, 2, 1), [full_sink], probes)
+    full = Monitor(_hooks(cfg), [full_sink], probes)
     _monitor_epoch(full, full_sink, range(1, 9), torch.Generator().manual_seed(8), net)
-    full.on_epoch_end(EpochView(1, 8, net, 1.0, 256, True))
+    full.on_epoch_end(EpochView(1, 8, 1.0, 256, True))
 
     g = torch.Generator().manual_seed(8)
-    cut = Monitor(create_hooks(cfg, 2, 1), [cut_sink], probes)
+    cut = Monitor(_hooks(cfg), [cut_sink], probes)
     _monitor_epoch(cut, cut_sink, range(1, 5), g, net)
-    resumed = Monitor(create_hooks(cfg, 2, 1), [resumed_sink], probes)
+    resumed = Monitor(_hooks(cfg), [resumed_sink], probes)
     resumed.load_state_dict(cut.state_dict())
     _monitor_epoch(resumed, resumed_sink, range(5, 9), g, net)
-    resumed.on_epoch_end(EpochView(1, 8, net, 1.0, 256, True))
+    resumed.on_epoch_end(EpochView(1, 8, 1.0, 256, True))
     a, b = full_sink.rows[-1][2], resumed_sink.rows[-1][2]
     for key in ("epoch_loss", "loss_jitter", "pred_cosine", "pred_commutator", "verdict"):
         assert a[key] == b[key], key
 
 
 def test_pz_cosine_is_minus_the_symmetric_cosine_loss_and_uses_momentum_targets():
-    from siamlab.objectives import ObjectiveConfig, simsiam_loss
+    from siamlab.config.objective import ObjectiveConfig
+    from siamlab.objectives import simsiam_loss
 
     g = torch.Generator().manual_seed(1)
     h, z1, z2, p1, p2, t1, t2 = (torch.randn(64, 16, generator=g) for _ in range(7))
@@ -282,3 +286,22 @@ def test_pz_cosine_is_minus_the_symmetric_cosine_loss_and_uses_momentum_targets(
     assert BatchGeometryHook().on_step(_step(Net(4), momentum))["pz_cosine_train"] == (
         pytest.approx(expected, rel=1e-6)
     )
+
+
+def test_monitor_applies_the_schedules():
+    """Step hooks every N steps; epoch hooks every N epochs plus the first and the last."""
+    d = 8
+    z = torch.randn(64, d, generator=torch.Generator().manual_seed(9))
+    emb = _emb(z)
+    sink = ListSink()
+    hooks = [GradNormHook(step_every=3), EvalStdHook(epoch_every=4)]
+    monitor = Monitor(hooks, [sink], lambda: FakeProbes(test=emb))
+    net = Net(d)
+    out = SiameseOutput(*[z] * 6)
+    for step in range(1, 10):
+        monitor.on_step_end(_step(net, out, step=step))
+    for epoch in range(1, 11):
+        monitor.on_epoch_end(EpochView(epoch, 9, 1.0, 64, epoch == 10))
+    assert [i for scope, i, v in sink.rows if scope == "step"] == [3, 6, 9]
+    assert [i for scope, i, v in sink.rows if scope == "epoch"] == [1, 4, 8, 10]
+    assert all("z_std_eval" in v for scope, _, v in sink.rows if scope == "epoch")

@@ -8,7 +8,7 @@ from torch.utils.data import Subset, TensorDataset
 
 from siamlab.diagnostics.linearise import LeastSquaresAccumulator, linearise_streamed
 from siamlab.diagnostics.predictor_alignment import linearise_predictor
-from siamlab.diagnostics.probe import ProbeCache, embed_dataset, fixed_subset
+from siamlab.diagnostics.probe import EvalFeatures, ProbeCache, embed_dataset, fixed_subset
 from siamlab.models.siamese import Embedding
 from siamlab.results.recorder import Recorder
 from siamlab.results.store import open_run, write_run
@@ -54,7 +54,7 @@ def test_probe_set_is_taken_from_the_bank_without_a_second_pass():
     data = TensorDataset(x, torch.arange(50) % 3, torch.arange(50))
     model = Embedder()
     sets = {"bank": fixed_subset(data, 40), "probe": fixed_subset(data, 20), "test": data}
-    cache = ProbeCache(model, sets, torch.device("cpu"), batch_size=16)
+    cache = ProbeCache(EvalFeatures(model, torch.device("cpu")), sets, batch_size=16)
     bank = cache.get("bank")
     assert model.seen == 40
     probe = cache.get("probe")
@@ -63,7 +63,9 @@ def test_probe_set_is_taken_from_the_bank_without_a_second_pass():
     for field in ("h", "z", "p", "labels"):
         assert torch.equal(getattr(probe, field), getattr(direct, field))
     assert bank.z.shape == (40, 4)
-    other = ProbeCache(model, {"probe": Subset(data, [1, 2])}, torch.device("cpu"), 16)
+    other = ProbeCache(
+        EvalFeatures(model, torch.device("cpu")), {"probe": Subset(data, [1, 2])}, 16
+    )
     other.get("probe")
     assert model.seen == 42  # nothing cached: embedded directly
 

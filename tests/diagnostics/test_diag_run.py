@@ -7,7 +7,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from siamlab.diagnostics.verdict import VERDICTS
-from siamlab.results.schema import VARIABLES
+from siamlab.results.schema import variables
 from siamlab.results.store import open_run
 from siamlab.run.train_run import train_run
 from tests.conftest import tiny_runs
@@ -29,7 +29,7 @@ def test_tiny_run_writes_spectra_verdict_and_grad_norms(tmp_path):
     assert ds.attrs["verdict"] == ds["verdict"].values[-1]
     assert ds.attrs["verdict_collapsed_std"] == pytest.approx(0.3)
     for name in ds.data_vars:
-        assert ds[name].attrs["long_name"] == VARIABLES[name].long_name
+        assert ds[name].attrs["long_name"] == variables()[name].long_name
     for dim in ds.dims:
         assert "long_name" in ds[dim].attrs and "units" in ds[dim].attrs
     assert 1 <= float(ds["z_rankme"].sel(epoch=2)) <= d

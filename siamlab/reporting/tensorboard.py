@@ -1,42 +1,15 @@
-"""Sinks consume diagnostic values: the results recorder, TensorBoard, the progress bar."""
+"""The TensorBoard sink: scalars, per-module curves, histograms and spectrum figures."""
 
-import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
+from siamlab.diagnostics.hooks import Value
 from siamlab.diagnostics.verdict import VERDICTS
-from siamlab.results.recorder import Recorder
-from siamlab.results.schema import DIMS, VARIABLES
-
-
-class Sink(Protocol):
-    """Receives the values of one step or one epoch."""
-
-    def write(self, scope: str, index: int, values: dict[str, Any]) -> None:
-        """``scope`` is "step" or "epoch"; ``index`` the 1-based step or epoch."""
-        ...
-
-    def close(self) -> None:
-        """Flush and release resources."""
-        ...
-
-
-class RecorderSink:
-    """Hands values to the run's :class:`Recorder` (the xarray results)."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-
-    def write(self, scope: str, index: int, values: dict[str, Any]) -> None:
-        self.recorder.add(index, values)
-
-    def close(self) -> None:
-        pass
+from siamlab.results.schema import DIMS, variables
 
 
 class TensorBoardSink:
@@ -51,7 +24,8 @@ class TensorBoardSink:
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
-    def write(self, scope: str, index: int, values: dict[str, Any]) -> None:
+    def write(self, scope: str, index: int, values: Mapping[str, Value]) -> None:
+        """Log ``values`` at ``index``; flush at an epoch's end."""
         curves: dict[str, np.ndarray] = {}
         for name, value in values.items():
             if isinstance(value, str):
@@ -60,7 +34,8 @@ class TensorBoardSink:
                     self.writer.add_scalar(f"{scope}/verdict_code", VERDICTS.index(value), index)
                 continue
             arr = np.asarray(value)
-            dims = VARIABLES[name].dims if name in VARIABLES else ()
+            known = variables()
+            dims = known[name].dims if name in known else ()
             if arr.ndim == 0:
                 self.writer.add_scalar(f"{scope}/{name}", float(arr), index)
             elif dims[1:] == ("module",):
@@ -79,6 +54,7 @@ class TensorBoardSink:
             self.writer.flush()
 
     def close(self) -> None:
+        """Close the event file."""
         self.writer.close()
 
 
@@ -108,37 +84,3 @@ def curve_figure(curves: dict[str, np.ndarray], kind: str) -> Figure:
             ax.set(xlabel="component (F eigenvector / W_p eigenvalue)", title=name)
     fig.tight_layout()
     return fig
-
-
-class ProgressSink:
-    """A progress bar over all steps: loss, z-std x sqrt(d), lr, img/s, kNN, verdict."""
-
-    def __init__(self, total: int, initial: int, dim: int, desc: str) -> None:
-        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
-        self.sqrt_d = math.sqrt(dim)
-        self.fields: dict[str, str] = {}
-
-    def write(self, scope: str, index: int, values: dict[str, Any]) -> None:
-        if "loss" in values:
-            self.fields["loss"] = f"{values['loss']:.3f}"
-        if "z_std_train" in values:
-            self.fields["std*sqrt(d)"] = f"{values['z_std_train'] * self.sqrt_d:.2f}"
-        if "lr" in values:
-            self.fields["lr"] = f"{values['lr']:.3g}"
-        if "z_std_eval" in values:
-            self.fields["eval std*sqrt(d)"] = f"{values['z_std_eval'] * self.sqrt_d:.2f}"
-        if "knn_top1" in values:
-            self.fields["knn"] = f"{values['knn_top1']:.3f}"
-        if "verdict" in values:
-            self.fields["verdict"] = values["verdict"]
-        if "images_per_second" in values:
-            self.fields["img/s"] = f"{values['images_per_second']:.0f}"
-        if scope == "step":
-            self.bar.update(1)
-            if index % 10 == 0:
-                self.bar.set_postfix(self.fields, refresh=False)
-        else:
-            self.bar.set_postfix(self.fields)
-
-    def close(self) -> None:
-        self.bar.close()

@@ -1,0 +1,1 @@
+"""Where diagnostic values go (sinks) and how a run's monitor is assembled."""

@@ -1,0 +1,89 @@
+"""Assembles a run's diagnostics: hooks by name, probe sets, sinks, the monitor.
+
+Used by :func:`siamlab.run.assemble.build_run` and the bench (:mod:`siamlab.bench.runner`). The
+hooks reach the model only through :class:`~siamlab.diagnostics.probe.EvalFeatures`.
+"""
+
+from pathlib import Path
+
+from siamlab.config.study import RunSpec
+from siamlab.data.build import DataBundle
+from siamlab.diagnostics.build import default_hooks
+from siamlab.diagnostics.hooks import HookContext
+from siamlab.diagnostics.monitor import Monitor, Sink
+from siamlab.diagnostics.probe import EvalFeatures, ProbeCache, fixed_subset
+from siamlab.models.siamese import SiameseOutput
+from siamlab.reporting.progress import ProgressSink
+from siamlab.reporting.recorder_sink import RecorderSink
+from siamlab.reporting.tensorboard import TensorBoardSink
+from siamlab.results.recorder import Recorder
+from siamlab.train.distributed import DistInfo, all_gather_cat
+from siamlab.train.views import StepView
+
+PROBE_BATCH = 256  # batch of the eval-mode passes over the probe sets
+
+
+def global_batch(view: StepView) -> StepView:
+    """``view`` with every process's h/z/p (and targets) gathered (torchrun only)."""
+    gathered = [None if t is None else all_gather_cat(t.cpu()) for t in view.output]
+    output = SiameseOutput(*gathered)  # type: ignore[arg-type]
+    return StepView(
+        view.step,
+        view.epoch,
+        view.loss,
+        view.lr,
+        output,
+        view.batch_size,
+        view.gradients,  # all-reduced by DDP: already the global batch's
+        view.target_stats,
+    )
+
+
+def build_monitor(
+    spec: RunSpec,
+    features: EvalFeatures,
+    data: DataBundle,
+    dist: DistInfo,
+    run_dir: Path,
+    recorder: Recorder,
+    steps: tuple[int, int],
+    progress: bool,
+    has_targets: bool,
+) -> Monitor:
+    """The monitor of a run: the configured hooks; sinks on rank 0 only.
+
+    Args:
+        spec: the run (its config's ``diagnostics``, ``output``, ``model.dim``).
+        features: the model's eval-mode features.
+        data: the run's datasets (probe sets, number of classes).
+        dist: this process's place in the job (torchrun gathers the global batch).
+        run_dir: the run's folder (TensorBoard under ``tb/``).
+        recorder: where results go.
+        steps: (total planned steps, step the run starts or resumes from).
+        progress: show a progress bar.
+        has_targets: the run trains towards eta targets (enables ``eta_stats``).
+    """
+    cfg, diag = spec.config, spec.config.diagnostics
+    total, start_step = steps
+    probe_sets = {
+        "bank": fixed_subset(data.train_eval, diag.bank_size),
+        "test": data.test_eval,
+        "probe": fixed_subset(data.train_eval, diag.probe_size),
+    }
+    sinks: list[Sink] = []
+    if dist.is_main:
+        sinks.append(RecorderSink(recorder))
+        if cfg.output.tensorboard:
+            sinks.append(TensorBoardSink(run_dir / "tb", purge_step=start_step + 1))
+        if progress:
+            desc = f"{spec.variant}/seed{spec.seed}"
+            sinks.append(ProgressSink(total, start_step, cfg.model.dim, desc))
+    ctx = HookContext(
+        diag, cfg.train.epochs, data.num_classes, has_targets, features.predictor_has_parameters()
+    )
+    return Monitor(
+        default_hooks(ctx),
+        sinks,
+        lambda: ProbeCache(features, probe_sets, PROBE_BATCH),
+        global_batch if dist.world_size > 1 else None,
+    )

@@ -1,0 +1,119 @@
+"""Read-only views of training handed to observers (diagnostics, checkpointing).
+
+A view holds numbers and detached tensors only, never the live ``nn.Module``: an observer
+cannot change the parameters, buffers or gradients it reports on. The per-step gradients
+are detached aliases of each part's ``.grad`` (no copy; read them, do not write them).
+Eval-mode features for epoch-level observers come from
+:class:`~siamlab.diagnostics.probe.EvalFeatures`, built once by the run assembly.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from siamlab.models.siamese import SiameseOutput
+
+MODULES: tuple[str, ...] = ("backbone", "projector", "predictor")  # parts of a SiameseNet
+
+Gradients = Mapping[str, tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What observers see after an SGD step (all tensors detached).
+
+    Attributes:
+        step: 1-based global step just completed.
+        epoch: 0-based epoch in progress.
+        loss: the global batch's loss.
+        lr: the learning rate used.
+        output: the step's h/z/p (and targets), detached.
+        batch_size: this process's batch.
+        gradients: top-level part (``backbone``, ``projector``, ``predictor``) -> the
+            detached ``.grad`` of its parameters after the optimiser step; an empty tuple
+            for a part without parameters or without gradient (frozen).
+        target_stats: statistics of the eta provider (paper Sec. 5), if any.
+    """
+
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    output: SiameseOutput
+    batch_size: int
+    gradients: Gradients = field(default_factory=lambda: MappingProxyType({}))
+    target_stats: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochView:
+    """What observers see after an epoch; eval-mode features come from elsewhere.
+
+    Attributes:
+        epoch: 1-based number of completed epochs.
+        step: global steps completed.
+        seconds: wall time of the epoch's training steps.
+        images: training images this process saw in the epoch.
+        is_last: whether this is the run's last epoch.
+    """
+
+    epoch: int
+    step: int
+    seconds: float
+    images: int
+    is_last: bool
+
+
+def module_gradients(model: nn.Module, names: Sequence[str] = MODULES) -> Gradients:
+    """Detached gradients of ``model``'s named parts (see :attr:`StepView.gradients`).
+
+    Args:
+        model: a network with attributes such as ``backbone``, ``projector``, ``predictor``.
+        names: the parts, in order; a missing one maps to an empty tuple.
+    """
+    out: dict[str, tuple[torch.Tensor, ...]] = {}
+    for name in names:
+        part = getattr(model, name, None)
+        params = part.parameters() if isinstance(part, nn.Module) else iter(())
+        out[name] = tuple(p.grad.detach() for p in params if p.grad is not None)
+    return MappingProxyType(out)
+
+
+def step_view(
+    step: int,
+    epoch: int,
+    loss: float,
+    lr: float,
+    output: SiameseOutput,
+    batch_size: int,
+    model: nn.Module,
+    target_stats: Mapping[str, float],
+) -> StepView:
+    """The :class:`StepView` of a step, read from ``model`` after its optimiser step.
+
+    Args:
+        step: 1-based global step just completed.
+        epoch: 0-based epoch in progress.
+        loss: the global batch's loss.
+        lr: the learning rate used.
+        output: the step's outputs (detached by the trainer; detached again here).
+        batch_size: this process's batch.
+        model: the trained network, whose ``.grad`` hold this step's gradients.
+        target_stats: the eta provider's statistics.
+    """
+    h1, h2, z1, z2, p1, p2 = (t.detach() for t in output[:6])
+    t1, t2 = (None if t is None else t.detach() for t in (output.t1, output.t2))
+    detached = SiameseOutput(h1, h2, z1, z2, p1, p2, t1, t2)
+    return StepView(
+        step,
+        epoch,
+        loss,
+        lr,
+        detached,
+        batch_size,
+        module_gradients(model),
+        MappingProxyType(dict(target_stats)),
+    )
