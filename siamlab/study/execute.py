@@ -59,7 +59,7 @@ def _claim(spec: RunSpec, main: bool, log: Callable[[str], None]) -> Iterator[st
                 why = str(exc)
             else:
                 if lock.stale is not None:
-                    log(f"{spec.directory()}: lock of a dead holder ({lock.stale.describe()})")
+                    log(f"{spec.directory()}: took over the stale lock of {lock.stale.describe()}")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from siamlab.train.device import join_job
             from siamlab.train.distributed import any_rank
