@@ -94,7 +94,7 @@ def effective_rank(singular_values: Tensor) -> float:
 
 
 def _entropy_rank(singular_values: Tensor, eps: float | None) -> float:
-    """exp of the entropy of the normalised spectrum, smoothed by ``eps`` (RankMe) or not."""
+    """Exp of the entropy of the normalised spectrum, smoothed by ``eps`` (RankMe) or not."""
     s = _spectrum_1d(singular_values, "singular_values")  # (K,)
     total = s.sum()
     if total <= 0:
