@@ -119,6 +119,7 @@ def expand_study(
     profile: str | None = None,
     sets: list[str] | None = None,
     only: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> list[RunSpec]:
     """Resolve every variant x seed into a validated RunSpec.
 
@@ -130,6 +131,7 @@ def expand_study(
         profile: overrides the study's profile.
         sets: ``--set`` expressions, applied last.
         only: restrict to these variants.
+        seeds: replace the study's seeds (``--seeds``).
 
     Raises:
         ConfigError: an unknown variant in ``only`` or an invalid resolved config.
@@ -152,7 +154,8 @@ def expand_study(
         config = validate_config(raw, where=f"config of variant {name!r}")
         paper = _paper_yaml(study.paper.get(name))
         runs += [
-            RunSpec(study.name, name, seed, profile_name, config, paper) for seed in study.seeds
+            RunSpec(study.name, name, seed, profile_name, config, paper)
+            for seed in seeds or study.seeds
         ]
     return runs
 
