@@ -3,7 +3,7 @@
     python analysis/tables.py [RESULTS_ROOT] [--format markdown|latex|csv]
 
 The paper's numbers are the study files' ``paper:`` annotations (from
-shared/paper/NOTES.md). Ours are each run's final kNN top-1 (a monitor, not the
+docs/paper-recipes.md, Reported numbers). Ours are each run's final kNN top-1 (a monitor, not the
 paper's linear probe: compare trends, not values), std of z/|z| x sqrt(d) (1 when
 uniformly spread, 0 when collapsed) and the collapse verdict, mean over seeds.
 """

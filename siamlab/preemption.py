@@ -13,6 +13,10 @@ from types import FrameType
 from typing import Any
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: re-run the same command to resume
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Slurm warns a job before its time limit or a preemption with a user signal
+# (submitit asks for USR2; clusters configure USR1 too): a stop request as well.
+SLURM_STOP_SIGNALS = (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopFlag:
@@ -26,8 +30,10 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
-    """Install the handlers for the block (main thread only; elsewhere a no-op)."""
+def stop_on_signals(
+    flag: StopFlag, signals: tuple[int, ...] = STOP_SIGNALS
+) -> Iterator[StopFlag]:
+    """Install the handlers for ``signals`` for the block (main thread only; else a no-op)."""
     previous: dict[int, Any] = {}
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -35,7 +41,7 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
         signal.signal(signum, previous[signum])  # a second signal acts as usual
 
     try:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in signals:
             previous[sig] = signal.signal(sig, handle)
     except ValueError:  # not the main thread
         previous.clear()

@@ -1,10 +1,18 @@
-"""Shared fixtures: a tiny but real run configuration on the bundled digits."""
+"""Shared test builders: a tiny real run on the bundled digits, a toy results study, threads."""
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import xarray as xr
+import yaml
 
 from siamlab.config.study import RunSpec, StudyFile, expand_study
+from siamlab.results.recorder import Recorder
+from siamlab.results.store import open_study, write_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -37,3 +45,124 @@ def tiny_runs(
 def tiny(tmp_path: Path) -> RunSpec:
     """One tiny run on digits (2 epochs of 4 steps)."""
     return tiny_runs(tmp_path)[0]
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module's tests (steady on a shared 2-core machine), restored after.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def negative_cosine_grad(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Closed-form gradient w.r.t. ``a`` of the batch mean of ``-cos(a_i, b_i)``, shape (B, D).
+
+    d/da (-a.b / (|a| |b|)) = -(b_hat - (a_hat . b_hat) a_hat) / |a|, divided by B for the mean.
+    """
+    a, b = a.detach().double(), b.detach().double()
+    norm = a.norm(dim=1, keepdim=True)  # (B, 1)
+    a_hat, b_hat = a / norm, b / b.norm(dim=1, keepdim=True)  # (B, D)
+    cos = (a_hat * b_hat).sum(1, keepdim=True)  # (B, 1)
+    return -(b_hat - cos * a_hat) / norm / a.shape[0]
+
+
+# A toy study of two variants x three seeds, written as siamlab writes results (compare, plots).
+TOY_D, TOY_STEPS_PER_EPOCH, TOY_EPOCHS = 8, 4, 5
+TOY_CONFIG = {"model": {"dim": TOY_D}, "optim": {"base_lr": 0.1}, "train": {"epochs": TOY_EPOCHS}}
+
+
+def toy_knn(variant: str, seed: int, epoch: int) -> float:
+    """kNN top-1 of the toy run (variant, seed) at ``epoch``: good rises 5x faster."""
+    return (0.1 if variant == "good" else 0.02) * epoch + 0.01 * seed
+
+
+def toy_epoch_loss(variant: str, seed: int, epoch: int) -> float:
+    """Epoch loss of the toy run: good dips to its best at epoch 3 and ends 0.1 above it."""
+    base = -0.9 + 0.05 * abs(epoch - 3) if variant == "good" else -1 + 0.1 / epoch
+    return base - 0.01 * seed
+
+
+def toy_verdict(variant: str, seed: int, epoch: int) -> str:
+    """Verdict of the toy run: bad collapses; good is healthy but seed 2 ends unstable."""
+    if variant == "good":
+        return "healthy" if seed < 2 or epoch < TOY_EPOCHS else "unstable"
+    return "collapsed"
+
+
+def make_run(
+    root: Path, variant: str, seed: int, epochs: int = TOY_EPOCHS, config: dict | None = None
+) -> None:
+    """Write the toy run ``root/toy/variant/seed{seed}`` (running if ``epochs < TOY_EPOCHS``)."""
+    rec = Recorder()
+    scale = 1.0 if variant == "good" else 0.1
+    for step in range(1, epochs * TOY_STEPS_PER_EPOCH + 1):
+        rec.add(step, {"loss": -step / 40 - 0.01 * seed, "lr": 0.1, "z_std_train": 0.3})
+    for e in range(1, epochs + 1):
+        rec.add(
+            e,
+            {
+                "epoch_loss": toy_epoch_loss(variant, seed, e),
+                "z_std_eval": scale / math.sqrt(TOY_D) + 0.001 * seed,
+                "z_channel_std_eval": scale * np.linspace(0.5, 1.5, TOY_D) / math.sqrt(TOY_D),
+                "knn_top1": toy_knn(variant, seed, e),
+                "images_per_second": 100.0,
+            },
+        )
+    status = "finished" if epochs == TOY_EPOCHS else "running"
+    cfg = yaml.safe_dump(config or TOY_CONFIG)
+    attrs = {
+        "study": "toy",
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "config": cfg,
+        "dim": TOY_D,
+        "std_reference": 1 / math.sqrt(TOY_D),
+    }
+    ds = rec.to_dataset(attrs)
+    epochs_ix = ds["epoch"].values
+    ds["verdict"] = xr.DataArray(
+        np.array([toy_verdict(variant, seed, int(e)) for e in epochs_ix], dtype=object),
+        dims="epoch",
+        attrs={"long_name": "collapse verdict", "units": "1"},
+    )
+    k = np.arange(TOY_D)
+    spectra = np.stack([scale ** (1 + k / 2) / (1 + k) for _ in epochs_ix])
+    ds["z_spectrum"] = xr.DataArray(
+        spectra,
+        dims=("epoch", "component"),
+        attrs={"long_name": "eigenvalues of cov(z)", "units": "1"},
+    )
+    ds["eta_drift"] = xr.DataArray(
+        0.5 / epochs_ix, dims="epoch", attrs={"long_name": "eta drift", "units": "1"}
+    )
+    if status == "finished":  # as siamlab eval linear records it: one number per run
+        ds["eval_linear_top1"] = xr.DataArray(0.6 + 0.01 * seed, attrs={"units": "1"})
+    write_run(root / "toy" / variant / f"seed{seed}", ds)
+
+
+def build_study(root: Path) -> Path:
+    """good: 3 finished seeds; bad: 2 finished seeds + seed 2 running at epoch 2."""
+    for seed in range(3):
+        make_run(root, "good", seed)
+    make_run(root, "bad", 0)
+    make_run(root, "bad", 1)
+    make_run(root, "bad", 2, epochs=2)
+    return root / "toy"
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy study's directory (:func:`build_study`), once per test module."""
+    return build_study(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def study(study_dir: Path) -> xr.Dataset:
+    """The toy study as ``open_study`` reads it."""
+    return open_study(study_dir)

@@ -1,110 +1,21 @@
 """compare: numbers over seeds, verdict majority, formats and error messages."""
 
-import math
-from pathlib import Path
-
 import numpy as np
 import pytest
-import xarray as xr
 import yaml
 from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.errors import ResultsError
 from siamlab.results.compare import compare, load_studies, majority, reduce_runs
-from siamlab.results.recorder import Recorder
 from siamlab.results.runinfo import config_conflicts, run_notes
-from siamlab.results.store import open_study, write_run
-
-D, STEPS_PER_EPOCH, EPOCHS = 8, 4, 5
-CONFIG = {"model": {"dim": D}, "optim": {"base_lr": 0.1}, "train": {"epochs": EPOCHS}}
-
-
-def knn(variant: str, seed: int, epoch: int) -> float:
-    return (0.1 if variant == "good" else 0.02) * epoch + 0.01 * seed
-
-
-def epoch_loss(variant: str, seed: int, epoch: int) -> float:
-    # good: dips to its best at epoch 3 and ends 0.1 above it
-    base = -0.9 + 0.05 * abs(epoch - 3) if variant == "good" else -1 + 0.1 / epoch
-    return base - 0.01 * seed
-
-
-def verdict(variant: str, seed: int, epoch: int) -> str:
-    if variant == "good":
-        return "healthy" if seed < 2 or epoch < EPOCHS else "unstable"
-    return "collapsed"
-
-
-def make_run(
-    root: Path, variant: str, seed: int, epochs: int = EPOCHS, config: dict | None = None
-) -> None:
-    rec = Recorder()
-    scale = 1.0 if variant == "good" else 0.1
-    for step in range(1, epochs * STEPS_PER_EPOCH + 1):
-        rec.add(step, {"loss": -step / 40 - 0.01 * seed, "lr": 0.1, "z_std_train": 0.3})
-    for e in range(1, epochs + 1):
-        rec.add(
-            e,
-            {
-                "epoch_loss": epoch_loss(variant, seed, e),
-                "z_std_eval": scale / math.sqrt(D) + 0.001 * seed,
-                "z_channel_std_eval": scale * np.linspace(0.5, 1.5, D) / math.sqrt(D),
-                "knn_top1": knn(variant, seed, e),
-                "images_per_second": 100.0,
-            },
-        )
-    status = "finished" if epochs == EPOCHS else "running"
-    cfg = yaml.safe_dump(config or CONFIG)
-    attrs = {
-        "study": "toy",
-        "variant": variant,
-        "seed": seed,
-        "status": status,
-        "config": cfg,
-        "dim": D,
-        "std_reference": 1 / math.sqrt(D),
-    }
-    ds = rec.to_dataset(attrs)
-    epochs_ix = ds["epoch"].values
-    ds["verdict"] = xr.DataArray(
-        np.array([verdict(variant, seed, int(e)) for e in epochs_ix], dtype=object),
-        dims="epoch",
-        attrs={"long_name": "collapse verdict", "units": "1"},
-    )
-    k = np.arange(D)
-    spectra = np.stack([scale ** (1 + k / 2) / (1 + k) for _ in epochs_ix])
-    ds["z_spectrum"] = xr.DataArray(
-        spectra,
-        dims=("epoch", "component"),
-        attrs={"long_name": "eigenvalues of cov(z)", "units": "1"},
-    )
-    ds["eta_drift"] = xr.DataArray(
-        0.5 / epochs_ix, dims="epoch", attrs={"long_name": "eta drift", "units": "1"}
-    )
-    if status == "finished":  # as siamlab eval linear records it: one number per run
-        ds["eval_linear_top1"] = xr.DataArray(0.6 + 0.01 * seed, attrs={"units": "1"})
-    write_run(root / "toy" / variant / f"seed{seed}", ds)
-
-
-def build_study(root: Path) -> Path:
-    """good: 3 finished seeds; bad: 2 finished seeds + seed 2 running at epoch 2."""
-    for seed in range(3):
-        make_run(root, "good", seed)
-    make_run(root, "bad", 0)
-    make_run(root, "bad", 1)
-    make_run(root, "bad", 2, epochs=2)
-    return root / "toy"
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_study(tmp_path_factory.mktemp("results"))
-
-
-@pytest.fixture(scope="module")
-def study(study_dir: Path) -> xr.Dataset:
-    return open_study(study_dir)
+from siamlab.results.store import open_study
+from tests.conftest import TOY_CONFIG as CONFIG
+from tests.conftest import TOY_D as D
+from tests.conftest import TOY_EPOCHS as EPOCHS
+from tests.conftest import make_run
+from tests.conftest import toy_epoch_loss as epoch_loss
+from tests.conftest import toy_knn as knn
 
 
 def test_final_and_best_reduce_each_run(study):

@@ -10,10 +10,11 @@ from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.models.target import MomentumTarget, momentum_at
-from siamlab.objectives import cross_entropy_similarity, simsiam_loss
+from siamlab.objectives import cross_entropy_similarity, negative_cosine, simsiam_loss
 from siamlab.train.config import OptimConfig
 from siamlab.train.lars import LARS
 from siamlab.train.optim import create_optimizer, lr_factor, set_lr
+from tests.conftest import negative_cosine_grad
 
 
 def _model(**model) -> nn.Module:
@@ -155,7 +156,10 @@ def test_asymmetric_uses_one_direction():
     loss = simsiam_loss(out, ObjectiveConfig(symmetry="asymmetric"))
     loss.backward()
     h1, h2, z1, z2, p1, p2 = t
-    assert p1.grad is not None and p2.grad is None and z1.grad is None
+    assert loss.item() == pytest.approx(negative_cosine(p1, z2).item())  # D(p1, sg(z2)) only
+    assert p2.grad is None and z1.grad is None and z2.grad is None
+    assert p1.grad is not None
+    torch.testing.assert_close(p1.grad.double(), negative_cosine_grad(p1, z2))
 
 
 def test_ema_update_matches_its_formula():

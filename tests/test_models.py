@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from siamlab.models.backbones import BACKBONES
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import create_model
 
@@ -27,6 +29,24 @@ def test_cifar_stem_keeps_resolution():
     model = create_model(ModelConfig(backbone="resnet18", cifar_stem=True))
     assert model.backbone.body.conv1.kernel_size == (3, 3)
     assert isinstance(model.backbone.body.maxpool, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_forward(name):
+    extra = {"width": 4} if name == "convnet_small" else {}
+    cfg = ModelConfig(backbone=name, dim=32, projector={"layers": 2, "hidden_dim": 32}, **extra)
+    model = create_model(cfg)
+    x = torch.randn(4, 3, 32, 32)
+    out = model(x, x)
+    assert out.h1.shape == (4, model.backbone.feature_dim)
+    assert out.z1.shape == out.p2.shape == (4, 32)
+    # one shared encoder: the same view gives the same h, z, p on both branches
+    for a, b in ((out.h1, out.h2), (out.z1, out.z2), (out.p1, out.p2)):
+        torch.testing.assert_close(a, b)
+    model.eval()  # the chain h -> z = projector(h) -> p = predictor(z), as Fig. 1
+    out = model(x, torch.randn(4, 3, 32, 32))
+    torch.testing.assert_close(out.z1, model.projector(out.h1))
+    torch.testing.assert_close(out.p2, model.predictor(out.z2))
 
 
 def test_projector_output_is_batch_standardised_in_train_mode():

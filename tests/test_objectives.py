@@ -7,6 +7,7 @@ from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.objectives import negative_cosine, simsiam_loss, stop_gradient
+from tests.conftest import negative_cosine_grad
 
 
 def test_negative_cosine_closed_form():
@@ -29,32 +30,33 @@ def test_symmetric_loss_closed_form():
         )
 
 
-def _grads_through_target(stop_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Gradient of D(p1, sg(z2)) w.r.t. z2 (target branch) and p1 (online branch)."""
+def _grads_through_target(
+    stop_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """z2, p1 and the gradients of L = 1/2 D(p1, sg(z2)) + 1/2 D(p1', p1') w.r.t. them.
+
+    The second term holds only detached copies, so every gradient comes from the first.
+    """
     z2 = torch.randn(4, 8, requires_grad=True)
     p1 = torch.randn(4, 8, requires_grad=True)
     out = SiameseOutput(z2, z2, p1.detach(), z2, p1, p1.detach())
     loss = simsiam_loss(out, ObjectiveConfig(stop_grad=stop_grad))
     loss.backward()
-    return z2.grad, p1.grad
+    return z2, p1, z2.grad, p1.grad
 
 
 def test_stop_grad_blocks_the_target_branch():
-    z_grad, p_grad = _grads_through_target(stop_grad=True)
+    z2, p1, z_grad, p_grad = _grads_through_target(stop_grad=True)
     assert z_grad is None  # no gradient reaches z2 as a target
-    assert p_grad is not None and p_grad.abs().sum() > 0
+    assert p_grad is not None  # the prediction gets 1/2 dD(p1, z2)/dp1, in closed form
+    torch.testing.assert_close(p_grad.double(), 0.5 * negative_cosine_grad(p1, z2))
 
 
 def test_without_stop_grad_the_target_branch_gets_gradient():
-    torch.manual_seed(0)
-    z_grad, _ = _grads_through_target(stop_grad=False)
-    assert z_grad is not None and z_grad.abs().sum() > 0
-    # it is exactly the gradient of the target term 1/2 D(p1, z2) w.r.t. z2
-    torch.manual_seed(0)
-    z2 = torch.randn(4, 8, requires_grad=True)
-    p1 = torch.randn(4, 8)
-    (0.5 * negative_cosine(p1, z2)).backward()
-    torch.testing.assert_close(z_grad, z2.grad)
+    z2, p1, z_grad, p_grad = _grads_through_target(stop_grad=False)
+    assert z_grad is not None and p_grad is not None  # D is symmetric in its two arguments
+    torch.testing.assert_close(z_grad.double(), 0.5 * negative_cosine_grad(z2, p1))
+    torch.testing.assert_close(p_grad.double(), 0.5 * negative_cosine_grad(p1, z2))
 
 
 @pytest.mark.parametrize("stop_grad", [True, False])

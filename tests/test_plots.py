@@ -1,34 +1,23 @@
 """Every plot kind: a non-empty image file and the expected matplotlib axes."""
 
 import math
-from pathlib import Path
 
 import matplotlib
 import pytest
-import xarray as xr
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from test_compare import EPOCHS, D, build_study
 from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.errors import ResultsError
 from siamlab.plots import KINDS, plot, save_figure
-from siamlab.results.store import open_run, open_study
+from siamlab.results.store import open_run
+from tests.conftest import TOY_D as D
+from tests.conftest import TOY_EPOCHS as EPOCHS
 
 matplotlib.use("Agg")
 REF = 1 / math.sqrt(D)
 LABELS = ["bad (running)", "good"]
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_study(tmp_path_factory.mktemp("results"))
-
-
-@pytest.fixture(scope="module")
-def study(study_dir: Path) -> xr.Dataset:
-    return open_study(study_dir)
 
 
 def legend_texts(fig: Figure) -> list[str]:

@@ -18,7 +18,7 @@ import yaml
 from siamlab.atomic import atomic_write
 from siamlab.errors import ResultsError
 from siamlab.preemption import EXIT_PREEMPTED
-from siamlab.results.lock import study_lock
+from siamlab.results.runlock import RunLockedError, run_lock
 from siamlab.results.store import open_run, write_run
 from siamlab.run.train_run import train_run
 from siamlab.study.execute import run_study
@@ -135,14 +135,15 @@ def test_divergence_marks_the_run_and_the_study_goes_on(tmp_path):
     assert np.isfinite(ds["loss"]).all()  # only the good steps are recorded
 
 
-def test_a_second_run_on_the_same_study_is_refused_with_the_holder(tmp_path):
+def test_a_second_claim_on_the_same_run_is_refused_with_the_holder(tmp_path):
+    run = tmp_path / "study" / "v" / "seed0"
     with (
-        study_lock(tmp_path / "study"),
-        pytest.raises(ResultsError, match=rf"in use by another siamlab run \(pid {os.getpid()}"),
-        study_lock(tmp_path / "study"),
+        run_lock(run),
+        pytest.raises(RunLockedError, match=rf"another siamlab process \(pid {os.getpid()} on"),
+        run_lock(run),
     ):
         pass
-    with study_lock(tmp_path / "study"):  # released: free again
+    with run_lock(run), run_lock(tmp_path / "study" / "v" / "seed1"):  # released; other runs free
         pass
 
 

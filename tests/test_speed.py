@@ -18,13 +18,7 @@ from tests.conftest import tiny_runs
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: fast and steady on a shared 2-core machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _trainer(tmp_path: Path, train: TrainConfig, backbone: str = "convnet_small") -> SimSiamStep:
@@ -94,8 +88,22 @@ def test_to_float_keeps_the_named_tuple_and_nones():
     assert out.z1.dtype == torch.float32
 
 
-def test_bf16_detection_is_a_bool():
-    assert isinstance(bf16_supported(CPU), bool)
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_detection_follows_the_device_query(monkeypatch, native):
+    # CUDA asks torch.cuda, a CPU asks oneDNN; the bench skips the bf16 peak when False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: not native)
+    assert bf16_supported(torch.device("cuda")) is native
+    assert bf16_supported(CPU) is (not native)
+    monkeypatch.setattr(torch.backends, "mkldnn", None)  # a build without oneDNN: no bf16
+    assert bf16_supported(CPU) is False
+
+
+def test_bf16_detected_on_a_cpu_with_native_bf16():
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if not {"avx512_bf16", "amx_bf16"} & set(flags):
+        pytest.skip("this CPU has no native bf16 instructions")
+    assert bf16_supported(CPU) is True
 
 
 @pytest.mark.skipif(not compile_available(), reason="torch.compile needs g++ on PATH")
@@ -105,7 +113,9 @@ def test_compile_option_constructs(tmp_path):
     assert type(trainer.forward).__name__ == "OptimizedModule"
     # the compiled wrapper shares the weights: a checkpoint of the model is the same
     assert trainer.forward._orig_mod is trainer.model  # type: ignore[union-attr]
-    copy.deepcopy(trainer.model.state_dict())
+    state = copy.deepcopy(trainer.model.state_dict())  # checkpoints carry the plain keys
+    assert not any(k.startswith("_orig_mod") for k in state)
+    assert state.keys() == _trainer(tmp_path, TrainConfig()).model.state_dict().keys()
     # compiling itself takes minutes on 2 CPU cores: the first step is not run here
 
 

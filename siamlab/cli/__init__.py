@@ -5,6 +5,7 @@ from siamlab.cli import (
     compare,  # noqa: F401  (registers compare)
     plot,  # noqa: F401  (registers plot)
     run,  # noqa: F401  (registers run, validate)
+    status,  # noqa: F401  (registers status)
 )
 from siamlab.cli import eval as _eval  # noqa: F401  (registers eval linear, eval knn)
 from siamlab.cli.app import app

@@ -2,6 +2,7 @@
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from siamlab.errors import SiamlabError
 
@@ -16,5 +17,5 @@ err = Console(stderr=True)
 
 def fail(exc: SiamlabError) -> typer.Exit:
     """Print a user-fixable error without a traceback; the caller raises the returned Exit (2)."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # keeps [slurm]
     return typer.Exit(2)

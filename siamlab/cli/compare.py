@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
+from siamlab.cli.tables import fitted_table
 from siamlab.errors import SiamlabError
 
 if TYPE_CHECKING:  # xarray: loaded when the command runs
@@ -28,9 +29,15 @@ def print_notes(notes: list[str]) -> None:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
+NARROW = {"std z/‖z‖·√d": "std·√d", "kNN top-1 (%)": "kNN %", "seeds": "n"}  # under 100 cols
+
+
 def _rich(table: "CompareTable", width: int) -> tuple[Table, list[str]]:
-    """The rich table; in a terminal narrower than 120 the paper's notes go below it."""
-    out = Table(title=f"{table.reduce} value per run, mean ± std over seeds", title_style="bold")
+    """The rich table; in a terminal narrower than 120 the paper's notes go below it.
+
+    Names, statuses, verdicts and numbers are never cut inside a word
+    (:func:`~siamlab.cli.tables.fitted_table`); narrow terminals get shorter headers.
+    """
     columns, rows = table.columns(), table.text_rows()
     below = []
     if "paper" in columns and width < 120:
@@ -38,17 +45,26 @@ def _rich(table: "CompareTable", width: int) -> tuple[Table, list[str]]:
         below = [f"{r[columns.index('variant')]}: {r[i]}" for r in rows if r[i]]
         columns, rows = columns[:i], [r[:i] for r in rows]
     numeric = set(columns[columns.index("status") + 1 :]) - {"verdict", "paper"} | {"seeds"}
-    for col in columns:  # cells wrap at spaces (after ±) in a narrow terminal
-        out.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
     status = columns.index("status")
     verdict = columns.index("verdict") if table.has_verdict else None
+    markup = []
     for row in rows:
         cells = [escape(c) for c in row]
         if verdict is not None and (style := VERDICT_STYLE.get(row[verdict].split(" ")[0])):
             cells[verdict] = f"[{style}]{cells[verdict]}[/]"
         if row[status] != "finished":
             cells[status] = f"[yellow]{cells[status]}[/]"
-        out.add_row(*cells)
+        markup.append(cells)
+    headers = [NARROW.get(c, c) if width < 100 else c for c in columns]
+    out = fitted_table(
+        headers,
+        rows,
+        width,
+        title=f"{table.reduce} value per run, mean ± std over seeds",
+        right=[h for h, c in zip(headers, columns, strict=True) if c in numeric],
+        free=["paper"],
+        markup=markup,
+    )
     return out, below
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
+from siamlab.cli.tables import fitted_table
 from siamlab.config.seeds import parse_seeds
 from siamlab.config.study import RunSpec, expand_study, read_study
-from siamlab.errors import SiamlabError
+from siamlab.errors import ConfigError, SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.provenance import config_yaml
 
@@ -70,30 +70,33 @@ def validate(
 
 
 def _report(reports: "list[StudyReport]") -> None:
-    table = Table(title="study summary")
-    for col in (
-        "run",
-        "status",
-        "final loss",
-        "z-std*sqrt(d) eval",
-        "z-std*sqrt(d) train",
-        "kNN top-1",
-    ):
-        table.add_column(col)
-    for r in reports:
-        s = r.summary
-        table.add_row(
-            r.name,
-            r.status,
-            *(
-                f"{s[k]:.3f}" if k in s else "-"
-                for k in ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
-            ),
-        )
+    keys = ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
+    rows = [
+        [r.name, r.status, *(f"{r.summary[k]:.3f}" if k in r.summary else "-" for k in keys)]
+        for r in reports
+    ]
+    numbers = ("loss", "std·√d eval", "std·√d train", "kNN top-1")
+    table = fitted_table(
+        ("run", "status", *numbers),
+        rows,
+        console.width,
+        title="study summary (std of z/‖z‖)",
+        right=numbers,
+    )
     console.print(table)
     for r in reports:
         if r.error:
             err.print(f"[red]{r.name} failed:[/] {r.error}", highlight=False)
+
+
+LauncherOpt = Annotated[
+    str,
+    typer.Option(
+        "--launcher",
+        help="inline: this process, runs one after another (default); local: --jobs N "
+        "runs at once on this machine; slurm: one job array, one task per run.",
+    ),
+]
 
 
 @app.command()
@@ -104,23 +107,31 @@ def run(
     only: OnlyOpt = None,
     seeds: SeedsOpt = None,
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    launcher: LauncherOpt = "inline",
+    launcher_config: Annotated[
+        Path | None,
+        typer.Option("--launcher-config", help="cluster.yaml: Slurm resources (--launcher slurm)."),
+    ] = None,
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Runs at once (--launcher local)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what --launcher slurm would submit; submit nothing."
+    ),
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
-    Exit status: 0 all finished (or diverged: see the table), 1 a run failed
-    unexpectedly, 2 bad input (config, study file, data, results folder), 75 stopped
-    by SIGTERM/SIGINT (re-run to resume).
+    Exit status: 0 all finished (or diverged: see the table; with --launcher slurm:
+    submitted), 1 a run failed unexpectedly, 2 bad input (config, study or cluster
+    file, data, results folder, submitit missing), 75 stopped by SIGTERM/SIGINT
+    (re-run to resume).
     """
-    from siamlab.study.execute import run_study
-
     runs = _expand(study, profile, set_, only, seeds)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
     try:
-        reports = run_study(
-            runs, progress=progress, log=lambda msg: console.print(msg, highlight=False)
-        )
-    except SiamlabError as exc:  # e.g. the study folder is locked or not writable
+        reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress)
+    except SiamlabError as exc:  # e.g. a bad cluster file, submitit missing
         raise fail(exc) from None
+    if reports is None:
+        return
     if int(os.environ.get("RANK", "0")) == 0:
         _report(reports)
     failed = [r for r in reports if r.status == "failed"]
@@ -128,3 +139,40 @@ def run(
         raise typer.Exit(2 if all(r.user_error for r in failed) else 1)
     if any(r.status == "preempted" for r in reports):
         raise typer.Exit(EXIT_PREEMPTED)
+
+
+def _launch(
+    runs: list[RunSpec],
+    launcher: str,
+    cluster_file: Path | None,
+    jobs: int,
+    dry_run: bool,
+    progress: bool,
+) -> "list[StudyReport] | None":
+    """Train (inline, local) or submit (slurm) the runs; None when nothing is to report."""
+    say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+    if launcher not in ("inline", "local", "slurm"):
+        raise ConfigError(f"unknown --launcher {launcher!r}; use inline, local or slurm")
+    if launcher != "slurm" and (dry_run or cluster_file):
+        raise ConfigError("--dry-run and --launcher-config go with --launcher slurm")
+    if launcher == "inline":
+        from siamlab.study.execute import run_study  # torch: loaded when a run starts
+
+        return run_study(runs, progress=progress, log=say)
+    if launcher == "local":
+        import torch
+
+        from siamlab.launch.local import run_local
+
+        return run_local(runs, jobs, torch.cuda.device_count(), log=say)
+    from siamlab.launch.config import read_cluster
+    from siamlab.launch.slurm import describe, submit_slurm
+
+    sub = submit_slurm(runs, read_cluster(cluster_file), dry_run=dry_run, log=say)
+    for line in describe(sub):
+        say(line)
+    if dry_run:
+        say("dry run: nothing submitted")
+    elif sub.job_ids:
+        say(f"submitted; follow with: siamlab status {sub.logs.parent}")
+    return None

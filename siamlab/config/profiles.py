@@ -50,7 +50,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "optim": {"base_lr": 0.03, "weight_decay": 5e-4},
         "train": {"epochs": 800, "batch_size": 512},
     },
-    # The paper's ImageNet recipe (Sec. 3 and NOTES.md): the config defaults.
+    # The paper's ImageNet recipe (docs/paper-recipes.md#optimiser-recipe-imagenet): the defaults.
     "imagenet": {
         "data": {"dataset": "imagefolder", "image_size": 224},
         "model": {"backbone": "resnet50", "dim": 2048, "projector": {"layers": 3}},

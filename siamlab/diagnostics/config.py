@@ -47,7 +47,7 @@ class VerdictConfig(BaseModel):
     Attributes:
         collapsed_std: eval-mode std of z/||z|| times sqrt(d) under which the output is
             constant. Healthy SimSiam gives 0.9-1.0, no stop-grad on digits 0.03; a rank-1
-            subspace still gives ~0.8 (DIAGNOSTICS.md), so this only flags complete collapse.
+            subspace still gives ~0.8 (docs/diagnostics.md#channel-std): flags full collapse only.
         collapsed_uniformity: uniformity (t = 2) of z on the probe set above which the
             output is constant: random image pairs are then typically within cos ~0.9.
             Healthy runs measure -1.6 to -4 (-4 + 8/d when isotropic). It catches what the
@@ -80,7 +80,7 @@ class VerdictConfig(BaseModel):
 
 
 class DiagnosticsConfig(BaseModel):
-    """Which diagnostics run, their schedules and parameters.
+    """Which diagnostics run, their schedules and parameters (docs/diagnostics.md).
 
     Attributes:
         hooks: names of the hooks to run, from :data:`~siamlab.diagnostics.registry.HOOKS`

@@ -93,20 +93,11 @@ def weighted_knn_predict(
 ) -> Tensor:
     """Predicted labels of the InstDisc weighted kNN classifier (Wu et al., CVPR 2018).
 
-    The argmax over classes of :func:`knn_scores` (ties go to the lowest class index).
-
-    Args:
-        bank: Bank features, shape ``(M, D)``.
-        bank_labels: Integer labels of the bank, shape ``(M,)``.
-        queries: Query features, shape ``(Q, D)``.
-        num_classes: Number of classes ``C``.
-        k: Number of neighbours; clipped to the bank size.
-        temperature: Temperature ``T`` of the vote weights.
-        chunk_size: Queries processed at once.
+    The argmax over classes of :func:`knn_scores` (ties go to the lowest class index);
+    the arguments are those of :func:`knn_scores`.
 
     Returns:
         Int64 predicted labels of shape ``(Q,)``.
-
     """
     scores = knn_scores(bank, bank_labels, queries, num_classes, k, temperature, chunk_size)
     return scores.argmax(dim=1)  # (Q,)

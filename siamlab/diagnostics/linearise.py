@@ -3,7 +3,7 @@
 DirectPred's analysis (Tian, Chen & Ganguli, "Understanding Self-supervised Learning
 Dynamics without Contrastive Pairs", ICML 2021) is stated for a linear predictor ``W_p``;
 for an MLP predictor siamlab uses its least-squares linearisation over the probe set
-(DIAGNOSTICS.md). :func:`~siamlab.diagnostics.predictor_alignment.linearise_predictor`
+(docs/diagnostics.md#predictor-alignment). :func:`~.predictor_alignment.linearise_predictor`
 solves the ``N x (D+1)`` problem with a QR/SVD; at ``N = 8192, D = 2048`` that takes tens of
 seconds on a CPU. This module accumulates the normal equations instead,
 

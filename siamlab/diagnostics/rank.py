@@ -71,14 +71,8 @@ def rankme(singular_values: Tensor, eps: float = 1e-7) -> float:
 
     Raises:
         ValueError: If ``singular_values`` is not a non-empty 1-D tensor.
-
     """
-    s = _spectrum_1d(singular_values, "singular_values")  # (K,)
-    total = s.sum()
-    if total <= 0:
-        return 0.0
-    p = s / total + eps  # (K,)
-    return float(torch.exp(-(p * p.log()).sum()).item())
+    return _entropy_rank(singular_values, eps)
 
 
 def effective_rank(singular_values: Tensor) -> float:
@@ -95,14 +89,21 @@ def effective_rank(singular_values: Tensor) -> float:
 
     Raises:
         ValueError: If ``singular_values`` is not a non-empty 1-D tensor.
-
     """
+    return _entropy_rank(singular_values, None)
+
+
+def _entropy_rank(singular_values: Tensor, eps: float | None) -> float:
+    """Exp of the entropy of the normalised spectrum, smoothed by ``eps`` (RankMe) or not."""
     s = _spectrum_1d(singular_values, "singular_values")  # (K,)
     total = s.sum()
     if total <= 0:
         return 0.0
-    p = s / total  # (K,)
-    return float(torch.exp(-torch.xlogy(p, p).sum()).item())
+    if eps is None:  # 0 ln 0 = 0
+        p = s / total  # (K,)
+        return float(torch.exp(-torch.xlogy(p, p).sum()).item())
+    p = s / total + eps  # (K,)
+    return float(torch.exp(-(p * p.log()).sum()).item())
 
 
 def alpha_req(eigenvalues: Tensor, fit_range: tuple[int, int] = (3, 100)) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 The probe set is a seeded subset of the training split under the test transform, embedded
 in eval mode (:class:`~siamlab.diagnostics.probe.ProbeCache`); N >> d where the data allows,
-because a spectrum of N samples has at most N non-zero eigenvalues.
+as N samples give at most N non-zero eigenvalues (docs/diagnostics.md#covariance-spectrum).
 Everything is accumulated in float64 (:class:`CovarianceAccumulator`), in chunks, on the
 model's device: on a GPU the d x d products and eigen-decompositions take milliseconds
 instead of the seconds they take on a few CPU cores.

@@ -1,8 +1,8 @@
 """k-step alternation (paper Sec. 5.2): targets cached for k SGD steps.
 
-"eta for the images of the next k SGD steps is computed once (from the current
-theta, one augmentation each, no gradient) and cached; theta is then updated for k
-steps against the cached targets. 1-step is SimSiam." (NOTES.md)
+The targets eta of the images of the next k SGD steps are computed once (current theta,
+one augmentation each, no gradient) and cached; theta then trains k steps against them.
+k = 1 is SimSiam (docs/paper-recipes.md#k-step-alternation).
 """
 
 from collections.abc import Callable, Iterable

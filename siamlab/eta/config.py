@@ -16,6 +16,8 @@ from siamlab.config.kinds import KindConfig, kind_registry, kind_union
 class EtaConfig(KindConfig):
     """Common base: where the targets come from in the EM view of SimSiam (paper Sec. 5).
 
+    See docs/paper-recipes.md#em-hypothesis.
+
     Attributes:
         mode: ``off``: SimSiam (eta_x = F(T'(x)) of the current step, the 1-step case);
             ``cached``: k-step alternation; ``moving_average``: one eta_x per image.

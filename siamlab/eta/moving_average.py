@@ -1,7 +1,8 @@
 """Moving-average eta (paper Sec. 5.2): one target per image, averaged over its visits.
 
-"each image keeps eta_x, updated when x is sampled as eta_x <- m eta_x + (1-m)
-F_theta(T'(x)); the loss compares F_theta(T(x)) with the stored eta_x" (NOTES.md).
+Each image keeps eta_x, updated when x is sampled as eta_x <- m eta_x + (1-m)
+F_theta(T'(x)); the loss compares F_theta(T(x)) with the stored eta_x
+(docs/paper-recipes.md#moving-average-eta).
 """
 
 from typing import Any

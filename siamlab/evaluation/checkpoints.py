@@ -8,7 +8,7 @@ Three formats are recognised:
   ``module.encoder.<torchvision ResNet keys>``, the projector in ``module.encoder.fc.<i>``
   and the predictor in ``module.predictor.<i>``. The Sequential indices are the same as
   siamlab's heads. The projector's output Linear keeps a (frozen) bias there; siamlab's has
-  none, since the following BN(affine=False) cancels it (SimSiam paper Sec. 3; NOTES.md). In
+  none, since the next BN(affine=False) cancels it (docs/paper-recipes.md#projector-output-bias). In
   train mode the batch mean removes it exactly; in eval mode BN subtracts its running mean,
   so the bias is folded into it: ``running_mean' = running_mean - bias``.
 - ``torchvision``: a plain ResNet state dict (``conv1.weight``, ``layer1.0...``, ``fc.*``;

@@ -33,7 +33,7 @@ def create_projector(cfg: ProjectorConfig, in_dim: int, out_dim: int) -> nn.Sequ
     """Projector: [Linear-BN-ReLU] x (layers - 1), then Linear-BN(affine=False).
 
     The output Linear has no bias in front of BN: the reference code keeps one but
-    freezes it, and the following BN cancels it anyway (NOTES.md).
+    freezes it, and the next BN cancels it anyway (docs/paper-recipes.md#projector-output-bias).
 
     Args:
         cfg: layers, hidden width and BN flags.

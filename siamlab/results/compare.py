@@ -195,19 +195,12 @@ class CompareTable:
         return "\n".join([*lines, *notes]) + "\n"
 
 
+_TEX = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$"}
+_TEX |= {"~": r"\textasciitilde{}", "‖": r"$\|$", "·√d": r"$\cdot\sqrt{d}$", "α": r"$\alpha$"}
+
+
 def _tex(text: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("_", r"\_"),
-        ("%", r"\%"),
-        ("&", r"\&"),
-        ("#", r"\#"),
-        ("$", r"\$"),
-        ("~", r"\textasciitilde{}"),
-        ("‖", r"$\|$"),
-        ("·√d", r"$\cdot\sqrt{d}$"),
-        ("α", r"$\alpha$"),
-    ):
+    for a, b in _TEX.items():  # backslash first: the others insert backslashes
         text = text.replace(a, b)
     return text.replace("±", r"$\pm$").replace("->", r"$\to$")
 

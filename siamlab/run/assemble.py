@@ -79,7 +79,7 @@ def build_model(cfg: RunConfig, seed: int, device: torch.device, dist: DistInfo)
     """The run's network on ``device``, the same initial weights on every rank (seeded)."""
     torch.manual_seed(seed)
     model: nn.Module = create_model(cfg.model)
-    if dist.world_size > 1:  # SyncBN on the whole model, heads included
+    if dist.world_size > 1:  # SyncBN, heads included (docs/paper-recipes.md#batchnorm-placement)
         model = convert_batchnorm(model, device.type)
     return cast(SiameseNet, model.to(device))  # BN swapped in place
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from siamlab.config.study import RunSpec
 from siamlab.results.recorder import Recorder
+from siamlab.results.runstate import write_state
 from siamlab.run.assemble import build_run
 from siamlab.train.device import join_job
 from siamlab.train.loop import Preempted
@@ -44,6 +45,8 @@ def train_run(
     """
     device, dist = join_job(spec.config.train)
     run = build_run(spec, device, dist, progress, should_stop)
+    if dist.is_main:  # for ``siamlab status``: step k of total
+        write_state(run.directory, total_steps=run.length.total_steps)
     status = "finished"
     try:
         run.trainer.fit(run.start_step, run.length.total_steps)

@@ -1,14 +1,21 @@
-"""Run every variant x seed of a study: skip finished runs, resume others, survive failures."""
+"""Run every variant x seed of a study: skip finished runs, resume others, survive failures.
+
+Each run is locked on its own (:mod:`siamlab.results.runlock`), so several processes
+(a Slurm array, ``--launcher local``, a second shell) can share one study: a run that
+another live process trains is skipped and its holder named.
+"""
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from siamlab.config.study import RunSpec
 from siamlab.errors import ResultsError, SiamlabError
-from siamlab.preemption import StopFlag, stop_on_signals
-from siamlab.results.lock import study_lock
+from siamlab.preemption import STOP_SIGNALS, StopFlag, stop_on_signals
+from siamlab.results.holder import Holder
+from siamlab.results.runlock import RunLockedError, ensure_folder, run_lock
+from siamlab.results.runstate import write_state
 from siamlab.results.store import open_run
 from siamlab.run.train_run import RunOutcome, train_run
 from siamlab.train.loop import Preempted
@@ -37,53 +44,107 @@ def run_status(spec: RunSpec) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _claim(spec: RunSpec, main: bool, log: Callable[[str], None]) -> Iterator[str]:
+    """Lock the run (rank 0); yields '' when this job trains it, else why not.
+
+    Under torchrun every rank learns rank 0's answer, so all skip or all train.
+    """
+    with contextlib.ExitStack() as stack:
+        why = ""
+        if main:
+            try:
+                lock = stack.enter_context(run_lock(spec.directory()))
+            except RunLockedError as exc:
+                why = str(exc)
+            else:
+                if lock.stale is not None:
+                    log(f"{spec.directory()}: took over the stale lock of {lock.stale.describe()}")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from siamlab.train.device import join_job
+            from siamlab.train.distributed import any_rank
+
+            join_job(spec.config.train)
+            if any_rank(bool(why)) and not why:
+                why = "locked by another process (rank 0 says)"
+        yield why
+
+
+def _train(spec: RunSpec, flag: StopFlag, progress: bool, main: bool) -> StudyReport:
+    """Train one claimed run and record how it ended in its state file (rank 0)."""
+    name = f"{spec.variant}/seed{spec.seed}"
+    me = Holder.me()
+
+    def mark(state: str, error: str = "") -> None:
+        if main:
+            write_state(
+                spec.directory(),
+                state=state,
+                pid=me.pid,
+                host=me.host,
+                **({"job_id": me.job_id} if me.job_id else {}),  # keep a launcher's id
+                error=error,
+            )
+
+    mark("running")
+    try:
+        outcome: RunOutcome = train_run(spec, progress=progress, should_stop=flag)
+    except Preempted:
+        mark("preempted")
+        return StudyReport(name, "preempted", {})
+    except SiamlabError as exc:
+        mark("failed", str(exc))
+        return StudyReport(name, "failed", {}, str(exc), user_error=True)
+    except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
+        mark("failed", repr(exc))
+        return StudyReport(name, "failed", {}, repr(exc))
+    mark(outcome.status)
+    return StudyReport(name, outcome.status, outcome.summary)
+
+
 def run_study(
     runs: list[RunSpec],
     progress: bool = True,
     log: Callable[[str], None] = print,
+    signals: tuple[int, ...] = STOP_SIGNALS,
 ) -> list[StudyReport]:
     """Execute ``runs`` in order; a failing run is reported and the others still run.
 
-    Holds the study folder's lock throughout. SIGTERM/SIGINT stop the current run
-    cleanly after its current step (checkpoint and results written); the remaining
-    runs are reported as ``not started``.
+    Each run is locked while it trains; one locked by another live process is
+    reported as ``locked`` (its holder named) and left alone. ``signals`` (SIGTERM,
+    SIGINT; on Slurm also SIGUSR1/2) stop the current run cleanly after its current
+    step (checkpoint and results written); the remaining runs are ``not started``.
 
     Raises:
-        ResultsError: another process is running this study, or its folder is not
-            writable.
+        ResultsError: the study folder cannot be created or written.
     """
     reports: list[StudyReport] = []
     flag = StopFlag()
-    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 holds the lock
-    lock = study_lock(runs[0].directory().parent.parent) if main else contextlib.nullcontext()
-    if not main:
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 holds the locks
+    if main:
+        ensure_folder(runs[0].directory().parent.parent)
+    else:
         log = _quiet
-    with lock, stop_on_signals(flag):
+    with stop_on_signals(flag, signals):
         for spec in runs:
             name = f"{spec.variant}/seed{spec.seed}"
             if flag():
                 reports.append(StudyReport(name, "not started", {}))
                 continue
-            if run_status(spec) == "finished":
-                log(f"{name}: finished earlier, skipped ({spec.directory()})")
-                reports.append(StudyReport(name, "skipped", {}))
-                continue
-            try:
-                outcome: RunOutcome = train_run(spec, progress=progress, should_stop=flag)
-            except Preempted as exc:
-                log(
-                    f"{name}: stopped on request after step {exc.step}; checkpoint written, "
-                    "re-run the same command to resume"
-                )
-                reports.append(StudyReport(name, "preempted", {}))
-                continue
-            except SiamlabError as exc:
-                log(f"{name}: FAILED: {exc}")
-                reports.append(StudyReport(name, "failed", {}, str(exc), user_error=True))
-                continue
-            except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
-                log(f"{name}: FAILED with an unexpected error: {exc!r}")
-                reports.append(StudyReport(name, "failed", {}, repr(exc)))
-                continue
-            reports.append(StudyReport(name, outcome.status, outcome.summary))
+            with _claim(spec, main, log) as why:
+                if why:
+                    log(f"{name}: skipped, {why}")
+                    reports.append(StudyReport(name, "locked", {}, why))
+                elif run_status(spec) == "finished":
+                    log(f"{name}: finished earlier, skipped ({spec.directory()})")
+                    reports.append(StudyReport(name, "skipped", {}))
+                else:
+                    reports.append(_train(spec, flag, progress, main))
+                    if reports[-1].status == "preempted":
+                        log(
+                            f"{name}: stopped on request; checkpoint written, "
+                            "re-run the same command to resume"
+                        )
+                    elif reports[-1].status == "failed":
+                        log(f"{name}: FAILED: {reports[-1].error}")
     return reports

@@ -1,4 +1,4 @@
-"""Optimiser, schedule and training-loop configuration (paper Sec. 3 and NOTES.md)."""
+"""Optimiser, schedule and training-loop configuration (paper Sec. 3; docs/paper-recipes.md)."""
 
 from typing import Literal
 

@@ -124,7 +124,7 @@ def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
 class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics span every process (SyncBN on any device).
 
-    The paper uses "SyncBN ... on all devices" (NOTES.md), so that BN statistics are
+    The paper syncs BN across devices (docs/paper-recipes.md#batchnorm-placement): statistics are
     those of the global batch. torch's SyncBatchNorm needs a GPU; this one all-reduces
     the per-channel sums (two passes: mean, then centred squares) with autograd-aware
     collectives, so it also works with gloo on CPU. Alone it is plain BatchNorm.

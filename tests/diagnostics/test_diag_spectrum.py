@@ -91,7 +91,7 @@ def test_float64_accumulation_resolves_a_tiny_eigenvalue_float32_cannot() -> Non
     # special) and stored as float32, as a network would emit it. The reference is the
     # two-pass float64 covariance of those float32 values. The float64 accumulator recovers
     # the tiny eigenvalue to ~1e-4 relative; the naive float32 covariance + eigvalsh gives
-    # rounding noise of order 1e-8 (DIAGNOSTICS.md: 1e-12 came out as 6.6e-9), so the tail
+    # rounding noise ~1e-8 (docs/diagnostics.md#covariance-spectrum: 1e-12 gave 6.6e-9): the tail
     # looks flat and would hide a collapsed direction.
     g = torch.Generator().manual_seed(6)
     n, d = 4096, 64

@@ -34,7 +34,7 @@ def test_constant_output_is_complete_collapse() -> None:
 
 
 def test_std_is_blind_to_dimensional_collapse() -> None:
-    # rank-10 data in d = 256 still looks healthy to the channel std (DIAGNOSTICS.md: 0.98)
+    # rank-10 data in d = 256 still looks healthy to the std (docs/diagnostics.md#channel-std)
     g = torch.Generator().manual_seed(2)
     d, k = 256, 10
     z = torch.randn(8192, k, generator=g) @ torch.randn(k, d, generator=g)

@@ -1,0 +1,1 @@
+"""Launchers: a study's runs as Slurm array tasks or local jobs, through submitit."""

@@ -1,0 +1,75 @@
+"""``siamlab run --launcher local --jobs N``: N runs of a study at once on one machine.
+
+Through submitit's LocalExecutor: N jobs, each training its share of the unfinished
+runs (round-robin) one after another. With GPUs, job i sees GPU i mod #GPUs
+(CUDA_VISIBLE_DEVICES); on CPU the cores are split: ``train.threads`` = cores // N
+unless the config sets it. Logs go to ``<study>/.submitit/``.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+from siamlab.config.study import RunSpec
+from siamlab.launch.plan import import_submitit, mark_queued, pending_runs, record_job
+from siamlab.launch.task import RunTask
+from siamlab.study.execute import StudyReport
+
+WEEK_MIN = 7 * 24 * 60  # the local executor kills a job at its time limit
+
+
+def split_threads(spec: RunSpec, jobs: int, cores: int) -> RunSpec:
+    """The run with ``train.threads`` = cores // jobs (at least 1) unless already set."""
+    train = spec.config.train
+    if train.threads is not None:
+        return spec
+    train = train.model_copy(update={"threads": max(1, cores // jobs)})
+    return dataclasses.replace(spec, config=spec.config.model_copy(update={"train": train}))
+
+
+def run_local(
+    runs: list[RunSpec],
+    jobs: int,
+    gpus: int,
+    log: Callable[[str], None] = print,
+) -> list[StudyReport]:
+    """Train the study's unfinished runs in ``jobs`` local jobs; wait for all of them.
+
+    Args:
+        runs: the study's runs.
+        jobs: how many run at once.
+        gpus: GPUs on this machine (0: CPU; the threads are split instead).
+        log: where progress messages go.
+
+    Returns:
+        one report per submitted run, read back from the jobs (or their results).
+
+    Raises:
+        ConfigError: submitit is not installed.
+    """
+    submitit = import_submitit()
+    pending = pending_runs(runs, log)
+    if not pending:
+        return []
+    jobs = min(jobs, len(pending))
+    if not gpus:
+        pending = [split_threads(s, jobs, os.cpu_count() or 1) for s in pending]
+    executor = submitit.LocalExecutor(folder=runs[0].directory().parent.parent / ".submitit")
+    shares = [pending[i::jobs] for i in range(jobs)]
+    submitted = []
+    for i, share in enumerate(shares):
+        gpu = {"visible_gpus": [i % gpus], "gpus_per_node": 1} if gpus else {}
+        executor.update_parameters(timeout_min=WEEK_MIN, **gpu)
+        mark_queued(share)
+        job = executor.submit(RunTask(), share)
+        record_job(share, f"local {job.job_id}", str(job.paths.stdout))
+        submitted.append((job, share))
+        log(f"job {job.job_id}: {', '.join(f'{s.variant}/seed{s.seed}' for s in share)}")
+    reports: list[StudyReport] = []
+    for job, share in submitted:
+        try:
+            reports += job.result()
+        except Exception as exc:  # noqa: BLE001 - the job died: say so for each of its runs
+            why = f"job {job.job_id} died (log: {job.paths.stderr}): {exc}"
+            reports += [StudyReport(f"{s.variant}/seed{s.seed}", "failed", {}, why) for s in share]
+    return reports

@@ -1,0 +1,59 @@
+"""What a launcher submits: the runs of a study not yet finished nor trained elsewhere.
+
+Also the one place that imports submitit, an optional extra (``pip install -e
+".[slurm]"``), and the launcher's entries in each run's ``state.json``: ``queued``
+before its job exists (so a job that has started is never marked queued again), then
+the job's id and log.
+"""
+
+from collections.abc import Callable
+from types import ModuleType
+
+from siamlab.config.study import RunSpec
+from siamlab.errors import ConfigError
+from siamlab.results.runlock import lock_holder
+from siamlab.results.runstate import write_state
+from siamlab.study.execute import run_status
+
+
+def import_submitit() -> ModuleType:
+    """submitit, or a clear error naming the extra that installs it.
+
+    Raises:
+        ConfigError: submitit is not installed.
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(
+            "--launcher slurm/local needs submitit, an optional extra: "
+            'pip install -e ".[slurm]" (or pip install submitit)'
+        ) from None
+    return submitit
+
+
+def pending_runs(runs: list[RunSpec], log: Callable[[str], None]) -> list[RunSpec]:
+    """The runs to submit: not finished, and not held by a live process (both said)."""
+    out = []
+    for spec in runs:
+        name = f"{spec.variant}/seed{spec.seed}"
+        holder = lock_holder(spec.directory())
+        if run_status(spec) == "finished":
+            log(f"{name}: finished earlier, not submitted ({spec.directory()})")
+        elif holder is not None:
+            log(f"{name}: being trained by {holder.describe()}, not submitted")
+        else:
+            out.append(spec)
+    return out
+
+
+def mark_queued(runs: list[RunSpec]) -> None:
+    """Write ``queued`` (and clear a former holder and error) before submitting ``runs``."""
+    for spec in runs:
+        write_state(spec.directory(), state="queued", pid=0, host="", error="")
+
+
+def record_job(runs: list[RunSpec], job_id: str, log: str) -> None:
+    """Name the job that will train ``runs`` and its log file, once it is submitted."""
+    for spec in runs:
+        write_state(spec.directory(), job_id=job_id, log=log)

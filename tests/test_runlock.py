@@ -1,0 +1,57 @@
+"""Per-run locks: many runs of a study at once, never one run twice, stale holders named."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from siamlab.results import holder as holder_mod
+from siamlab.results.holder import Holder
+from siamlab.results.runlock import LOCK_FILE, RunLockedError, lock_holder, run_lock
+from siamlab.results.runstate import read_state
+from siamlab.results.store import open_run
+from siamlab.study.execute import run_study
+from tests.conftest import tiny_runs
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_lock_left_by_a_dead_process_on_this_host_is_stale(tmp_path):
+    dead = Holder(_dead_pid(), socket.gethostname(), "", "2026-01-01T00:00:00")
+    (tmp_path / LOCK_FILE).write_text(dead.to_json())
+    assert lock_holder(tmp_path) is None  # named, but dead
+    with run_lock(tmp_path) as lock:
+        assert lock.stale == dead
+        assert lock_holder(tmp_path) == Holder.parse((tmp_path / LOCK_FILE).read_text())
+        assert lock_holder(tmp_path).pid == os.getpid()
+    assert (tmp_path / LOCK_FILE).read_text() == ""  # released cleanly: no holder named
+
+
+def test_a_holder_on_another_host_counts_while_its_slurm_job_lives(tmp_path, monkeypatch):
+    other = Holder(4242, "node-17", "901_3", "2026-01-01T00:00:00")
+    (tmp_path / LOCK_FILE).write_text(other.to_json())
+    monkeypatch.setattr(holder_mod, "slurm_job_active", lambda job: True)
+    with pytest.raises(RunLockedError, match=r"pid 4242 on node-17, Slurm job 901_3"):
+        run_lock(tmp_path).__enter__()
+    monkeypatch.setattr(holder_mod, "slurm_job_active", lambda job: False)  # job ended
+    with run_lock(tmp_path) as lock:
+        assert lock.stale == other
+
+
+def test_a_run_held_by_another_launcher_is_skipped_and_the_others_train(tmp_path):
+    runs = tiny_runs(tmp_path, variants={"held": {}, "free": {}}, sets=["train.epochs=1"])
+    with run_lock(runs[0].directory()):
+        reports = run_study(runs, progress=False, log=lambda _: None)
+    assert [r.status for r in reports] == ["locked", "finished"]
+    assert f"pid {os.getpid()} on {socket.gethostname()}" in reports[0].error
+    assert not (runs[0].directory() / "metrics.nc").exists()  # never trained twice
+    assert open_run(runs[1].directory()).attrs["status"] == "finished"
+    state = read_state(runs[1].directory())
+    assert state is not None and state.state == "finished" and state.pid == os.getpid()
+    assert state.total_steps == 4  # 256 images / batch 64, one epoch
