@@ -1,11 +1,13 @@
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.config.study import expand_study, read_study
 
-STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+STUDY_DIR = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = sorted(STUDY_DIR.glob("*.yaml"))
 runner = CliRunner()
 
 
@@ -61,3 +63,47 @@ def test_missing_dataset_exits_2_and_names_the_folder(tmp_path):
     result = runner.invoke(app, ["run", str(study), "--no-progress", "--only", "stop_grad", *args])
     assert result.exit_code == 2
     assert "nope does not exist" in " ".join(result.output.split())
+
+
+def _runs_listed(output: str) -> list[str]:
+    return [line.split()[0] for line in output.splitlines() if "/seed" in line.split(" ")[0]]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "listed"),
+    [
+        ("0,1,2", ["seed0", "seed1", "seed2"]),
+        ("0-2", ["seed0", "seed1", "seed2"]),
+        ("3-4,7", ["seed3", "seed4", "seed7"]),
+        (" 5 ", ["seed5"]),
+    ],
+)
+def test_seeds_option_replaces_the_studys_seeds(seeds, listed):
+    result = runner.invoke(app, ["validate", str(STUDY_DIR / "stopgrad.yaml"), "--seeds", seeds])
+    assert result.exit_code == 0, result.output
+    runs = _runs_listed(result.output)
+    want = [f"{v}/{s}" for v in ("stop_grad", "no_stop_grad") for s in listed]
+    assert runs == want and f"{len(want)} run(s) OK" in result.output
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ("-1", "'-1' is a negative seed"),
+        ("0,-2", "'-2' is a negative seed"),
+        ("1.5", "'1.5' is not an integer or range"),
+        ("a", "'a' is not an integer or range"),
+        ("", "--seeds is empty"),
+        ("0,,1", "has an empty item"),
+        ("2-0", "the range '2-0' ends below its start"),
+        ("0-2,1", "gives seed(s) [1] more than once"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_seeds_exit_2_before_any_work(command, seeds, message, tmp_path):
+    study = str(STUDY_DIR / "baseline.yaml")
+    args = [command, study, "--seeds", seeds, "--set", f"output.root={tmp_path}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())  # nothing was started

@@ -42,6 +42,17 @@ def test_constant_predictor_lr_keeps_the_predictor_fixed():
     assert all(g["weight_decay"] == 1e-4 for g in opt.param_groups)
 
 
+def test_warm_up_leaves_the_constant_predictor_lr_alone():
+    # the reference code's fix_lr group holds the initial lr from the first step
+    model = create_model(ModelConfig(backbone="convnet_small", width=4, dim=16))
+    cfg = OptimConfig(warmup_epochs=2)
+    assert cfg.predictor_lr == "constant"  # the default (the paper after Table 1)
+    opt = create_optimizer(model, cfg, 256)
+    set_lr(opt, 0.05, lr_factor(cfg, 4, 0, 10, 4))  # step 5 of a 20-step warm-up
+    lrs = {g["name"]: g["lr"] for g in opt.param_groups}
+    assert lrs == {"encoder": pytest.approx(0.05 * 5 / 20), "predictor": 0.05}
+
+
 def test_predictor_group_holds_exactly_the_predictor():
     model = create_model(ModelConfig(backbone="convnet_small", width=4, dim=16))
     opt = create_optimizer(model, OptimConfig(), 256)

@@ -8,6 +8,7 @@ import typer
 
 from siamlab.cli.app import app, console, err, fail
 from siamlab.cli.tables import fitted_table
+from siamlab.config.seeds import parse_seeds
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import ConfigError, SiamlabError
 from siamlab.preemption import EXIT_PREEMPTED
@@ -26,13 +27,22 @@ SetOpt = Annotated[
 OnlyOpt = Annotated[
     list[str] | None, typer.Option("--only", help="Run only this variant (repeatable).")
 ]
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option("--seeds", help="Replace the study's seeds, e.g. --seeds 0,1,2 or 0-2."),
+]
 
 
 def _expand(
-    study: Path, profile: str | None, sets: list[str] | None, only: list[str] | None
+    study: Path,
+    profile: str | None,
+    sets: list[str] | None,
+    only: list[str] | None,
+    seeds: str | None = None,
 ) -> list[RunSpec]:
     try:
-        return expand_study(read_study(study), profile, sets, only)
+        chosen = parse_seeds(seeds) if seeds is not None else None
+        return expand_study(read_study(study), profile, sets, only, chosen)
     except SiamlabError as exc:
         raise fail(exc) from None
 
@@ -43,10 +53,11 @@ def validate(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     only: OnlyOpt = None,
+    seeds: SeedsOpt = None,
     full: bool = typer.Option(False, help="Print every config."),
 ) -> None:
     """Check a study file and print its runs and their resolved configs."""
-    runs = _expand(study, profile, set_, only)
+    runs = _expand(study, profile, set_, only, seeds)
     for spec in runs:
         console.print(
             f"[bold]{spec.variant}/seed{spec.seed}[/]  profile={spec.profile}  "
@@ -94,6 +105,7 @@ def run(
     profile: ProfileOpt = None,
     set_: SetOpt = None,
     only: OnlyOpt = None,
+    seeds: SeedsOpt = None,
     progress: bool = typer.Option(True, help="Show a progress bar."),
     launcher: LauncherOpt = "inline",
     launcher_config: Annotated[
@@ -112,7 +124,7 @@ def run(
     file, data, results folder, submitit missing), 75 stopped by SIGTERM/SIGINT
     (re-run to resume).
     """
-    runs = _expand(study, profile, set_, only)
+    runs = _expand(study, profile, set_, only, seeds)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
     try:
         reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress)

@@ -2,7 +2,8 @@
 
 Layering, lowest first: config defaults (the paper's ImageNet recipe) -> profile ->
 study ``base`` -> the study's ``per_profile`` entry for that profile -> the variant's
-override -> ``--set`` overrides from the CLI (all of them one layer). Layers merge with
+override -> the variant's own ``per_profile`` entry for that profile -> ``--set``
+overrides from the CLI (all of them one layer). Layers merge with
 :func:`~siamlab.config.overrides.merge_layer`: a layer that changes a component's kind
 drops the lower layers' options of the old kind.
 """
@@ -55,7 +56,10 @@ class StudyFile(BaseModel):
         base: partial config shared by all variants.
         per_profile: profile name -> partial config shared by all variants at that
             profile only (e.g. a stronger crop for the quick profile's tiny digits).
-        variants: variant name -> partial config override.
+        variants: variant name -> partial config override; it may hold a
+            ``per_profile`` mapping (profile name -> partial config) applied after the
+            variant's own override at that profile only (e.g. the k of a k-step
+            variant chosen to stay below one epoch at each scale, Sec. 5.2).
         seeds: one run per variant and seed (integers >= 0).
         paper: optional annotations, variant -> the paper's outcome for that row.
     """
@@ -115,6 +119,7 @@ def expand_study(
     profile: str | None = None,
     sets: list[str] | None = None,
     only: list[str] | None = None,
+    seeds: list[int] | None = None,
 ) -> list[RunSpec]:
     """Resolve every variant x seed into a validated RunSpec.
 
@@ -126,6 +131,7 @@ def expand_study(
         profile: overrides the study's profile.
         sets: ``--set`` expressions, applied last.
         only: restrict to these variants.
+        seeds: replace the study's seeds (``--seeds``).
 
     Raises:
         ConfigError: an unknown variant in ``only`` or an invalid resolved config.
@@ -133,6 +139,7 @@ def expand_study(
     profile_name = profile or study.profile or DEFAULT_PROFILE
     for name in study.per_profile:
         get_profile(name)  # an unknown profile name is an error, not a silent no-op
+    layers = {name: _variant_layers(name, raw) for name, raw in study.variants.items()}
     base = merge_layer(get_profile(profile_name), study.base)
     base = merge_layer(base, study.per_profile.get(profile_name, {}))
     names = list(study.variants)
@@ -141,13 +148,42 @@ def expand_study(
             raise ConfigError(f"unknown variant {name!r}; this study has: {', '.join(names)}")
     runs = []
     for name in only or names:
-        raw = apply_sets(merge_layer(base, study.variants[name] or {}), sets or [])
+        own, per_profile = layers[name]
+        raw = merge_layer(merge_layer(base, own), per_profile.get(profile_name, {}))
+        raw = apply_sets(raw, sets or [])
         config = validate_config(raw, where=f"config of variant {name!r}")
         paper = _paper_yaml(study.paper.get(name))
         runs += [
-            RunSpec(study.name, name, seed, profile_name, config, paper) for seed in study.seeds
+            RunSpec(study.name, name, seed, profile_name, config, paper)
+            for seed in seeds or study.seeds
         ]
     return runs
+
+
+def _variant_layers(
+    name: str, raw: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A variant's override without its ``per_profile`` entry, and that entry (checked).
+
+    Raises:
+        ConfigError: ``per_profile`` is not a mapping of known profiles to mappings.
+    """
+    own = dict(raw or {})
+    per_profile = own.pop("per_profile", None) or {}
+    where = f"variant {name!r}: per_profile"
+    if not isinstance(per_profile, dict) or not all(
+        isinstance(v, dict) for v in per_profile.values()
+    ):
+        raise ConfigError(
+            f"{where} must map profile names to partial configs, "
+            "e.g. per_profile: {quick: {train: {epochs: 10}}}"
+        )
+    for profile in per_profile:
+        try:
+            get_profile(str(profile))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return own, per_profile
 
 
 def _paper_yaml(ref: PaperRef | str | None) -> str:

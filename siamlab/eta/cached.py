@@ -24,7 +24,8 @@ class CachedTargets:
 
     Each image keeps the two views' z from its first step in the window (train-mode
     BN over that same batch, so k = 1 is SimSiam exactly); the BN running statistics
-    are restored after the cache pass.
+    are restored after the cache pass. :class:`~siamlab.train.step.SimSiamStep` calls
+    :meth:`before_step` under the training forward's autocast, so that also holds at bf16.
 
     Args:
         model: the Siamese network (its forward gives z1, z2).

@@ -21,7 +21,9 @@ class MovingAverageTargets:
     Symmetric form: the target of p1 is m eta_x + (1 - m) z2 and that of p2 is
     m eta_x + (1 - m) z1 (so m = 0 is SimSiam's loss exactly); the stored eta_x becomes
     their mean, m eta_x + (1 - m) (z1 + z2) / 2. A first visit initialises eta_x
-    (targets z2 and z1, i.e. plain SimSiam for that image).
+    (targets z2 and z1, i.e. plain SimSiam for that image). There is no pass of its
+    own: z is the training forward's (under its autocast, in fp32), so m = 0 is SimSiam
+    exactly at fp32 and bf16.
 
     Args:
         table: the per-image storage.

@@ -17,10 +17,14 @@ class OptimConfig(BaseModel):
         schedule: ``cosine`` decay to 0 or ``constant``.
         update: ``step`` (lr per SGD step) or ``epoch`` (once per epoch, as the
             reference code).
-        warmup_epochs: linear warm-up before the cosine decay (Table 2 uses 10 for
-            batch >= 1024).
-        predictor_lr: ``cosine`` (decays with the encoder) or ``constant`` (kept at its
-            initial value, the paper's "fix-pred-lr" of Table 1c).
+        warmup_epochs: linear warm-up of the encoder's lr before the cosine decay
+            (Table 2 uses 10 for batch >= 1024). A ``constant`` predictor lr is not
+            warmed up: it holds base_lr x batch / 256 from the first step, as the
+            reference code's fix_lr group is always set to the initial lr.
+        predictor_lr: ``constant`` (kept at its initial value: the paper's
+            "fix-pred-lr" of Table 1c, which Sec. 4.2 uses "in the following
+            subsections", and the reference code's 68.1 recipe; the default) or
+            ``cosine`` (decays, and warms up, with the encoder: Table 1c's baseline).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +36,7 @@ class OptimConfig(BaseModel):
     schedule: Literal["cosine", "constant"] = "cosine"
     update: Literal["step", "epoch"] = "step"
     warmup_epochs: float = Field(default=0, ge=0)
-    predictor_lr: Literal["cosine", "constant"] = "cosine"
+    predictor_lr: Literal["cosine", "constant"] = "constant"
 
 
 class TrainConfig(BaseModel):

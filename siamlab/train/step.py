@@ -77,7 +77,13 @@ class SimSiamStep:
         lr = self.set_lr(step, epoch)
         stats: dict[str, float] = {}
         if self.eta is not None:
-            self.eta.before_step(step)  # cached eta: a new window computes its targets
+            # cached eta: a new window computes its targets, in the training forward's
+            # precision (k = 1 is SimSiam exactly under bf16 too). Its own autocast
+            # region: leaving it drops the weight casts made under no_grad, which the
+            # training forward must not reuse (in torch before the fix of pytorch issue
+            # 112583 such a cached cast has no graph and the weight gets no gradient).
+            with autocast(self.device, self.autocast_dtype):
+                self.eta.before_step(step)
         with autocast(self.device, self.autocast_dtype):
             out = self.forward(x1, x2)  # h1, h2 (B, C); z1, z2, p1, p2 (B, d)
             if self.autocast_dtype is not None:

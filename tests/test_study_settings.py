@@ -1,0 +1,116 @@
+"""The studies run the paper's settings at every profile (from resolved configs, no training)."""
+
+from pathlib import Path
+
+import pytest
+
+from siamlab.config.profiles import PROFILES
+from siamlab.config.study import StudyFile, expand_study, read_study
+from siamlab.errors import ConfigError
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+EM = next(p for p in STUDIES if p.stem == "em_hypothesis")
+
+# Runs whose predictor lr decays with the encoder's, as the paper's row does: Table 1 (c)'s
+# baseline, and Fig. 2, which precedes Table 1 (its 67.7 is that baseline's number).
+COSINE_PREDICTOR_LR = {
+    ("predictor", "lr_cosine"),
+    ("stopgrad", "stop_grad"),
+    ("stopgrad", "no_stop_grad"),
+}
+
+# Training images per dataset kind: sklearn digits' 80% train split, CIFAR-10, ImageNet-1k.
+TRAIN_IMAGES = {"digits": 1437, "cifar10": 50_000, "imagefolder": 1_281_167}
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_predictor_lr_is_constant_after_table_1(path, profile):
+    runs = expand_study(read_study(path), profile)
+    got = {(r.study, r.variant): r.config.optim.predictor_lr for r in runs}
+    want = {key: "cosine" if key in COSINE_PREDICTOR_LR else "constant" for key in got}
+    assert got == want
+
+
+def test_the_default_predictor_lr_is_constant():
+    runs = expand_study(StudyFile(name="s"), "quick")
+    assert runs[0].config.optim.predictor_lr == "constant"
+
+
+def _steps_per_epoch(config) -> int:
+    n = TRAIN_IMAGES[config.data.dataset.kind]
+    if config.data.train_limit is not None:
+        n = min(n, config.data.train_limit)
+    return n // config.train.batch_size  # the training sampler drops the last partial batch
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_em_hypothesis_keeps_the_papers_order_of_k(profile):
+    runs = {r.variant: r.config for r in expand_study(read_study(EM), profile)}
+    cached = {v: c for v, c in runs.items() if c.objective.eta.mode == "cached"}
+    assert list(cached) == ["k_small", "k_large", "k_epoch"]
+    epoch = {_steps_per_epoch(c) for c in cached.values()}
+    assert len(epoch) == 1  # one data size and batch for every variant
+    (steps,) = epoch
+    ks = [cached[v].objective.eta.k for v in ("k_small", "k_large")]
+    assert 1 < ks[0] < ks[1] < steps  # 1 < 10 < 100 << one epoch, as Sec. 5.2
+    assert cached["k_epoch"].objective.eta.k == "epoch"
+    # the paper's steps exactly at its own scale (ImageNet, batch 512: 2,502 steps)
+    if profile == "imagenet":
+        assert (ks, steps) == ([10, 100], 2502)
+
+
+def test_em_hypothesis_paper_refs_give_the_steps_that_differ():
+    study = read_study(EM)
+    for variant in ("k_small", "k_large"):
+        ref = study.paper[variant].ref  # type: ignore[union-attr]
+        for profile in PROFILES:
+            config = expand_study(study, profile, only=[variant])[0].config
+            k, steps = config.objective.eta.k, _steps_per_epoch(config)
+            exact = f"{k} steps at {profile}"  # the paper's step count, said as such
+            assert exact in ref or f"{k} = {k / steps:.2f} epoch at {profile}" in ref
+
+
+def _study(variant: dict) -> StudyFile:
+    return StudyFile(name="s", variants={"v": variant})
+
+
+def test_variant_per_profile_applies_after_the_variant_at_that_profile_only():
+    study = _study(
+        {
+            "train": {"epochs": 7, "batch_size": 64},
+            "per_profile": {"quick": {"train": {"epochs": 3}}},
+        }
+    )
+    quick = expand_study(study, "quick")[0].config.train
+    cifar = expand_study(study, "cifar10")[0].config.train
+    assert (quick.epochs, quick.batch_size) == (3, 64)
+    assert (cifar.epochs, cifar.batch_size) == (7, 64)
+    # --set stays the top layer
+    top = expand_study(study, "quick", sets=["train.epochs=5"])[0].config.train
+    assert top.epochs == 5
+
+
+@pytest.mark.parametrize(
+    ("per_profile", "message"),
+    [
+        ({"quik": {"train": {"epochs": 3}}}, "variant 'v': per_profile: unknown profile 'quik'"),
+        ({"quick": 3}, "variant 'v': per_profile must map profile names to partial configs"),
+        ([1], "variant 'v': per_profile must map profile names to partial configs"),
+    ],
+)
+def test_variant_per_profile_is_checked(per_profile, message):
+    with pytest.raises(ConfigError, match=message):
+        expand_study(_study({"per_profile": per_profile}), "imagenet")
+
+
+def test_a_bad_variant_per_profile_fails_even_when_another_variant_is_run():
+    study = StudyFile(name="s", variants={"ok": {}, "bad": {"per_profile": {"cifar": {}}}})
+    with pytest.raises(ConfigError, match="variant 'bad'"):
+        expand_study(study, "quick", only=["ok"])
+
+
+def test_variant_per_profile_keys_are_validated_as_config():
+    study = _study({"per_profile": {"quick": {"train": {"epochz": 3}}}})
+    with pytest.raises(ConfigError, match="epochz"):
+        expand_study(study, "quick")
