@@ -16,7 +16,7 @@ from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.linearise import linearise_streamed
 from siamlab.diagnostics.predictor_alignment import predictor_alignment
 from siamlab.diagnostics.probe import ProbeCache
-from siamlab.results.schema import ResultVar
+from siamlab.results.schema import PROBE_SET, ResultVar
 from siamlab.train.views import EpochView, StepView
 
 F_AND_W = {"bn_mode": "F: train (EMA over the epoch's batches); W_p: eval", "data": "probe set"}
@@ -70,7 +70,7 @@ class PredictorAlignmentHook:
             ("epoch",),
             "||W_p - W_p^T||_F / ||W_p||_F of the (linearised) predictor",
             "1",
-            {"bn_mode": "eval", "data": "probe set"},
+            PROBE_SET,
         ),
     )
     epoch_every: int = 1

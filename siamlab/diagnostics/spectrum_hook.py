@@ -22,10 +22,10 @@ from siamlab.diagnostics.probe import ProbeCache
 from siamlab.diagnostics.rank import alpha_req, effective_rank, rankme
 from siamlab.diagnostics.spectrum import CovarianceAccumulator
 from siamlab.diagnostics.std import centre_ratio
-from siamlab.results.schema import ResultVar
+from siamlab.results.schema import PROBE_SET, ResultVar
 from siamlab.train.views import EpochView
 
-PROBE = {"bn_mode": "eval", "data": "probe set"}
+PROBE = PROBE_SET
 LOG_FLOOR = 1e-15  # stored spectra are clamped below at LOG_FLOOR x the largest eigenvalue
 CHUNK = 2048  # rows per float64 chunk
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.probe import ProbeCache
 from siamlab.diagnostics.std import channel_std, mean_channel_std
-from siamlab.results.schema import ResultVar
+from siamlab.results.schema import TRAIN_VIEW1, ResultVar
 from siamlab.train.views import EpochView, StepView
 
 TEST_SPLIT = {"bn_mode": "eval", "data": "test split under the test transform"}
@@ -30,7 +30,7 @@ class TrainStdHook:
             ("step",),
             "mean over channels of the std of z/||z|| on the training batch",
             "1",
-            {"bn_mode": "train", "data": "training batch (view 1)"},
+            TRAIN_VIEW1,
         ),
     )
     step_every: int = 1

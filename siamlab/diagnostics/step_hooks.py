@@ -14,10 +14,10 @@ from siamlab.diagnostics.geometry import alignment, branch_cosine
 from siamlab.diagnostics.gradients import module_grad_norms
 from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.std import centre_ratio
-from siamlab.results.schema import ResultVar
+from siamlab.results.schema import TRAIN_BOTH_VIEWS, TRAIN_VIEW1, ResultVar
 from siamlab.train.views import StepView
 
-BOTH_VIEWS = {"bn_mode": "train", "data": "training batch (both views)"}
+BOTH_VIEWS = TRAIN_BOTH_VIEWS
 
 
 @dataclass
@@ -91,7 +91,7 @@ class BatchGeometryHook:
             ("step",),
             "centre ratio ||E[z/|z|]|| of the batch (Zhang et al. 2022; healthy floor ~1/sqrt(B))",
             "1",
-            {"bn_mode": "train", "data": "training batch (view 1)"},
+            TRAIN_VIEW1,
         ),
     )
     step_every: int = 1

@@ -54,6 +54,11 @@ class DimSpec:
     labels: tuple[str, ...] = ()
 
 
+# where a variable is measured: its ``bn_mode`` and ``data`` attrs, shared by many hooks
+PROBE_SET = {"bn_mode": "eval", "data": "probe set"}
+TRAIN_VIEW1 = {"bn_mode": "train", "data": "training batch (view 1)"}
+TRAIN_BOTH_VIEWS = {"bn_mode": "train", "data": "training batch (both views)"}
+
 DIMS: dict[str, DimSpec] = {
     "step": DimSpec("SGD step"),
     "epoch": DimSpec("epoch"),
