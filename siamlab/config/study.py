@@ -32,7 +32,9 @@ class PaperRef(BaseModel):
     Attributes:
         ref: where in the paper (e.g. "Table 1 (a)").
         top1: the paper's ImageNet linear top-1 (%), if it gives one.
-        outcome: what happened there.
+        outcome: what happened there (``collapse`` = complete collapse, as the paper's
+            0.1% rows; ``dimensional_collapse`` = a few directions left, for labelled
+            runs outside the paper).
         note: anything else.
     """
 
@@ -40,9 +42,17 @@ class PaperRef(BaseModel):
 
     ref: str = ""
     top1: float | None = None
-    outcome: Literal["no_collapse", "collapse", "unstable", "not_converging", "diverges"] | None = (
-        None
-    )
+    outcome: (
+        Literal[
+            "no_collapse",
+            "collapse",
+            "dimensional_collapse",
+            "unstable",
+            "not_converging",
+            "diverges",
+        ]
+        | None
+    ) = None
     note: str = ""
 
 

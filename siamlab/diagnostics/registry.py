@@ -27,6 +27,7 @@ HOOKS = MappingProxyType(
         "batch_geometry": "siamlab.diagnostics.step_hooks:BatchGeometryHook",
         "knn": "siamlab.diagnostics.knn_hook:KnnHook",
         "eval_std": "siamlab.diagnostics.std_hooks:EvalStdHook",
+        "centred": "siamlab.diagnostics.centred_hook:CentredGeometryHook",
         "spectrum": "siamlab.diagnostics.spectrum_hook:SpectrumHook",
         "predictor_alignment": "siamlab.diagnostics.predictor_hook:PredictorAlignmentHook",
         "verdict": "siamlab.diagnostics.verdict:VerdictJudge",

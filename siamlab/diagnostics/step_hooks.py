@@ -8,7 +8,12 @@ Their values are in train mode: the BN layers use the batch's statistics.
 from dataclasses import dataclass
 from typing import ClassVar
 
+import math
+
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from siamlab.diagnostics.geometry import alignment, branch_cosine
 from siamlab.diagnostics.gradients import module_grad_norms
@@ -18,6 +23,13 @@ from siamlab.results.schema import TRAIN_BOTH_VIEWS, TRAIN_VIEW1, ResultVar
 from siamlab.train.views import StepView
 
 BOTH_VIEWS = TRAIN_BOTH_VIEWS
+
+
+def pair_cosines(a: Tensor, b: Tensor) -> Tensor:
+    """cos(a_i, b_i) per row in float32 or float64, shape ``(B,)`` (mean: branch_cosine)."""
+    a, b = a.detach(), b.detach()
+    dtype = a.dtype if a.dtype in (torch.float32, torch.float64) else torch.float32
+    return F.cosine_similarity(a.to(dtype), b.to(dtype), dim=1, eps=1e-12)
 
 
 @dataclass
@@ -62,6 +74,9 @@ class BatchGeometryHook:
     * ``pz_cosine_train`` = (cos(p1, t2) + cos(p2, t1)) / 2, t the targets (z, or the
       momentum encoder's output): minus the paper's symmetric loss (Eq. 2) whatever the
       objective, so the verdict judges a cross-entropy or asymmetric run on the same scale.
+    * ``pz_cosine_sem_train``: the standard error of that batch mean, std_i(c_i)/sqrt(B)
+      over the per-image cosines c_i: the step-to-step noise a healthy run of this batch
+      size has, against which the verdict judges an oscillating loss.
     """
 
     variables: ClassVar[tuple[ResultVar, ...]] = (
@@ -87,6 +102,14 @@ class BatchGeometryHook:
             BOTH_VIEWS,
         ),
         ResultVar(
+            "pz_cosine_sem_train",
+            ("step",),
+            "standard error of pz_cosine_train over the batch: std of the per-image cosines "
+            "/ sqrt(B) (the sampling noise of the step loss)",
+            "1",
+            BOTH_VIEWS,
+        ),
+        ResultVar(
             "z_centre_ratio_train",
             ("step",),
             "centre ratio ||E[z/|z|]|| of the batch (Zhang et al. 2022; healthy floor ~1/sqrt(B))",
@@ -104,8 +127,11 @@ class BatchGeometryHook:
     def on_step(self, view: StepView) -> Values:
         out = view.output
         t1, t2 = out.targets()
+        per_image = (pair_cosines(out.p1, t2) + pair_cosines(out.p2, t1)) / 2  # (B,)
+        sem = float(per_image.std(correction=1)) / math.sqrt(per_image.numel())
         return {
-            "pz_cosine_train": (branch_cosine(out.p1, t2) + branch_cosine(out.p2, t1)) / 2,
+            "pz_cosine_train": float(per_image.mean()),
+            "pz_cosine_sem_train": sem if per_image.numel() > 1 else math.nan,
             "z_alignment_train": alignment(out.z1, out.z2),
             "h_branch_cosine_train": branch_cosine(out.h1, out.h2),
             "z_centre_ratio_train": centre_ratio(out.z1),
