@@ -31,8 +31,11 @@ MEASURES = (
 
 @dataclass
 class CentredGeometryHook:
-    """``{z,p,h}_{centre_norm, residual_norm, residual_std, residual_erank_fraction,
-    residual_uniformity}`` on the test split in eval mode, on the eval schedule.
+    """Centre norm and residual norm, std, erank fraction and uniformity of z, p and h.
+
+    Measured on the test split in eval mode, on the eval schedule, as
+    ``{z,p,h}_{centre_norm, residual_norm, residual_std, residual_erank_fraction,
+    residual_uniformity}``.
 
     ``residual_std`` is already scaled by sqrt(d): 1 for an isotropic residual.
     """

@@ -83,8 +83,8 @@ class Summary(Protocol):
 
     variables: ClassVar[tuple[ResultVar, ...]]
 
-    def summarise(self, scope: str, values: Mapping[str, Value]) -> Values:
-        """Extra values for ``scope`` ("step" or "epoch") given the hooks' ``values``."""
+    def summarise(self, scope: str, index: int, values: Mapping[str, Value]) -> Values:
+        """Extra values for ``scope`` ("step" or "epoch") at 1-based step or epoch ``index``."""
         ...
 
 

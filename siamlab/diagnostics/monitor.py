@@ -59,7 +59,7 @@ class Monitor:
 
     def _finish(self, scope: str, index: int, values: Values) -> None:
         for summary in self.summaries:
-            values.update(summary.summarise(scope, values))
+            values.update(summary.summarise(scope, index, values))
         if values:
             for sink in self.sinks:
                 sink.write(scope, index, values)

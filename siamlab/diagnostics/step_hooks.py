@@ -5,10 +5,9 @@ These run inside the training loop, so each costs O(B d) or one pass over the gr
 Their values are in train mode: the BN layers use the batch's statistics.
 """
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
-
-import math
 
 import numpy as np
 import torch

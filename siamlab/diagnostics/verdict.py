@@ -1,214 +1,228 @@
-"""The collapse verdict: one word per evaluated epoch and per run.
+"""The verdict hook: judges every evaluated epoch and folds the states into the run's verdict.
 
-Five outcomes, from the signals of one epoch (no history, so a resumed run judges exactly
-as an uninterrupted one):
-
-* ``collapsed`` -- complete collapse: the loss is heading to -1 and the output is nearly
-  constant: the eval-mode std of z/||z|| is ~0 (Chen & He, "Exploring Simple Siamese
-  Representation Learning", CVPR 2021, Fig. 2) or the uniformity is ~0 (Wang & Isola,
-  ICML 2020; it catches a collapse that eval-mode BN leaves with a mid-range std).
-* ``dimensional_collapse`` -- the std looks healthy but the embedding occupies few
-  dimensions: effective rank (Roy & Vetterli, EUSIPCO 2007) of z far below min(d, N)
-  (Jing et al., "Understanding Dimensional Collapse in Contrastive Self-supervised
-  Learning", ICLR 2022).
-* ``unstable`` -- a non-finite loss or a loss oscillating from step to step (the paper's
-  Table 3, BN on the predictor output); a run that diverged is ``unstable`` at the end.
-* ``not_converging`` -- the loss stays high (the paper's fixed random predictor, Table 1b),
-  or the output is constant without the loss having gone down (a network at init).
-* ``healthy`` -- none of the above.
-
-Thresholds live in :class:`~siamlab.diagnostics.config.VerdictConfig`; the order in which
-they are checked is documented there. The std used is the eval-mode one: the projector's
-output BN keeps the train-mode std of a batch away from 0 even while the network collapses.
+The rule itself (states, order, hysteresis) is torch-free and lives in
+:mod:`siamlab.diagnostics.verdict_rule`; this summary collects what it reads from the
+hooks' values -- the step losses, their sampling noise, the centred geometry of z -- and
+records every input next to its output, so that ``analysis/verdict_calibration.py``
+re-judges a finished run from its ``metrics.nc`` alone (:func:`signals_from_epochs`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from siamlab.diagnostics.config import VerdictConfig
+from siamlab.diagnostics.verdict_rule import (
+    VERDICTS,
+    EpochSignals,
+    RunVerdict,
+    judge_epoch,
+    loss_jitter,
+    run_verdict,
+)
 from siamlab.results.schema import ResultVar
 
 if TYPE_CHECKING:
     from siamlab.diagnostics.hooks import HookContext
 
-VERDICTS: tuple[str, ...] = (
-    "healthy",
-    "collapsed",
-    "dimensional_collapse",
-    "unstable",
-    "not_converging",
-)
+__all__ = ["VERDICTS", "VerdictJudge", "loss_jitter", "signals_from_epochs", "verdict_attrs"]
 
 
-def loss_jitter(losses: Sequence[float]) -> float:
-    """Step-to-step noise of a loss series, insensitive to its smooth trend.
+def _epoch_var(name: str, long_name: str) -> ResultVar:
+    return ResultVar(name, ("epoch",), long_name, "1")
 
-    ``sqrt(mean((L[t+1] - 2 L[t] + L[t-1])^2) / 6)``: for a smooth trend plus i.i.d. noise of
-    std ``s`` the second differences have variance ``6 s^2``, so this estimates ``s``; a
-    steadily falling loss gives ~0, a loss alternating by ``+-a`` gives ``4a/sqrt(6)``.
+
+def _get(record: Mapping[str, Any], key: str) -> float:
+    return float(record.get(key, math.nan))
+
+
+def signals_from_epochs(epochs: list[dict[str, Any]], cfg: VerdictConfig) -> list[EpochSignals]:
+    """The rule's inputs for a run's evaluated epochs, from their recorded values.
 
     Args:
-        losses: Per-step losses of one epoch, in order, shape ``(T,)``.
-
-    Returns:
-        The jitter; NaN for fewer than 3 finite-or-not values (not judged), ``inf`` if any
-        loss is not finite.
-
+        epochs: per evaluated epoch, in order: ``epoch``, ``cosine_loss``, ``start_loss``,
+            ``z_residual_norm``, ``z_residual_erank_fraction``, ``loss_jitter``,
+            ``loss_noise`` and ``z_std_eval`` (missing = NaN).
+        cfg: the thresholds (``hold_evaluations`` sets the trend window).
     """
-    x = np.asarray(losses, dtype=np.float64)  # (T,)
-    if x.size < 3:
-        return math.inf if x.size and not np.isfinite(x).all() else math.nan
-    if not np.isfinite(x).all():
-        return math.inf
-    second = x[2:] - 2.0 * x[1:-1] + x[:-2]  # (T - 2,)
-    return float(np.sqrt(np.mean(second**2) / 6.0))
-
-
-def judge(
-    cfg: VerdictConfig,
-    *,
-    epoch_loss: float,
-    std_sqrt_d: float,
-    erank_fraction: float = math.nan,
-    jitter: float = math.nan,
-    uniformity: float = math.nan,
-) -> str:
-    """Classify one epoch (thresholds and order: :class:`VerdictConfig`).
-
-    Args:
-        cfg: The thresholds.
-        epoch_loss: Mean training loss of the epoch (-1 = perfect match).
-        std_sqrt_d: Eval-mode mean channel std of z/||z|| times sqrt(d); NaN = the
-            embeddings were not finite (then the verdict is ``unstable``).
-        erank_fraction: Effective rank of z over min(d, N); NaN = not measured (then
-            dimensional collapse is not judged).
-        jitter: :func:`loss_jitter` of the epoch; NaN = not measured, inf = NaN loss.
-        uniformity: Uniformity of z/||z|| on the probe set; NaN = not measured.
-
-    Returns:
-        One of :data:`VERDICTS`.
-
-    """
-    if not (math.isfinite(epoch_loss) and math.isfinite(std_sqrt_d)):
-        return "unstable"  # NaN loss, or non-finite embeddings (a numerical blow-up)
-    if jitter > cfg.unstable_jitter:  # NaN (not measured) compares False
-        return "unstable"
-    constant = std_sqrt_d < cfg.collapsed_std or uniformity > cfg.collapsed_uniformity
-    if constant and epoch_loss < cfg.collapsed_loss:
-        return "collapsed"
-    if constant or epoch_loss > cfg.not_converging_loss:
-        return "not_converging"
-    if erank_fraction < cfg.dimensional_erank_fraction:
-        return "dimensional_collapse"
-    return "healthy"
+    out: list[EpochSignals] = []
+    for i, e in enumerate(epochs):
+        back = i - (cfg.hold_evaluations - 1)
+        earlier = float(epochs[back]["cosine_loss"]) if back >= 0 and back != i else math.nan
+        out.append(
+            EpochSignals(
+                epoch=int(e["epoch"]),
+                loss=_get(e, "cosine_loss"),
+                start_loss=_get(e, "start_loss"),
+                earlier_loss=earlier,
+                residual_norm=_get(e, "z_residual_norm"),
+                residual_erank_fraction=_get(e, "z_residual_erank_fraction"),
+                jitter=_get(e, "loss_jitter"),
+                noise=_get(e, "loss_noise"),
+                finite=math.isfinite(_get(e, "z_std_eval")),
+            )
+        )
+    return out
 
 
 @dataclass
 class VerdictJudge:
-    """Summarises the monitor's values into ``loss_jitter`` and ``verdict`` per epoch.
+    """Judges each epoch that has ``z_std_eval`` and ``epoch_loss``; keeps the run verdict.
 
-    It sees every step's values (to collect the epoch's losses) and then the epoch's
-    values from all hooks; it judges the epochs that have ``z_std_eval``. The std is
-    scaled by sqrt(d) with d = the length of ``z_channel_std_eval``.
-
-    The loss it judges is the paper's symmetric negative cosine: ``-pz_cosine_train`` when
-    the batch-geometry hook measured it, so the thresholds mean the same for every
-    objective (a cross-entropy loss lives near log d, not in [-1, 1]); the recorded
-    ``loss``/``epoch_loss`` otherwise. For the default symmetric cosine objective the two
-    are the same number.
+    The loss it judges is the paper's symmetric negative cosine, ``-pz_cosine_train``
+    when the batch-geometry hook measured it (a cross-entropy loss lives near log d, not
+    in [-1, 1]); the recorded ``loss`` otherwise. For the default objective they agree.
 
     Attributes:
-        cfg: The verdict thresholds.
-        latest: The most recent verdict ("" before the first).
+        cfg: the thresholds.
+        run: the run's verdict so far.
     """
 
     variables: ClassVar[tuple[ResultVar, ...]] = (
-        ResultVar(
-            "loss_jitter",
-            ("epoch",),
-            "step-to-step noise of the negative-cosine loss: RMS 2nd difference / sqrt(6)",
-            "1",
-        ),
-        ResultVar(
+        _epoch_var("loss_jitter", "step-to-step noise of the judged loss: RMS 2nd diff. / sqrt(6)"),
+        _epoch_var("loss_noise", "mean over the epoch's steps of the step loss's standard error"),
+        _epoch_var("loss_noise_ratio", "loss_jitter / loss_noise: ~1 healthy, >> 1 oscillating"),
+        _epoch_var("cosine_loss", "mean symmetric negative cosine over the epoch (judged loss)"),
+        _epoch_var("start_loss", "mean judged loss of the run's first verdict.start_steps steps"),
+        _epoch_var(
             "verdict",
-            ("epoch",),
-            "collapse verdict: healthy | collapsed | dimensional_collapse | unstable | "
-            "not_converging ('' where not judged); thresholds in the attrs and config",
-            "1",
+            "this epoch's state: healthy | collapsed | dimensional_collapse | unstable | "
+            "not_converging ('' where not judged)",
         ),
+        _epoch_var("verdict_evidence", "which measurement crossed which threshold"),
+        _epoch_var("run_verdict", "the run's verdict as of this epoch (hysteresis)"),
+        _epoch_var("run_verdict_onset_epoch", "first epoch of the streak that entered it"),
+        _epoch_var("run_verdict_evidence", "the evidence of the run's verdict, from when"),
+        _epoch_var("run_verdict_provisional", "1 = no state has held long enough yet"),
     )
     cfg: VerdictConfig
-    latest: str = ""
+    run: RunVerdict = field(default_factory=RunVerdict)
     _losses: list[float] = field(default_factory=list)
     _cosine_losses: list[float] = field(default_factory=list)
+    _noise: list[float] = field(default_factory=list)
+    _start: list[float] = field(default_factory=list)
+    _epochs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def build(cls, ctx: HookContext) -> VerdictJudge:
         """With the thresholds of ``diagnostics.verdict``."""
         return cls(ctx.cfg.verdict)
 
-    def summarise(self, scope: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Collect a step's loss, or judge an epoch from its values."""
+    @property
+    def latest(self) -> str:
+        """The most recent per-epoch state ("" before the first)."""
+        return str(self._epochs[-1]["verdict"]) if self._epochs else ""
+
+    def summarise(self, scope: str, index: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Collect a step's losses, or judge epoch ``index`` from its values."""
         if scope == "step":
-            if "loss" in values:
-                self._losses.append(float(values["loss"]))
-            if "pz_cosine_train" in values:
-                self._cosine_losses.append(-float(values["pz_cosine_train"]))
+            self._collect(values)
             return {}
-        losses, cosine_losses = self._losses, self._cosine_losses
-        self._losses, self._cosine_losses = [], []
-        finite = bool(np.isfinite(losses).all())
-        judged = cosine_losses if cosine_losses and finite else losses
+        losses, cosine = self._losses, self._cosine_losses
+        judged = cosine if cosine and bool(np.isfinite(losses).all()) else losses
+        noise = float(np.mean(self._noise)) if self._noise else math.nan
+        self._losses, self._cosine_losses, self._noise = [], [], []
         jitter = loss_jitter(judged)
-        out: dict[str, Any] = {"loss_jitter": jitter}
+        out: dict[str, Any] = {"loss_jitter": jitter, "loss_noise": noise}
+        out["loss_noise_ratio"] = jitter / noise if noise > 0 else math.nan
         if "z_std_eval" not in values or "epoch_loss" not in values:
             return out
-        epoch_loss = float(np.mean(judged)) if judged is cosine_losses else values["epoch_loss"]
-        dim = np.asarray(values.get("z_channel_std_eval", [0.0])).size
-        self.latest = judge(
-            self.cfg,
-            epoch_loss=float(epoch_loss),
-            std_sqrt_d=float(values["z_std_eval"]) * math.sqrt(dim),
-            erank_fraction=float(values.get("z_erank_fraction", math.nan)),
-            jitter=jitter,
-            uniformity=float(values.get("z_uniformity", math.nan)),
+        loss = float(np.mean(judged)) if judged is cosine else float(values["epoch_loss"])
+        start = float(np.mean(self._start)) if self._start else loss
+        record: dict[str, Any] = {
+            "epoch": index,
+            "cosine_loss": loss,
+            "start_loss": start,
+            "loss_jitter": jitter,
+            "loss_noise": noise,
+            "z_std_eval": float(values["z_std_eval"]),
+            **{k: float(values[k]) for k in RESIDUAL if k in values},
+        }
+        self._epochs.append(record)
+        signals = signals_from_epochs(self._epochs, self.cfg)[-1]
+        state, evidence = judge_epoch(self.cfg, signals)
+        record |= {"verdict": state, "verdict_evidence": evidence}
+        self.run = run_verdict(
+            [(int(e["epoch"]), e["verdict"], e["verdict_evidence"]) for e in self._epochs],
+            self.cfg.hold_evaluations,
         )
-        out["verdict"] = self.latest
-        return out
+        return out | {
+            "cosine_loss": loss,
+            "start_loss": start,
+            "verdict": state,
+            "verdict_evidence": evidence,
+            "run_verdict": self.run.verdict,
+            "run_verdict_onset_epoch": float(self.run.onset_epoch),
+            "run_verdict_evidence": self.run.evidence,
+            "run_verdict_provisional": float(self.run.provisional),
+        }
+
+    def _collect(self, values: Mapping[str, Any]) -> None:
+        if "loss" in values:
+            self._losses.append(float(values["loss"]))
+        if "pz_cosine_train" in values:
+            self._cosine_losses.append(-float(values["pz_cosine_train"]))
+        if "pz_cosine_sem_train" in values and math.isfinite(values["pz_cosine_sem_train"]):
+            self._noise.append(float(values["pz_cosine_sem_train"]))
+        if len(self._start) < self.cfg.start_steps:
+            first = self._cosine_losses or self._losses
+            if first:
+                self._start.append(first[-1])
 
     def state_dict(self) -> dict[str, Any]:
-        """The epoch's losses so far and the latest verdict (for a mid-epoch checkpoint)."""
+        """Everything the judge has seen (for a checkpoint taken mid-epoch)."""
         return {
             "losses": list(self._losses),
             "cosine_losses": list(self._cosine_losses),
-            "latest": self.latest,
+            "noise": list(self._noise),
+            "start": list(self._start),
+            "epochs": [dict(e) for e in self._epochs],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self._losses = [float(x) for x in state["losses"]]
         self._cosine_losses = [float(x) for x in state.get("cosine_losses", [])]
-        self.latest = str(state["latest"])
+        self._noise = [float(x) for x in state.get("noise", [])]
+        self._start = [float(x) for x in state.get("start", [])]
+        self._epochs = [dict(e) for e in state.get("epochs", [])]
+        self.run = run_verdict(
+            [(int(e["epoch"]), e["verdict"], e["verdict_evidence"]) for e in self._epochs],
+            self.cfg.hold_evaluations,
+        )
 
 
-def verdict_attrs(last: object, status: str, cfg: VerdictConfig) -> dict[str, str | float]:
-    """Dataset attrs: the run's final ``verdict`` and the thresholds that produced it.
+RESIDUAL = ("z_residual_norm", "z_residual_erank_fraction")
+
+
+def verdict_attrs(
+    run: RunVerdict, status: str, cfg: VerdictConfig, diverged_step: int | None = None
+) -> dict[str, str | float | int]:
+    """Dataset attrs: the run's ``verdict``, its onset and evidence, and the thresholds.
 
     Args:
-        last: The last recorded per-epoch verdict (``Recorder.last("verdict")``) or None.
-        status: The run's status; ``diverged`` makes the final verdict ``unstable``.
-        cfg: The thresholds, stored as ``verdict_<name>`` attrs.
+        run: the run verdict (``run_verdict`` of the last evaluation).
+        status: the run's status; ``diverged`` makes the verdict ``unstable``.
+        cfg: the thresholds, stored as ``verdict_<name>`` attrs.
+        diverged_step: the step whose loss was not finite, for the evidence.
 
     Returns:
-        ``{"verdict": ..., "verdict_collapsed_std": 0.3, ...}``.
-
+        ``{"verdict": ..., "verdict_onset_epoch": 12, "verdict_evidence": ...,
+        "verdict_provisional": 0, "verdict_hold_evaluations": 3.0, ...}``.
     """
-    final = "unstable" if status == "diverged" else (last if isinstance(last, str) else "")
+    if status == "diverged":
+        where = f" at step {diverged_step}" if diverged_step is not None else ""
+        run = RunVerdict("unstable", run.onset_epoch, f"the loss became non-finite{where}", False)
     thresholds = {f"verdict_{k}": float(v) for k, v in cfg.model_dump().items()}
-    return {"verdict": final, **thresholds}
+    return {
+        "verdict": run.verdict,
+        "verdict_onset_epoch": run.onset_epoch,
+        "verdict_evidence": run.evidence,
+        "verdict_provisional": int(run.provisional),
+        **thresholds,
+    }

@@ -10,6 +10,7 @@ from typing import Any
 
 from siamlab.config.study import RunSpec
 from siamlab.diagnostics.verdict import verdict_attrs
+from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.provenance import config_yaml, now, versions
 from siamlab.results.recorder import Recorder
 from siamlab.results.store import write_run
@@ -30,7 +31,23 @@ class ResultsFile:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
         self.created = now()
 
-    def attrs(self, status: str) -> dict[str, Any]:
+    def run_verdict(self) -> RunVerdict:
+        """The run's verdict as of its last evaluated epoch (empty before the first)."""
+        last = self.recorder.last
+        verdict, onset, evidence = (
+            last(k) for k in ("run_verdict", "run_verdict_onset_epoch", "run_verdict_evidence")
+        )
+        if not isinstance(verdict, str) or not verdict:
+            return RunVerdict()
+        provisional = last("run_verdict_provisional")
+        return RunVerdict(
+            verdict,
+            int(onset) if isinstance(onset, float) and math.isfinite(onset) else 0,
+            evidence if isinstance(evidence, str) else "",
+            provisional != 0.0,
+        )
+
+    def attrs(self, status: str, diverged_step: int | None = None) -> dict[str, Any]:
         """Provenance attrs of the results file."""
         cfg = self.spec.config
         return {
@@ -44,7 +61,7 @@ class ResultsFile:
             "dim": cfg.model.dim,
             "std_reference": 1 / math.sqrt(cfg.model.dim),
             "world_size": self.dist.world_size,
-            **verdict_attrs(self.recorder.last("verdict"), status, cfg.diagnostics.verdict),
+            **verdict_attrs(self.run_verdict(), status, cfg.diagnostics.verdict, diverged_step),
             "created": self.created,
             "updated": now(),
             **versions(),
@@ -53,7 +70,8 @@ class ResultsFile:
     def write(self, status: str, **extra: Any) -> None:
         """Rewrite ``metrics.nc`` with ``status`` and ``extra`` attrs (rank 0 only)."""
         if self.dist.is_main:
-            write_run(self.directory, self.recorder.to_dataset({**self.attrs(status), **extra}))
+            attrs = self.attrs(status, extra.get("diverged_step"))
+            write_run(self.directory, self.recorder.to_dataset({**attrs, **extra}))
 
     def state_dict(self) -> str:
         """The run's creation time (a checkpoint's ``created``)."""

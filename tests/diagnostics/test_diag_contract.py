@@ -35,10 +35,15 @@ ADDED = {
     f"{x}_{m}"
     for x in ("z", "p", "h")
     for m in (
-        "centre_norm", "residual_norm", "residual_std", "residual_erank_fraction",
+        "centre_norm",
+        "residual_norm",
+        "residual_std",
+        "residual_erank_fraction",
         "residual_uniformity",
     )
-} | {"pz_cosine_sem_train"}  # fmt: skip
+} | {"pz_cosine_sem_train", "loss_noise", "loss_noise_ratio", "cosine_loss", "start_loss"}
+ADDED |= {"verdict_evidence", "run_verdict", "run_verdict_onset_epoch", "run_verdict_evidence"}
+ADDED |= {"run_verdict_provisional"}
 SCHEMA = SCHEMA_BEFORE | ADDED
 
 
@@ -147,8 +152,8 @@ def test_every_registered_hook_leaves_the_model_untouched(trained, name):
     if isinstance(hook, EpochHook):
         values.update(hook.on_epoch(EpochView(1, 1, 1.0, 16, True), probes))
     if isinstance(hook, Summary):
-        hook.summarise("step", {"loss": view.loss})
-        values.update(hook.summarise("epoch", {"epoch_loss": view.loss, "z_std_eval": 0.1}))
+        hook.summarise("step", 1, {"loss": view.loss})
+        values.update(hook.summarise("epoch", 1, {"epoch_loss": view.loss, "z_std_eval": 0.1}))
     assert _same(before, _snapshot(model))
     declared = {v.name for v in type(hook).variables}
     assert values and set(values) <= declared  # it measured something, all declared

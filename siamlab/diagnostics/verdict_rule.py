@@ -1,0 +1,202 @@
+"""The collapse rule: one state per evaluated epoch, one verdict per run. Torch-free.
+
+Per evaluated epoch, from the centred geometry of z on the held-out split
+(:mod:`siamlab.diagnostics.centred`) and the training loss, the first that applies wins:
+
+1. ``unstable`` -- a non-finite loss or embedding, or a loss whose step-to-step jitter
+   is ``unstable_noise_ratio`` times the sampling noise of a batch mean of this size
+   (the paper's Table 3 d, BN on the predictor output: "the loss oscillates").
+2. ``collapsed`` -- complete collapse, all images map to one point: the residual around
+   the centre has vanished (``residual_norm < collapsed_residual_norm``) and the loss
+   went down to get there (SimSiam Fig. 2; Zhang et al., ICLR 2022).
+3. ``dimensional_collapse`` -- the residual spans few effective dimensions
+   (``residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
+4. ``not_converging`` -- the loss made less than ``not_converging_progress`` of its way
+   from the run's start to -1 and is no longer falling (the paper's fixed random
+   predictor, Table 1 b). A run still falling is "not converged yet" and stays healthy.
+5. ``healthy`` -- none of the above. A large common offset over a full-rank residual is
+   healthy: every image is still distinct, in every direction.
+
+Per run, a state is *entered* once it holds for ``hold_evaluations`` consecutive
+evaluations (hysteresis): a run near a threshold does not flip its verdict every epoch.
+Non-finite values enter ``unstable`` at once. Thresholds:
+:class:`~siamlab.diagnostics.config.VerdictConfig`, calibrated on labelled runs (README,
+"How often the verdict is right"; ``analysis/verdict_calibration.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from siamlab.diagnostics.config import VerdictConfig
+
+VERDICTS: tuple[str, ...] = (
+    "healthy",
+    "collapsed",
+    "dimensional_collapse",
+    "unstable",
+    "not_converging",
+)
+
+
+def loss_jitter(losses: Sequence[float]) -> float:
+    """Step-to-step noise of a loss series, insensitive to its smooth trend.
+
+    ``sqrt(mean((L[t+1] - 2 L[t] + L[t-1])^2) / 6)``: for a smooth trend plus i.i.d. noise of
+    std ``s`` the second differences have variance ``6 s^2``, so this estimates ``s``; a
+    steadily falling loss gives ~0, a loss alternating by ``+-a`` gives ``4a/sqrt(6)``.
+
+    Args:
+        losses: Per-step losses of one epoch, in order, shape ``(T,)``.
+
+    Returns:
+        The jitter; NaN for fewer than 3 values (not judged), ``inf`` if a loss is not finite.
+    """
+    x = np.asarray(losses, dtype=np.float64)  # (T,)
+    if x.size and not np.isfinite(x).all():
+        return math.inf
+    if x.size < 3:
+        return math.nan
+    second = x[2:] - 2.0 * x[1:-1] + x[:-2]  # (T - 2,)
+    return float(np.sqrt(np.mean(second**2) / 6.0))
+
+
+@dataclass(frozen=True)
+class EpochSignals:
+    """What the rule reads for one evaluated epoch (NaN = not measured).
+
+    Attributes:
+        epoch: 1-based epoch.
+        loss: mean symmetric negative cosine of the epoch (-1 = perfect match).
+        start_loss: mean of the run's first ``start_steps`` step losses.
+        earlier_loss: ``loss`` of the evaluation ``hold_evaluations - 1`` evaluations
+            earlier (NaN for the first ones): the recent trend.
+        residual_norm: ``z_residual_norm`` on the held-out split, eval mode.
+        residual_erank_fraction: ``z_residual_erank_fraction`` there.
+        jitter: :func:`loss_jitter` of the epoch's step losses.
+        noise: mean standard error of the step loss over the epoch's batches.
+        finite: the loss and the eval-mode embeddings were finite.
+    """
+
+    epoch: int
+    loss: float
+    start_loss: float
+    earlier_loss: float
+    residual_norm: float
+    residual_erank_fraction: float
+    jitter: float
+    noise: float
+    finite: bool = True
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the way from the start loss to -1 that the loss has come."""
+        room = self.start_loss + 1.0
+        return (self.start_loss - self.loss) / room if room > 1e-9 else 1.0
+
+    @property
+    def noise_ratio(self) -> float:
+        """Jitter over the sampling noise of the step loss (~1 when healthy)."""
+        return self.jitter / self.noise if self.noise > 0 else math.nan
+
+
+def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
+    """The state of one evaluated epoch and the evidence for it (order: module docstring).
+
+    Returns:
+        ``(state, evidence)``, e.g. ``("collapsed", "z residual norm 0.031 < 0.1, loss
+        -0.93")``.
+    """
+    if not (s.finite and math.isfinite(s.loss)) or s.jitter == math.inf:
+        return "unstable", f"non-finite loss or embeddings at epoch {s.epoch}"
+    if s.noise_ratio > cfg.unstable_noise_ratio:  # NaN (not measured) compares False
+        return "unstable", (
+            f"loss jitter {s.jitter:.3g} = {s.noise_ratio:.1f}x its sampling noise "
+            f"{s.noise:.3g} > {cfg.unstable_noise_ratio:g}x"
+        )
+    if s.residual_norm < cfg.collapsed_residual_norm:
+        if s.progress >= cfg.not_converging_progress:
+            return "collapsed", (
+                f"z residual norm {s.residual_norm:.3g} < {cfg.collapsed_residual_norm:g} "
+                f"with the loss down to {s.loss:.3f}"
+            )
+        return "not_converging", (
+            f"z residual norm {s.residual_norm:.3g} < {cfg.collapsed_residual_norm:g} "
+            f"but the loss has not gone down ({s.start_loss:.3f} -> {s.loss:.3f})"
+        )
+    if s.residual_erank_fraction < cfg.dimensional_erank_fraction:
+        return "dimensional_collapse", (
+            f"z residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
+            f"{cfg.dimensional_erank_fraction:g} (residual norm {s.residual_norm:.2f})"
+        )
+    falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
+    if s.progress < cfg.not_converging_progress:
+        if not falling:
+            return "not_converging", (
+                f"loss {s.start_loss:.3f} -> {s.loss:.3f}: {100 * s.progress:.0f}% of the way "
+                f"to -1 < {100 * cfg.not_converging_progress:.0f}%, and no longer falling"
+            )
+        return "healthy", f"not converged yet: loss {s.loss:.3f} still falling"
+    return "healthy", (
+        f"z residual norm {s.residual_norm:.2f}, erank/min(d,N) "
+        f"{s.residual_erank_fraction:.2f}, loss {s.loss:.3f}"
+    )
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """The verdict of a whole run.
+
+    Attributes:
+        verdict: one of :data:`VERDICTS`; "" before the first evaluation.
+        onset_epoch: first epoch of the streak that entered it (0 = none).
+        evidence: which measurement crossed which threshold, from when.
+        provisional: no state has held ``hold_evaluations`` evaluations yet; the verdict
+            is then the latest state.
+    """
+
+    verdict: str = ""
+    onset_epoch: int = 0
+    evidence: str = ""
+    provisional: bool = True
+
+
+def run_verdict(judged: Sequence[tuple[int, str, str]], hold: int) -> RunVerdict:
+    """Fold per-epoch ``(epoch, state, evidence)`` into the run's verdict with hysteresis.
+
+    A state is entered when it has held for ``hold`` consecutive evaluations; a non-finite
+    ``unstable`` at once. The entered state stays until another one is entered.
+
+    Args:
+        judged: evaluated epochs in order.
+        hold: evaluations a state must hold before the run enters it.
+    """
+    entered = RunVerdict()
+    streak_start, streak_len, streak_evidence, state = 0, 0, "", ""
+    for epoch, current, evidence in judged:
+        if current == state:
+            streak_len += 1
+        else:
+            state, streak_start, streak_len, streak_evidence = current, epoch, 1, evidence
+        immediate = current == "unstable" and evidence.startswith("non-finite")
+        if (streak_len >= hold or immediate) and entered.verdict != state:
+            held = f"{streak_len} evaluation(s)" if streak_len < hold else f"{hold} evaluations"
+            entered = RunVerdict(
+                state,
+                streak_start,
+                f"{streak_evidence}; from epoch {streak_start}, held {held}",
+                provisional=False,
+            )
+    if entered.verdict or not state:
+        return entered
+    return RunVerdict(
+        state,
+        streak_start,
+        f"{streak_evidence}; from epoch {streak_start} (provisional: {streak_len} of the "
+        f"{hold} evaluations that enter a verdict)",
+        provisional=True,
+    )
