@@ -169,34 +169,34 @@ def run_verdict(judged: Sequence[tuple[int, str, str]], hold: int) -> RunVerdict
     """Fold per-epoch ``(epoch, state, evidence)`` into the run's verdict with hysteresis.
 
     A state is entered when it has held for ``hold`` consecutive evaluations; a non-finite
-    ``unstable`` at once. The entered state stays until another one is entered.
+    ``unstable`` at once. The entered state stays until another one is entered; its
+    evidence is that of the latest evaluation in that state, with the onset.
 
     Args:
         judged: evaluated epochs in order.
         hold: evaluations a state must hold before the run enters it.
     """
-    entered = RunVerdict()
-    streak_start, streak_len, streak_evidence, state = 0, 0, "", ""
+    entered, onset, after, latest = "", 0, 0, ""
+    streak_start, streak_len, state = 0, 0, ""
     for epoch, current, evidence in judged:
         if current == state:
             streak_len += 1
         else:
-            state, streak_start, streak_len, streak_evidence = current, epoch, 1, evidence
+            state, streak_start, streak_len = current, epoch, 1
         immediate = current == "unstable" and evidence.startswith("non-finite")
-        if (streak_len >= hold or immediate) and entered.verdict != state:
-            held = f"{streak_len} evaluation(s)" if streak_len < hold else f"{hold} evaluations"
-            entered = RunVerdict(
-                state,
-                streak_start,
-                f"{streak_evidence}; from epoch {streak_start}, held {held}",
-                provisional=False,
-            )
-    if entered.verdict or not state:
-        return entered
+        if (streak_len >= hold or immediate) and entered != state:
+            entered, onset, after = state, streak_start, streak_len
+        if current == entered:
+            latest = evidence
+    if entered:
+        since = f"since epoch {onset} (entered after {after} evaluation{'s' * (after > 1)})"
+        return RunVerdict(entered, onset, f"{latest}; {since}", provisional=False)
+    if not state:
+        return RunVerdict()
     return RunVerdict(
         state,
         streak_start,
-        f"{streak_evidence}; from epoch {streak_start} (provisional: {streak_len} of the "
+        f"{judged[-1][2]}; since epoch {streak_start} (provisional: {streak_len} of the "
         f"{hold} evaluations that enter a verdict)",
         provisional=True,
     )
