@@ -62,7 +62,7 @@ def _save(value: object, path: Path) -> None:
 
 
 # Config keys a run may resume under a changed value of: where results go, and whether it
-# stops on collapse (a run that stopped there equals, up to its stop, one that did not).
+# stops on collapse (that changes when training ends, never what it computes).
 RESUMABLE = ("output.", "train.stop_on_collapse:")
 
 

@@ -6,6 +6,11 @@ predicate from the run's :class:`~siamlab.diagnostics.verdict.VerdictJudge`, whi
 monitor has just given that epoch's values; the run then saves its checkpoint and results
 with status :data:`~siamlab.results.runstate.STOPPED_COLLAPSED`
 (:func:`siamlab.run.train_run.train_run`).
+
+The stop is on *entering* ``collapsed``, not on being there: a stopped run resumed from
+its checkpoint (``siamlab run --resume-stopped``) is collapsed already and trains on to
+its last epoch with the same config, however often it is interrupted on the way. It
+stops again only if its verdict leaves ``collapsed`` and enters it anew.
 """
 
 from collections.abc import Callable
@@ -21,7 +26,10 @@ def never() -> bool:
 
 
 def collapse_stop(monitor: Monitor, dist: DistInfo) -> Callable[[], bool]:
-    """True once the run's verdict is ``collapsed``, entered and not provisional.
+    """True at the end of the epoch whose evaluation made the run's verdict ``collapsed``.
+
+    ``collapsed`` is entered once it held ``diagnostics.verdict.hold_evaluations``
+    evaluations; a provisional verdict never stops a run.
 
     Args:
         monitor: the run's monitor; its verdict judge is read, never changed.
@@ -31,7 +39,7 @@ def collapse_stop(monitor: Monitor, dist: DistInfo) -> Callable[[], bool]:
     judges = [h for h in monitor.hooks if isinstance(h, VerdictJudge)]
 
     def collapsed() -> bool:
-        return any(judge.run.collapsed for judge in judges)
+        return any(judge.entered and judge.run.collapsed for judge in judges)
 
     if dist.world_size > 1:
         return lambda: any_rank(collapsed())

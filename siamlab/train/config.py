@@ -65,8 +65,10 @@ class TrainConfig(BaseModel):
             verdict ``collapsed`` (entered after ``diagnostics.verdict.hold_evaluations``
             evaluations, not provisional): checkpoint and results are written with status
             ``stopped_collapsed`` and the study goes on. Re-running skips such a run;
-            ``siamlab run --resume-stopped`` trains it on to ``epochs``. Needs the
-            ``loss``, ``eval_std``, ``centred`` and ``verdict`` hooks. Off by default.
+            ``siamlab run --resume-stopped`` trains it on to ``epochs`` (it is collapsed
+            already, so it stops again only if its verdict leaves collapse and enters it
+            anew). Needs the ``loss``, ``eval_std``, ``centred`` and ``verdict`` hooks.
+            May be changed for a run that has a checkpoint. Off by default.
     """
 
     model_config = ConfigDict(extra="forbid")
