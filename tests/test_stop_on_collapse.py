@@ -86,7 +86,13 @@ def test_a_collapsing_run_stops_is_skipped_then_resumes_to_an_uninterrupted_run(
         xr.testing.assert_equal(ds[name], ref[name].sel({dim: ds[dim]}))
     assert read_state(run_dir).state == "stopped_collapsed"
     (row,) = study_status(tmp_path / "out" / "tiny")
-    assert (row.state, row.verdict) == ("stopped_collapsed", "collapsed")
+    assert (row.state, row.verdict, row.step) == (
+        "stopped_collapsed",
+        "collapsed",
+        ds.sizes["step"],
+    )
+    shown = runner.invoke(app, ["status", str(tmp_path / "out" / "tiny")])
+    assert shown.exit_code == 0 and "stopped_collapsed" in shown.output, shown.output
 
     code, out = _cli(tmp_path)  # re-running treats it as done
     assert code == 0, out
