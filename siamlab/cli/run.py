@@ -119,9 +119,9 @@ def run(
     resume_stopped: bool = typer.Option(
         False,
         "--resume-stopped",
-        help="Also resume the runs that train.stop_on_collapse stopped (status "
-        "stopped_collapsed) from their checkpoint and train them to their last epoch; "
-        "without it they count as done.",
+        help="Also resume the runs stopped on collapse (status stopped_collapsed, see "
+        "train.stop_on_collapse) from their checkpoint and train them to their last "
+        "epoch; without it they count as done.",
     ),
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
