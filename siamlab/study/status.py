@@ -3,7 +3,8 @@
 Works with or without Slurm: ``metrics.nc`` says how training ended (and its step
 and verdict so far), ``state.json`` who queued or trains the run, and the run's lock
 whether that holder is still alive. A run whose holder died without writing an end
-reads as ``stopped`` (re-run the study to resume it).
+reads as ``stopped`` (re-run the study to resume it); one that ``train.stop_on_collapse``
+ended as ``stopped_collapsed`` (``siamlab run --resume-stopped`` trains it on).
 """
 
 from dataclasses import dataclass
@@ -12,10 +13,10 @@ from pathlib import Path
 from siamlab.errors import ResultsError
 from siamlab.results.holder import slurm_job_active
 from siamlab.results.runlock import lock_holder
-from siamlab.results.runstate import RunState, read_state
+from siamlab.results.runstate import STOPPED_COLLAPSED, RunState, read_state
 from siamlab.results.store import METRICS_FILE, open_run
 
-ENDED = ("finished", "diverged", "preempted")
+ENDED = ("finished", STOPPED_COLLAPSED, "diverged", "preempted")
 STATES = ("queued", "running", *ENDED, "failed", "stopped")
 
 
