@@ -120,16 +120,26 @@ def test_the_verdict_judges_the_negative_cosine_whatever_the_objective():
 
 def test_a_sparse_cosine_is_not_counted_twice_in_the_start_loss():
     """geometry_every_steps=3: pz_cosine_train arrives on steps 3, 6, 9, ... only."""
-    judge = VerdictJudge(VerdictConfig(start_steps=4))
+    cfg = VerdictConfig(start_steps=6)
     loss = {t: -0.1 - 0.05 * t for t in range(1, 13)}  # the default objective: loss = -cos
-    for t in range(1, 13):
-        values = {"loss": loss[t]} | ({"pz_cosine_train": -loss[t]} if t % 3 == 0 else {})
-        judge.summarise("step", t, values)
+
+    def steps(judge: VerdictJudge, ts: range) -> None:
+        for t in ts:
+            values = {"loss": loss[t]} | ({"pz_cosine_train": -loss[t]} if t % 3 == 0 else {})
+            judge.summarise("step", t, values)
+
+    judge = VerdictJudge(cfg)
+    steps(judge, range(1, 8))
     # steps 1, 2 before any cosine (the loss), then one cosine per measurement
-    assert judge.state_dict()["start"] == pytest.approx([loss[1], loss[2], loss[3], loss[6]])
+    assert judge.state_dict()["start"] == pytest.approx([loss[t] for t in (1, 2, 3, 6)])
     out = judge.summarise("epoch", 1, {"epoch_loss": -0.4, "z_std_eval": 0.02})
-    assert out["start_loss"] == pytest.approx(np.mean([loss[1], loss[2], loss[3], loss[6]]))
-    assert out["cosine_loss"] == pytest.approx(np.mean([loss[3], loss[6], loss[9], loss[12]]))
+    assert out["start_loss"] == pytest.approx(np.mean([loss[t] for t in (1, 2, 3, 6)]))
+    assert out["cosine_loss"] == pytest.approx(np.mean([loss[3], loss[6]]))
+    # a new epoch (after a resume) starting on a step without a cosine: still none counted
+    resumed = VerdictJudge(cfg)
+    resumed.load_state_dict(judge.state_dict())
+    steps(resumed, range(8, 13))
+    assert resumed.state_dict()["start"] == pytest.approx([loss[t] for t in (1, 2, 3, 6, 9, 12)])
 
 
 def test_a_checkpointed_judge_resumes_to_the_same_run_verdict():
