@@ -16,6 +16,7 @@ import xarray as xr
 import yaml
 
 from siamlab.atomic import atomic_write
+from siamlab.diagnostics.verdict import VERDICTS
 from siamlab.errors import ResultsError
 from siamlab.preemption import EXIT_PREEMPTED
 from siamlab.results.runlock import RunLockedError, run_lock
@@ -54,10 +55,33 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+# What the verdict recorded per epoch, and its inputs: a resume must reproduce them too
+# (the judge's within-run state -- step losses, start loss, past epochs -- is checkpointed).
+VERDICT_VARS = (
+    "verdict",
+    "verdict_evidence",
+    "run_verdict",
+    "run_verdict_onset_epoch",
+    "run_verdict_evidence",
+    "run_verdict_provisional",
+    "cosine_loss",
+    "start_loss",
+    "loss_jitter",
+    "loss_noise",
+    "z_residual_norm",
+    "z_residual_erank_fraction",
+)
+
+
 def _assert_same_run(a_dir: Path, b_dir: Path, names: tuple[str, ...]) -> None:
     a, b = open_run(a_dir), open_run(b_dir)
-    for name in names:
+    for name in (*names, *VERDICT_VARS):
         xr.testing.assert_equal(a[name], b[name])
+    verdict_attrs = {k for k in a.attrs if k.startswith("verdict")}
+    assert {"verdict", "verdict_onset_epoch", "verdict_evidence"} <= verdict_attrs
+    assert a.attrs["verdict"] in VERDICTS  # judged (not "")
+    for key in verdict_attrs:
+        assert a.attrs[key] == b.attrs.get(key), key
     wa = load_checkpoint(a_dir / "checkpoints")["model"]
     wb = load_checkpoint(b_dir / "checkpoints")["model"]
     for key in wa:
@@ -132,6 +156,8 @@ def test_divergence_marks_the_run_and_the_study_goes_on(tmp_path):
     assert [r.status for r in reports] == ["diverged", "finished"]
     ds = open_run(runs[0].directory())
     assert ds.attrs["status"] == "diverged" and ds.attrs["diverged_step"] >= 1
+    assert ds.attrs["verdict"] == "unstable" and ds.attrs["verdict_provisional"] == 0
+    assert f"at step {ds.attrs['diverged_step']}" in ds.attrs["verdict_evidence"]
     assert np.isfinite(ds["loss"]).all()  # only the good steps are recorded
 
 

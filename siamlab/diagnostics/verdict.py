@@ -110,6 +110,7 @@ class VerdictJudge:
     _cosine_losses: list[float] = field(default_factory=list)
     _noise: list[float] = field(default_factory=list)
     _start: list[float] = field(default_factory=list)
+    _cosine_seen: bool = False
     _epochs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -168,16 +169,24 @@ class VerdictJudge:
         }
 
     def _collect(self, values: Mapping[str, Any]) -> None:
+        """Take this step's losses; the start loss takes only a loss measured at this step.
+
+        The batch-geometry hook may measure ``pz_cosine_train`` only every N steps: the
+        start then takes each cosine once, and the recorded loss until a first cosine.
+        """
+        cosine = "pz_cosine_train" in values
         if "loss" in values:
             self._losses.append(float(values["loss"]))
-        if "pz_cosine_train" in values:
+        if cosine:
             self._cosine_losses.append(-float(values["pz_cosine_train"]))
+            self._cosine_seen = True
         if "pz_cosine_sem_train" in values and math.isfinite(values["pz_cosine_sem_train"]):
             self._noise.append(float(values["pz_cosine_sem_train"]))
         if len(self._start) < self.cfg.start_steps:
-            first = self._cosine_losses or self._losses
-            if first:
-                self._start.append(first[-1])
+            if cosine:
+                self._start.append(self._cosine_losses[-1])
+            elif "loss" in values and not self._cosine_seen:
+                self._start.append(self._losses[-1])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything the judge has seen (for a checkpoint taken mid-epoch)."""
@@ -186,6 +195,7 @@ class VerdictJudge:
             "cosine_losses": list(self._cosine_losses),
             "noise": list(self._noise),
             "start": list(self._start),
+            "cosine_seen": self._cosine_seen,
             "epochs": [dict(e) for e in self._epochs],
         }
 
@@ -195,6 +205,7 @@ class VerdictJudge:
         self._cosine_losses = [float(x) for x in state.get("cosine_losses", [])]
         self._noise = [float(x) for x in state.get("noise", [])]
         self._start = [float(x) for x in state.get("start", [])]
+        self._cosine_seen = bool(state.get("cosine_seen", self._cosine_losses))
         self._epochs = [dict(e) for e in state.get("epochs", [])]
         self.run = self._fold()
 

@@ -1,4 +1,4 @@
-"""The collapse verdict on synthetic histories: each of the five outcomes, and the jitter."""
+"""The verdict hook on synthetic step/epoch values: what it records, resumes and writes."""
 
 import math
 
@@ -6,109 +6,198 @@ import numpy as np
 import pytest
 
 from siamlab.diagnostics.config import DiagnosticsConfig, VerdictConfig, epoch_due
-from siamlab.diagnostics.verdict import VERDICTS, VerdictJudge, judge, loss_jitter, verdict_attrs
+from siamlab.diagnostics.verdict import (
+    VerdictJudge,
+    loss_jitter,
+    signals_from_epochs,
+    verdict_attrs,
+)
+from siamlab.diagnostics.verdict_rule import RunVerdict, judge_epoch
 
 D = 2048
+SEM = 0.01  # the step loss's sampling noise the cosines below are drawn with
+TRAJECTORY = ((0.1, 0.8), (0.8, 0.85), (0.85, 0.9))  # cosine over three healthy epochs
 
 
-def _epoch(
-    judge_: VerdictJudge,
-    losses,
-    std_sqrt_d: float,
-    erank_fraction: float | None = 0.3,
-    uniformity: float = -2.5,
-):
-    """Feed one epoch of step losses and its epoch values; return the summary."""
-    for loss in losses:
-        assert judge_.summarise("step", {"loss": loss, "lr": 0.1}) == {}
-    finite = [x for x in losses if math.isfinite(x)]
-    values = {
-        "epoch_loss": float(np.mean(losses)) if len(finite) == len(losses) else math.nan,
-        "z_std_eval": std_sqrt_d / math.sqrt(D),
-        "z_channel_std_eval": np.full(D, std_sqrt_d / math.sqrt(D)),
-    }
-    if erank_fraction is not None:
-        values["z_erank_fraction"] = erank_fraction
-        values["z_uniformity"] = uniformity
-    return judge_.summarise("epoch", values)
+class Run:
+    """Feeds a VerdictJudge as the monitor does: steps (numbered on), then epochs."""
+
+    def __init__(self, judge: VerdictJudge, seed: int = 0) -> None:
+        self.judge, self.step, self.epoch = judge, 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    def steps(self, cosines, **extra) -> None:
+        for c in cosines:
+            self.step += 1
+            values = {"loss": -c, "lr": 0.1, "pz_cosine_train": c, "pz_cosine_sem_train": SEM}
+            assert self.judge.summarise("step", self.step, values | extra) == {}
+
+    def cosines(self, start: float, stop: float, n: int = 50) -> list[float]:
+        return list(np.linspace(start, stop, n) + SEM * self.rng.standard_normal(n))
+
+    def end(self, residual_norm: float = 0.8, erank: float = 0.4, **values) -> dict:
+        self.epoch += 1
+        values = {
+            "epoch_loss": -0.5,
+            "z_std_eval": 0.9 / math.sqrt(D),
+            "z_residual_norm": residual_norm,
+            "z_residual_erank_fraction": erank,
+        } | values
+        return self.judge.summarise("epoch", self.epoch, values)
 
 
-def _noisy(start: float, stop: float, n: int = 50, noise: float = 0.01, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return list(np.linspace(start, stop, n) + noise * rng.standard_normal(n))
-
-
-def test_the_five_verdicts_on_synthetic_histories():
-    """Histories shaped like the real signals (README, 'Collapse diagnostics')."""
-    cases = {
-        # stop-grad: loss falls to ~-0.9, eval std*sqrt(d) ~0.96, rank spread out
-        "healthy": (_noisy(-0.6, -0.9), 0.96, 0.3),
-        # no stop-grad: loss -> -0.95, eval std*sqrt(d) ~0.05
-        "collapsed": (_noisy(-0.9, -0.96), 0.05, 0.002),
-        # std looks healthy but the rank is tiny (rank-10 subspace: std*sqrt(d) 0.98)
-        "dimensional_collapse": (_noisy(-0.8, -0.9), 0.98, 10 / D),
-        # loss alternating by +-0.3 from step to step (BN on the predictor output)
-        "unstable": ([-0.5 + 0.3 * (-1) ** i for i in range(50)], 0.9, 0.3),
-        # a fixed random predictor: the loss stays near 0
-        "not_converging": (_noisy(-0.02, -0.05), 0.9, 0.3),
-    }
-    for expected, (losses, std, frac) in cases.items():
-        out = _epoch(VerdictJudge(VerdictConfig()), losses, std, frac)
-        assert out["verdict"] == expected, (expected, out)
-    assert set(cases) == set(VERDICTS)
-    # CIFAR subset without stop-grad: eval-mode BN leaves std*sqrt(d) at 0.53, but random
-    # pairs are nearly identical (uniformity -0.3) while the loss is -0.89: collapsed
-    nsg_cifar = _epoch(VerdictJudge(VerdictConfig()), _noisy(-0.88, -0.9), 0.53, 0.012, -0.3)
-    assert nsg_cifar["verdict"] == "collapsed"
-
-
-def test_nan_loss_is_unstable_and_a_diverged_run_ends_unstable():
-    out = _epoch(VerdictJudge(VerdictConfig()), [-0.5, -0.6, math.nan, -0.7], 0.9)
-    assert out["verdict"] == "unstable" and out["loss_jitter"] == math.inf
-    cfg = VerdictConfig()
-    assert verdict_attrs("healthy", "diverged", cfg)["verdict"] == "unstable"
-    attrs = verdict_attrs("collapsed", "finished", cfg)
-    assert attrs["verdict"] == "collapsed" and attrs["verdict_collapsed_std"] == 0.3
-    assert verdict_attrs(None, "running", cfg)["verdict"] == ""
-
-
-def test_thresholds_are_configurable_and_the_order_is_documented():
-    cfg = VerdictConfig(collapsed_std=0.5, not_converging_loss=-0.95)
-    # std 0.4*sqrt(d) counts as collapsed with the looser threshold
-    assert judge(cfg, epoch_loss=-0.96, std_sqrt_d=0.4) == "collapsed"
-    assert judge(VerdictConfig(), epoch_loss=-0.96, std_sqrt_d=0.4) == "healthy"
-    # a constant output whose loss has not gone down (random init) is not "collapsed"
-    assert judge(VerdictConfig(), epoch_loss=-0.1, std_sqrt_d=0.01) == "not_converging"
-    strict = VerdictConfig(collapsed_loss=-0.8)
-    assert judge(strict, epoch_loss=-0.4, std_sqrt_d=0.01, erank_fraction=0.01) == (
-        "not_converging"  # never "dimensional_collapse" for a constant output
-    )
-    assert judge(VerdictConfig(), epoch_loss=-0.4, std_sqrt_d=0.01) == "collapsed"
-    # unstable wins over everything, collapse over not_converging
-    assert judge(VerdictConfig(), epoch_loss=-0.99, std_sqrt_d=0.0, jitter=0.5) == "unstable"
-    # no rank measured: dimensional collapse is not judged
-    assert judge(VerdictConfig(), epoch_loss=-0.9, std_sqrt_d=0.9) == "healthy"
-    with pytest.raises(ValueError):
-        VerdictConfig(collapsed_std=0)
-    with pytest.raises(ValueError):
-        DiagnosticsConfig(verdict={"made_up": 1})
+def test_steps_are_collected_and_the_epoch_records_what_it_judged():
+    run = Run(VerdictJudge(VerdictConfig()))
+    cosines = run.cosines(0.1, 0.8)
+    run.steps(cosines)
+    out = run.end()
+    losses = [-c for c in cosines]
+    assert out["cosine_loss"] == pytest.approx(np.mean(losses))
+    assert out["start_loss"] == pytest.approx(np.mean(losses[:10]))  # start_steps = 10
+    assert out["loss_jitter"] == pytest.approx(loss_jitter(losses))
+    assert out["loss_noise"] == pytest.approx(SEM)
+    assert out["loss_noise_ratio"] == pytest.approx(out["loss_jitter"] / SEM)
+    assert 0.7 < out["loss_noise_ratio"] < 1.3  # i.i.d. noise of the sampling noise's size
+    assert out["verdict"] == "healthy" and out["run_verdict"] == "healthy"
+    assert out["run_verdict_provisional"] == 1.0 and out["run_verdict_onset_epoch"] == 1.0
+    assert "since epoch 1" in out["run_verdict_evidence"]
+    # the next epoch starts afresh, but keeps the run's start loss
+    run.steps(run.cosines(0.8, 0.85))
+    assert run.end()["start_loss"] == pytest.approx(np.mean(losses[:10]))
 
 
 def test_epochs_without_eval_get_no_verdict():
-    judge_ = VerdictJudge(VerdictConfig())
-    judge_.summarise("step", {"loss": -0.5})
-    out = judge_.summarise("epoch", {"epoch_loss": -0.5})
-    assert "verdict" not in out and math.isnan(out["loss_jitter"])  # < 3 steps: not judged
+    judge = VerdictJudge(VerdictConfig())
+    judge.summarise("step", 1, {"loss": -0.5})
+    out = judge.summarise("epoch", 1, {"epoch_loss": -0.5})
+    assert set(out) == {"loss_jitter", "loss_noise", "loss_noise_ratio"}
+    assert math.isnan(out["loss_jitter"]) and math.isnan(out["loss_noise"])  # < 3 steps
+    assert judge.latest == "" and judge.run == RunVerdict()
 
 
-def test_loss_jitter_closed_forms():
-    assert loss_jitter(np.linspace(0.0, -0.9, 40)) == pytest.approx(0.0, abs=1e-12)  # trend
-    a = 0.2
-    assert loss_jitter([a * (-1) ** i for i in range(41)]) == pytest.approx(4 * a / math.sqrt(6))
-    rng = np.random.default_rng(0)
-    noise = 0.03 * rng.standard_normal(20000) + np.linspace(0, -1, 20000) ** 2
-    assert loss_jitter(noise) == pytest.approx(0.03, rel=0.03)  # i.i.d. noise -> its std
-    assert math.isnan(loss_jitter([0.1, 0.2]))
+def test_a_trajectory_enters_a_state_after_three_evaluations():
+    run = Run(VerdictJudge(VerdictConfig()))
+    for lo, hi in TRAJECTORY:
+        run.steps(run.cosines(lo, hi))
+        out = run.end()
+    assert out["run_verdict"] == "healthy" and out["run_verdict_provisional"] == 0.0
+    for k in (4, 5, 6):  # the residual loses its dimensions
+        run.steps(run.cosines(0.9, 0.92))
+        out = run.end(erank=0.01)
+        assert out["verdict"] == "dimensional_collapse"
+        assert out["run_verdict"] == ("healthy" if k < 6 else "dimensional_collapse")
+    assert out["run_verdict_onset_epoch"] == 4.0
+    assert "since epoch 4" in out["run_verdict_evidence"]
+
+
+def test_an_oscillating_loss_and_a_nan_loss_are_unstable():
+    run = Run(VerdictJudge(VerdictConfig()))
+    run.steps([0.5 + 0.3 * (-1) ** i for i in range(50)])  # +-0.3 per step, noise 0.01
+    out = run.end()
+    assert out["verdict"] == "unstable" and out["loss_noise_ratio"] > 40
+    assert out["run_verdict_provisional"] == 1.0  # one oscillating epoch is not yet a verdict
+    run.steps([0.6, 0.7])
+    run.judge.summarise("step", 53, {"loss": math.nan, "pz_cosine_train": math.nan})
+    out = run.end(epoch_loss=math.nan)
+    assert out["loss_jitter"] == math.inf and out["verdict"] == "unstable"
+    assert out["run_verdict"] == "unstable" and out["run_verdict_provisional"] == 0.0
+    # entered at once, from the start of the unstable streak
+    assert out["run_verdict_onset_epoch"] == 1.0
+
+
+def test_the_verdict_judges_the_negative_cosine_whatever_the_objective():
+    """A cross-entropy run's loss sits near log d: judged on -pz_cosine_train instead."""
+    judge = VerdictJudge(VerdictConfig())
+    cosines = list(np.linspace(0.1, 0.8, 50))
+    for i, c in enumerate(cosines, 1):
+        judge.summarise("step", i, {"loss": math.log(512) - 0.1 * c, "pz_cosine_train": c})
+    values = {"epoch_loss": math.log(512) - 0.07, "z_std_eval": 0.03}
+    out = judge.summarise("epoch", 1, values | {"z_residual_norm": 0.9})
+    assert out["cosine_loss"] == pytest.approx(-np.mean(cosines))
+    assert out["verdict"] == "healthy"  # the raw CE loss (~6.2) would say not_converging
+    assert out["loss_jitter"] == pytest.approx(0.0, abs=1e-12)  # the cosines are linear
+
+
+def test_a_sparse_cosine_is_not_counted_twice_in_the_start_loss():
+    """geometry_every_steps=3: pz_cosine_train arrives on steps 3, 6, 9, ... only."""
+    cfg = VerdictConfig(start_steps=6)
+    loss = {t: -0.1 - 0.05 * t for t in range(1, 13)}  # the default objective: loss = -cos
+
+    def steps(judge: VerdictJudge, ts: range) -> None:
+        for t in ts:
+            values = {"loss": loss[t]} | ({"pz_cosine_train": -loss[t]} if t % 3 == 0 else {})
+            judge.summarise("step", t, values)
+
+    judge = VerdictJudge(cfg)
+    steps(judge, range(1, 8))
+    # steps 1, 2 before any cosine (the loss), then one cosine per measurement
+    assert judge.state_dict()["start"] == pytest.approx([loss[t] for t in (1, 2, 3, 6)])
+    out = judge.summarise("epoch", 1, {"epoch_loss": -0.4, "z_std_eval": 0.02})
+    assert out["start_loss"] == pytest.approx(np.mean([loss[t] for t in (1, 2, 3, 6)]))
+    assert out["cosine_loss"] == pytest.approx(np.mean([loss[3], loss[6]]))
+    # a new epoch (after a resume) starting on a step without a cosine: still none counted
+    resumed = VerdictJudge(cfg)
+    resumed.load_state_dict(judge.state_dict())
+    steps(resumed, range(8, 13))
+    assert resumed.state_dict()["start"] == pytest.approx([loss[t] for t in (1, 2, 3, 6, 9, 12)])
+
+
+def test_a_checkpointed_judge_resumes_to_the_same_run_verdict():
+    full, cut = Run(VerdictJudge(VerdictConfig()), seed=3), Run(VerdictJudge(VerdictConfig()), 3)
+    for run in (full, cut):
+        for lo, hi in TRAJECTORY:
+            run.steps(run.cosines(lo, hi))
+            run.end()
+        run.steps(run.cosines(0.9, 0.92, n=20))  # mid-epoch
+    resumed = Run(VerdictJudge(VerdictConfig()))
+    resumed.judge.load_state_dict(cut.judge.state_dict())
+    assert resumed.judge.state_dict() == cut.judge.state_dict()
+    assert resumed.judge.run == cut.judge.run and resumed.judge.run.verdict == "healthy"
+    assert resumed.judge.latest == "healthy"
+    resumed.step, resumed.epoch, resumed.rng = cut.step, cut.epoch, cut.rng
+    for run in (full, resumed):
+        run.steps(run.cosines(0.92, 0.93, n=30))
+    a, b = full.end(erank=0.01), resumed.end(erank=0.01)
+    assert a == b and a["verdict"] == "dimensional_collapse" and a["run_verdict"] == "healthy"
+    assert full.judge.run == resumed.judge.run
+
+
+def test_the_recorded_inputs_re_judge_to_the_recorded_verdicts():
+    """analysis/verdict_calibration.py re-judges a run from its records alone."""
+    cfg = VerdictConfig()
+    run = Run(VerdictJudge(cfg))
+    for k in range(6):
+        run.steps(run.cosines(0.1 * k, 0.1 * k + 0.05))
+        run.end(residual_norm=0.8 if k < 4 else 0.05)
+    records = run.judge.state_dict()["epochs"]
+    signals = signals_from_epochs(records, cfg)
+    assert [judge_epoch(cfg, s)[0] for s in signals] == [r["verdict"] for r in records]
+    assert {r["verdict"] for r in records} == {"not_converging", "healthy", "collapsed"}
+    assert math.isnan(signals[1].earlier_loss)  # trend over hold_evaluations = 3
+    assert signals[2].earlier_loss == records[0]["cosine_loss"]
+    assert all(
+        math.isnan(s.earlier_loss)
+        for s in signals_from_epochs(records, cfg.model_copy(update={"hold_evaluations": 1}))
+    )
+    missing = signals_from_epochs([{"epoch": 1, "cosine_loss": -0.5, "z_std_eval": math.nan}], cfg)
+    assert not missing[0].finite and math.isnan(missing[0].residual_norm)
+
+
+def test_verdict_attrs_a_diverged_run_is_unstable_and_thresholds_are_attrs():
+    cfg = VerdictConfig(collapsed_residual_norm=0.2)
+    run = RunVerdict("healthy", 3, "z residual norm 0.80; since epoch 3", provisional=False)
+    attrs = verdict_attrs(run, "finished", cfg)
+    assert attrs["verdict"] == "healthy" and attrs["verdict_onset_epoch"] == 3
+    assert attrs["verdict_evidence"] == run.evidence and attrs["verdict_provisional"] == 0
+    assert attrs["verdict_collapsed_residual_norm"] == 0.2
+    assert attrs["verdict_hold_evaluations"] == 3.0
+    assert {f"verdict_{k}" for k in VerdictConfig.model_fields} <= set(attrs)
+    diverged = verdict_attrs(run, "diverged", cfg, diverged_step=17)
+    assert diverged["verdict"] == "unstable" and "at step 17" in diverged["verdict_evidence"]
+    assert diverged["verdict_provisional"] == 0
+    assert verdict_attrs(run, "diverged", cfg)["verdict_evidence"] == "the loss became non-finite"
+    empty = verdict_attrs(RunVerdict(), "running", cfg)
+    assert empty["verdict"] == "" and empty["verdict_provisional"] == 1
 
 
 def test_auto_epoch_schedule():
@@ -119,26 +208,3 @@ def test_auto_epoch_schedule():
     due = [e for e in range(1, 41) if epoch_due(e, e == 41, 20)]
     assert due == [1, 20, 40]
     assert epoch_due(7, True, 20)  # the last epoch is always evaluated
-
-
-def test_the_verdict_judges_the_negative_cosine_whatever_the_objective():
-    """A cross-entropy run's loss sits near log d: judged on -pz_cosine_train instead."""
-    judge_ = VerdictJudge(VerdictConfig())
-    cosines = _noisy(0.6, 0.8, noise=0.005)
-    for c in cosines:
-        judge_.summarise("step", {"loss": math.log(512) - 0.1 * c, "pz_cosine_train": c})
-    values = {
-        "epoch_loss": math.log(512) - 0.07,
-        "z_std_eval": 0.95 / math.sqrt(D),
-        "z_channel_std_eval": np.full(D, 0.95 / math.sqrt(D)),
-        "z_erank_fraction": 0.3,
-        "z_uniformity": -2.5,
-    }
-    out = judge_.summarise("epoch", values)
-    assert out["verdict"] == "healthy"  # the raw CE loss (~6.2) would say not_converging
-    assert out["loss_jitter"] == pytest.approx(loss_jitter([-c for c in cosines]))
-    # the running state survives a checkpoint
-    judge_.summarise("step", {"loss": 6.0, "pz_cosine_train": 0.7})
-    restored = VerdictJudge(VerdictConfig())
-    restored.load_state_dict(judge_.state_dict())
-    assert restored.state_dict() == judge_.state_dict()
