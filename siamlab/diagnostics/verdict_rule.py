@@ -13,7 +13,8 @@ Per evaluated epoch, from the centred geometry of z on the held-out split
    (``residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
 4. ``not_converging`` -- the loss made less than ``not_converging_progress`` of its way
    from the run's start to -1 and is no longer falling (the paper's fixed random
-   predictor, Table 1 b). A run still falling is "not converged yet" and stays healthy.
+   predictor, Table 1 b). A run still falling, or too young to have a trend (its first
+   ``hold_evaluations - 1`` evaluations), is "not converged yet" and stays healthy.
 5. ``healthy`` -- none of the above. A large common offset over a full-rank residual is
    healthy: every image is still distinct, in every direction.
 
@@ -135,6 +136,8 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
         )
     falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
     if s.progress < cfg.not_converging_progress:
+        if not math.isfinite(s.earlier_loss):
+            return "healthy", f"not converged yet: loss {s.loss:.3f}, no trend yet"
         if not falling:
             return "not_converging", (
                 f"loss {s.start_loss:.3f} -> {s.loss:.3f}: {100 * s.progress:.0f}% of the way "
