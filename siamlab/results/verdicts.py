@@ -90,7 +90,13 @@ def _from_epochs(ds: xr.Dataset, variant: object, seed: object) -> RunVerdict:
     evidence = _strings(ds, "verdict_evidence", variant, seed) or [""] * len(states)
     epochs = [int(e) for e in ds["epoch"].values] if "epoch" in ds.coords else []
     judged = [(e, s, x) for e, s, x in zip(epochs, states, evidence, strict=False) if s]
-    return run_verdict(judged, 1) if judged else RunVerdict()  # hold 1: the last streak
+    if not judged:
+        return RunVerdict()
+    last = run_verdict(judged, 1)  # hold 1: the last streak, from its start
+    since = f"since epoch {last.onset_epoch} (no run verdict in this file: its last states)"
+    return RunVerdict(
+        last.verdict, last.onset_epoch, "; ".join(filter(None, [judged[-1][2], since])), False
+    )
 
 
 def run_verdicts(ds: xr.Dataset) -> dict[tuple[str, int], RunVerdict]:
