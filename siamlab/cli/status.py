@@ -15,7 +15,13 @@ from siamlab.errors import SiamlabError
 if TYPE_CHECKING:  # xarray: loaded when the command runs
     from siamlab.study.status import RunRow
 
-STYLE = {"finished": "green", "running": "cyan", "failed": "red", "diverged": "red"}
+STYLE = {
+    "finished": "green",
+    "stopped_collapsed": "green",  # train.stop_on_collapse ended it: finished, collapsed
+    "running": "cyan",
+    "failed": "red",
+    "diverged": "red",
+}
 
 
 def status_table(rows: "list[RunRow]", title: str, width: int) -> Table:
@@ -65,8 +71,10 @@ def status(
 ) -> None:
     """Show every run of a study: state, step of total, verdict, job id or pid, log.
 
-    States: queued, running, finished, failed, diverged, preempted, stopped (its
-    process ended without finishing: re-run the study to resume it). Exit status 0.
+    States: queued, running, finished, stopped_collapsed (train.stop_on_collapse),
+    failed, diverged, preempted, stopped (its process ended without finishing: re-run
+    the study to resume it). The verdict is the run's (``collapsed ep 12``: since epoch
+    12; ``?``: provisional, no state has held long enough yet). Exit status 0.
     """
     table, active = _table(study_dir)
     if not watch:
