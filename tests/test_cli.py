@@ -161,7 +161,7 @@ def test_status_shows_the_run_verdict(tmp_path, monkeypatch):
     result = runner.invoke(app, ["status", str(tmp_path / "toy")])
     assert result.exit_code == 0, result.output
     rows = {ln.split()[0]: ln.split() for ln in result.stdout.splitlines() if "/seed" in ln}
-    assert rows["bad/seed0"][1:6] == ["finished", "16", "collapsed", "ep", "2"]  # 4 steps/epoch
-    assert rows["bad/seed1"][1:6] == ["stopped", "8", "collapsed?", "ep", "2"]
-    assert rows["bad/seed2"][1:6] == ["stopped_collapsed", "16", "collapsed", "ep", "2"]
+    assert rows["bad/seed0"][1:4] == ["finished", "16", "collapsed"]  # 4 steps per epoch
+    assert rows["bad/seed1"][1:4] == ["stopped", "8", "collapsed?"]  # provisional
+    assert rows["bad/seed2"][1:4] == ["stopped_collapsed", "16", "collapsed"]
     assert rows["good/seed2"][1:4] == ["finished", "20", "-"]

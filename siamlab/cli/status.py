@@ -73,8 +73,8 @@ def status(
 
     States: queued, running, finished, stopped_collapsed (train.stop_on_collapse),
     failed, diverged, preempted, stopped (its process ended without finishing: re-run
-    the study to resume it). The verdict is the run's (``collapsed ep 12``: since epoch
-    12; ``?``: provisional, no state has held long enough yet). Exit status 0.
+    the study to resume it). The verdict is the run's (``?``: provisional, no state has
+    held long enough yet; ``siamlab compare`` gives its onset and evidence). Exit status 0.
     """
     table, active = _table(study_dir)
     if not watch:

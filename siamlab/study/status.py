@@ -1,7 +1,7 @@
 """Where every run of a study stands, read from the run folders themselves.
 
 Works with or without Slurm: ``metrics.nc`` says how training ended (and its step
-and run verdict so far, with the epoch it began), ``state.json`` who queued or trains
+and run verdict so far), ``state.json`` who queued or trains
 the run, and the run's lock whether that holder is still alive. A run whose holder died
 without writing an end reads as ``stopped`` (re-run the study to resume it).
 """
@@ -28,21 +28,19 @@ class RunRow:
     state: str  # one of STATES
     step: int  # steps recorded so far
     total: int  # planned steps (0: not known yet)
-    verdict: str  # the run verdict of metrics.nc, "collapsed? ep 12" (? = provisional)
+    verdict: str  # the run verdict of metrics.nc, "collapsed?" (? = provisional)
     job: str  # Slurm job id, or pid@host
     log: str
 
 
 def _metrics(run_dir: Path) -> tuple[str, int, str]:
-    """(status, steps recorded, run verdict with its onset) from metrics.nc; ('', 0, '')."""
+    """(status, steps recorded, run verdict) from metrics.nc; ('', 0, '') without one."""
     try:
         ds = open_run(run_dir)
     except ResultsError:
         return "", 0, ""
     found = verdict_from_attrs(ds.attrs)
     verdict = found.verdict + PROVISIONAL * found.provisional if found.verdict else ""
-    if verdict and found.onset_epoch:
-        verdict += f" ep {found.onset_epoch}"
     return str(ds.attrs.get("status", "")), int(ds.sizes.get("step", 0)), verdict
 
 
