@@ -139,18 +139,28 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what --launcher slurm would submit; submit nothing."
     ),
+    resume_stopped: bool = typer.Option(
+        False,
+        "--resume-stopped",
+        help="Also resume the runs stopped on collapse (status stopped_collapsed, see "
+        "train.stop_on_collapse) from their checkpoint and train them to their last "
+        "epoch; without it they count as done.",
+    ),
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
-    Exit status: 0 all finished (or diverged: see the table; with --launcher slurm:
-    submitted), 1 a run failed unexpectedly, 2 bad input (config, study or cluster
-    file, data, results folder, submitit missing), 75 stopped by SIGTERM/SIGINT
-    (re-run to resume).
+    A run that train.stop_on_collapse stopped (stopped_collapsed) is skipped like a
+    finished one unless --resume-stopped.
+
+    Exit status: 0 all finished (or stopped_collapsed, or diverged: see the table; with
+    --launcher slurm: submitted), 1 a run failed unexpectedly, 2 bad input (config,
+    study or cluster file, data, results folder, submitit missing), 75 stopped by
+    SIGTERM/SIGINT (re-run to resume).
     """
     runs = _expand(study, profile, set_, only, seeds)
     console.print(f"{len(runs)} run(s) of {runs[0].study!r} at profile {runs[0].profile!r}")
     try:
-        reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress)
+        reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress, resume_stopped)
     except SiamlabError as exc:  # e.g. a bad cluster file, submitit missing
         raise fail(exc) from None
     if reports is None:
@@ -171,6 +181,7 @@ def _launch(
     jobs: int,
     dry_run: bool,
     progress: bool,
+    resume_stopped: bool = False,
 ) -> "list[StudyReport] | None":
     """Train (inline, local) or submit (slurm) the runs; None when nothing is to report."""
     say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
@@ -181,17 +192,17 @@ def _launch(
     if launcher == "inline":
         from siamlab.study.execute import run_study  # torch: loaded when a run starts
 
-        return run_study(runs, progress=progress, log=say)
+        return run_study(runs, progress=progress, log=say, resume_stopped=resume_stopped)
     if launcher == "local":
         import torch
 
         from siamlab.launch.local import run_local
 
-        return run_local(runs, jobs, torch.cuda.device_count(), log=say)
+        return run_local(runs, jobs, torch.cuda.device_count(), say, resume_stopped)
     from siamlab.launch.config import read_cluster
     from siamlab.launch.slurm import describe, submit_slurm
 
-    sub = submit_slurm(runs, read_cluster(cluster_file), dry_run=dry_run, log=say)
+    sub = submit_slurm(runs, read_cluster(cluster_file), dry_run, say, resume_stopped)
     for line in describe(sub):
         say(line)
     if dry_run:

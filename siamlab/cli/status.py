@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # xarray: loaded when the command runs
 
 STYLE = {
     "finished": "green",
-    "stopped_collapsed": "green",  # train.stop_on_collapse ended it: finished, collapsed
+    "stopped_collapsed": "magenta",
     "running": "cyan",
     "failed": "red",
     "diverged": "red",
@@ -71,10 +71,11 @@ def status(
 ) -> None:
     """Show every run of a study: state, step of total, verdict, job id or pid, log.
 
-    States: queued, running, finished, stopped_collapsed (train.stop_on_collapse),
-    failed, diverged, preempted, stopped (its process ended without finishing: re-run
-    the study to resume it). The verdict is the run's (``?``: provisional, no state has
-    held long enough yet; ``siamlab compare`` gives its onset and evidence). Exit status 0.
+    States: queued, running, finished, stopped_collapsed (train.stop_on_collapse ended
+    it at its collapse: siamlab run --resume-stopped trains it on), failed, diverged,
+    preempted, stopped (its process ended without finishing: re-run the study to
+    resume it). The verdict is the run's (``?``: provisional, no state has held long
+    enough yet; ``siamlab compare`` gives its onset and evidence). Exit status 0.
     """
     table, active = _table(study_dir)
     if not watch:

@@ -8,6 +8,9 @@ from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.models.config import ModelConfig
 from siamlab.train.config import OptimConfig, TrainConfig
 
+# The hooks whose values the collapse verdict judges (train.stop_on_collapse needs them).
+VERDICT_HOOKS = ("loss", "eval_std", "centred", "verdict")
+
 
 class OutputConfig(BaseModel):
     """Where results go.
@@ -63,5 +66,11 @@ class RunConfig(BaseModel):
                 "the momentum target receives no gradient by construction, so the flag would "
                 "change nothing; use stop_grad: true, or momentum 0 for the no-stop-gradient "
                 "control"
+            )
+        missing = [h for h in VERDICT_HOOKS if h not in self.diagnostics.hooks]
+        if self.train.stop_on_collapse and missing:
+            raise ValueError(
+                "train.stop_on_collapse needs the collapse verdict, which diagnostics.hooks "
+                f"leaves without {', '.join(missing)}; add them, or drop stop_on_collapse"
             )
         return self

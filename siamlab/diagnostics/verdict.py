@@ -81,6 +81,9 @@ class VerdictJudge:
     Attributes:
         cfg: the thresholds.
         run: the run's verdict so far.
+        entered: the latest epoch's evaluation made the run enter ``run`` (a new state,
+            or the first that held long enough); False after an epoch without one.
+            Transient, read at that epoch's end (``train.stop_on_collapse``), not saved.
     """
 
     variables: ClassVar[tuple[ResultVar, ...]] = (
@@ -102,6 +105,7 @@ class VerdictJudge:
     )
     cfg: VerdictConfig
     run: RunVerdict = field(default_factory=RunVerdict)
+    entered: bool = False
     _losses: list[float] = field(default_factory=list)
     _cosine_losses: list[float] = field(default_factory=list)
     _noise: list[float] = field(default_factory=list)
@@ -123,6 +127,7 @@ class VerdictJudge:
         if scope == "step":
             self._collect(values)
             return {}
+        self.entered = False
         losses, cosine = self._losses, self._cosine_losses
         judged = cosine if cosine and bool(np.isfinite(losses).all()) else losses
         noise = float(np.mean(self._noise)) if self._noise else math.nan
@@ -147,9 +152,9 @@ class VerdictJudge:
         signals = signals_from_epochs(self._epochs, self.cfg)[-1]
         state, evidence = judge_epoch(self.cfg, signals)
         record |= {"verdict": state, "verdict_evidence": evidence}
-        self.run = run_verdict(
-            [(int(e["epoch"]), e["verdict"], e["verdict_evidence"]) for e in self._epochs],
-            self.cfg.hold_evaluations,
+        before, self.run = self.run, self._fold()
+        self.entered = not self.run.provisional and (
+            before.provisional or before.verdict != self.run.verdict
         )
         return out | {
             "cosine_loss": loss,
@@ -191,7 +196,11 @@ class VerdictJudge:
         self._noise = [float(x) for x in state.get("noise", [])]
         self._start = [float(x) for x in state.get("start", [])]
         self._epochs = [dict(e) for e in state.get("epochs", [])]
-        self.run = run_verdict(
+        self.run = self._fold()
+
+    def _fold(self) -> RunVerdict:
+        """The run verdict of the epochs judged so far."""
+        return run_verdict(
             [(int(e["epoch"]), e["verdict"], e["verdict_evidence"]) for e in self._epochs],
             self.cfg.hold_evaluations,
         )

@@ -164,6 +164,11 @@ class RunVerdict:
     evidence: str = ""
     provisional: bool = True
 
+    @property
+    def collapsed(self) -> bool:
+        """The run has entered complete collapse (held long enough, not provisional)."""
+        return self.verdict == "collapsed" and not self.provisional
+
 
 def run_verdict(judged: Sequence[tuple[int, str, str]], hold: int) -> RunVerdict:
     """Fold per-epoch ``(epoch, state, evidence)`` into the run's verdict with hysteresis.

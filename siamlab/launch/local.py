@@ -32,6 +32,7 @@ def run_local(
     jobs: int,
     gpus: int,
     log: Callable[[str], None] = print,
+    resume_stopped: bool = False,
 ) -> list[StudyReport]:
     """Train the study's unfinished runs in ``jobs`` local jobs; wait for all of them.
 
@@ -40,6 +41,7 @@ def run_local(
         jobs: how many run at once.
         gpus: GPUs on this machine (0: CPU; the threads are split instead).
         log: where progress messages go.
+        resume_stopped: runs stopped on collapse count as unfinished.
 
     Returns:
         one report per submitted run, read back from the jobs (or their results).
@@ -48,7 +50,7 @@ def run_local(
         ConfigError: submitit is not installed.
     """
     submitit = import_submitit()
-    pending = pending_runs(runs, log)
+    pending = pending_runs(runs, log, resume_stopped)
     if not pending:
         return []
     jobs = min(jobs, len(pending))
@@ -61,7 +63,7 @@ def run_local(
         gpu = {"visible_gpus": [i % gpus], "gpus_per_node": 1} if gpus else {}
         executor.update_parameters(timeout_min=WEEK_MIN, **gpu)
         mark_queued(share)
-        job = executor.submit(RunTask(), share)
+        job = executor.submit(RunTask(resume_stopped=resume_stopped), share)
         record_job(share, f"local {job.job_id}", str(job.paths.stdout))
         submitted.append((job, share))
         log(f"job {job.job_id}: {', '.join(f'{s.variant}/seed{s.seed}' for s in share)}")

@@ -13,7 +13,7 @@ from siamlab.config.study import RunSpec
 from siamlab.errors import ConfigError
 from siamlab.results.runlock import lock_holder
 from siamlab.results.runstate import write_state
-from siamlab.study.execute import run_status
+from siamlab.study.execute import ended_as
 
 
 def import_submitit() -> ModuleType:
@@ -32,14 +32,19 @@ def import_submitit() -> ModuleType:
     return submitit
 
 
-def pending_runs(runs: list[RunSpec], log: Callable[[str], None]) -> list[RunSpec]:
-    """The runs to submit: not finished, and not held by a live process (both said)."""
+def pending_runs(
+    runs: list[RunSpec], log: Callable[[str], None], resume_stopped: bool = False
+) -> list[RunSpec]:
+    """The runs to submit: not done, and not held by a live process (both said).
+
+    Done: finished, or stopped on collapse unless ``resume_stopped``.
+    """
     out = []
     for spec in runs:
         name = f"{spec.variant}/seed{spec.seed}"
         holder = lock_holder(spec.directory())
-        if run_status(spec) == "finished":
-            log(f"{name}: finished earlier, not submitted ({spec.directory()})")
+        if ended := ended_as(spec, resume_stopped):
+            log(f"{name}: {ended} earlier, not submitted ({spec.directory()})")
         elif holder is not None:
             log(f"{name}: being trained by {holder.describe()}, not submitted")
         else:

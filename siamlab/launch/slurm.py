@@ -44,13 +44,16 @@ def submit_slurm(
     cluster: ClusterConfig,
     dry_run: bool = False,
     log: Callable[[str], None] = print,
+    resume_stopped: bool = False,
 ) -> Submission:
     """Submit the study's unfinished runs as one array (nothing in a dry run).
+
+    ``resume_stopped``: runs stopped on collapse count as unfinished.
 
     Raises:
         ConfigError: submitit is not installed (not needed for a dry run).
     """
-    pending = pending_runs(runs, log)
+    pending = pending_runs(runs, log, resume_stopped)
     logs = runs[0].directory().parent.parent / ".submitit"
     parameters: dict[str, object] = {
         "job_name": f"siamlab-{runs[0].study}",
@@ -61,7 +64,7 @@ def submit_slurm(
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=cluster.max_requeues)
     executor.update_parameters(**parameters)
-    task = RunTask(max_requeues=cluster.max_requeues)
+    task = RunTask(max_requeues=cluster.max_requeues, resume_stopped=resume_stopped)
     mark_queued(pending)
     with executor.batch():
         jobs = [executor.submit(task, [spec]) for spec in pending]

@@ -9,6 +9,7 @@ which resumes the run exactly. A run that failed on bad input is not requeued, n
 one requeued ``max_requeues`` times.
 """
 
+import dataclasses
 import os
 import signal
 from dataclasses import dataclass
@@ -36,17 +37,26 @@ class RunTask:
         max_requeues: requeues allowed per job before it is given up.
         requeues: requeues so far (counted in the resubmitted task).
         progress: show a progress bar (local jobs writing to a terminal log).
+        resume_stopped: train runs stopped on collapse on to their end
+            (``siamlab run --resume-stopped``).
     """
 
     max_requeues: int = 10
     requeues: int = 0
     progress: bool = False
+    resume_stopped: bool = False
 
     def __call__(self, runs: list[RunSpec]) -> list[StudyReport]:
         """Train ``runs``; after a clean stop on a signal, ask submitit to requeue."""
         join_submitit_job()
         usr2 = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
-        reports = run_study(runs, progress=self.progress, log=_log, signals=SLURM_STOP_SIGNALS)
+        reports = run_study(
+            runs,
+            progress=self.progress,
+            log=_log,
+            signals=SLURM_STOP_SIGNALS,
+            resume_stopped=self.resume_stopped,
+        )
         preempted = [r for r in reports if r.status in ("preempted", "not started")]
         if preempted and int(os.environ.get("RANK", "0")) == 0 and callable(usr2):
             for spec in runs:
@@ -68,7 +78,7 @@ class RunTask:
         if self.requeues >= self.max_requeues:
             _log(f"given up after {self.requeues} requeues (cluster.yaml max_requeues)")
             return None
-        again = RunTask(self.max_requeues, self.requeues + 1, self.progress)
+        again = dataclasses.replace(self, requeues=self.requeues + 1)
         return submitit.helpers.DelayedSubmission(again, runs)
 
 

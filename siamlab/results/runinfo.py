@@ -15,10 +15,10 @@ import xarray as xr
 import yaml
 
 from siamlab.errors import ResultsError
+from siamlab.results.runstate import STOPPED_COLLAPSED
 from siamlab.results.store import RUN_ATTRS, open_study, run_dirs
 
 TIME_DIMS = ("step", "epoch")
-STOPPED_COLLAPSED = "stopped_collapsed"  # train.stop_on_collapse ended the run: collapsed
 FINISHED = frozenset({"finished", STOPPED_COLLAPSED})  # runs that ended as planned
 
 

@@ -15,6 +15,8 @@ from siamlab.atomic import atomic_write
 from siamlab.provenance import now
 
 STATE_FILE = "state.json"
+# A run that ``train.stop_on_collapse`` ended: done unless ``siamlab run --resume-stopped``.
+STOPPED_COLLAPSED = "stopped_collapsed"
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,9 @@ class RunState:
     """The launcher's and trainer's view of one run.
 
     Attributes:
-        state: ``queued``, ``running``, ``finished``, ``diverged``, ``preempted``
-            or ``failed`` (as last written; a dead ``running`` reads as stopped).
+        state: ``queued``, ``running``, ``finished``, ``stopped_collapsed``,
+            ``diverged``, ``preempted`` or ``failed`` (as last written; a dead
+            ``running`` reads as stopped).
         job_id: the Slurm job (``<array>_<task>``) or local submitit job.
         pid: the training process (rank 0).
         host: where it runs.

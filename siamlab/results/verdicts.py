@@ -19,7 +19,8 @@ import numpy as np
 import xarray as xr
 
 from siamlab.diagnostics.verdict_rule import VERDICTS, RunVerdict, run_verdict
-from siamlab.results.runinfo import STOPPED_COLLAPSED, run_exists
+from siamlab.results.runinfo import run_exists
+from siamlab.results.runstate import STOPPED_COLLAPSED
 from siamlab.results.store import RUN_ATTRS
 
 PROVISIONAL = "?"  # marks a provisional verdict: no state has held long enough yet

@@ -36,6 +36,7 @@ from siamlab.run.checkpointer import (
     SaveSchedule,
     read_checkpoint,
 )
+from siamlab.run.collapse_stop import collapse_stop, never
 from siamlab.run.results_file import ResultsFile
 from siamlab.train.distributed import (
     DistInfo,
@@ -199,6 +200,7 @@ def build_run(
         monitor=monitor,
         saver=saves,
         should_stop=(lambda: any_rank(stop())) if dist.world_size > 1 else stop,
+        stop_after_epoch=collapse_stop(monitor, dist) if cfg.train.stop_on_collapse else never,
         channels_last=cfg.train.channels_last,
     )
     if saved is not None:  # last: nothing built above can move the restored state

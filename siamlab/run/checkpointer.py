@@ -61,8 +61,15 @@ def _save(value: object, path: Path) -> None:
     torch.save(value, path)
 
 
+# Config keys a run may resume under a changed value of: where results go, and whether it
+# stops on collapse (that changes when training ends, never what it computes).
+RESUMABLE = ("output.", "train.stop_on_collapse:")
+
+
 def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint of the run in ``directory`` (None without one), if its config matches.
+
+    Keys in :data:`RESUMABLE` may differ.
 
     Raises:
         ResultsError: the checkpoint is unreadable or holds another config.
@@ -70,7 +77,7 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     state = load_checkpoint(directory / "checkpoints")
     if state is None:
         return None
-    diffs = [d for d in config_diff(state["config"], config) if not d.startswith("output.")]
+    diffs = [d for d in config_diff(state["config"], config) if not d.startswith(RESUMABLE)]
     if diffs:
         raise ResultsError(
             f"{directory} holds a checkpoint of a different config; refusing to resume. "

@@ -12,16 +12,16 @@ from pathlib import Path
 
 from siamlab.config.study import RunSpec
 from siamlab.results.recorder import Recorder
-from siamlab.results.runstate import write_state
+from siamlab.results.runstate import STOPPED_COLLAPSED, write_state
 from siamlab.run.assemble import build_run
 from siamlab.train.device import join_job
-from siamlab.train.loop import Preempted
+from siamlab.train.loop import Preempted, StoppedEarly
 from siamlab.train.step import DivergedError
 
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How a run ended: ``finished``, ``diverged`` or ``skipped`` (already finished)."""
+    """How a run ended: ``finished``, ``stopped_collapsed`` or ``diverged``."""
 
     status: str
     directory: Path
@@ -39,6 +39,10 @@ def train_run(
         should_stop: polled between steps; when it returns True (on any rank) the run
             saves a checkpoint and its results (status ``preempted``) and raises Preempted.
 
+    With ``train.stop_on_collapse``, an epoch whose evaluation makes the run's verdict
+    ``collapsed`` ends it: checkpoint and results (status ``stopped_collapsed``) as of
+    that epoch.
+
     Raises:
         Preempted: a stop was requested; re-running resumes exactly.
         SiamlabError: bad data, an unwritable folder or a mismatched checkpoint.
@@ -53,6 +57,9 @@ def train_run(
     except Preempted as exc:
         run.checkpointer.save(exc.step, "preempted")
         raise
+    except StoppedEarly as exc:  # only train.stop_on_collapse asks for it
+        run.checkpointer.save(exc.step, STOPPED_COLLAPSED)
+        status = STOPPED_COLLAPSED
     except DivergedError as exc:
         run.results.write("diverged", diverged_step=exc.step)
         status = "diverged"

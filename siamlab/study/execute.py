@@ -1,5 +1,8 @@
 """Run every variant x seed of a study: skip finished runs, resume others, survive failures.
 
+A run that ``train.stop_on_collapse`` stopped counts as done (reported
+``stopped_collapsed``) unless ``resume_stopped`` asks to train it on to its end.
+
 Each run is locked on its own (:mod:`siamlab.results.runlock`), so several processes
 (a Slurm array, ``--launcher local``, a second shell) can share one study: a run that
 another live process trains is skipped and its holder named.
@@ -16,7 +19,7 @@ from siamlab.errors import ResultsError, SiamlabError
 from siamlab.preemption import STOP_SIGNALS, StopFlag, stop_on_signals
 from siamlab.results.holder import Holder
 from siamlab.results.runlock import RunLockedError, ensure_folder, run_lock
-from siamlab.results.runstate import write_state
+from siamlab.results.runstate import STOPPED_COLLAPSED, write_state
 from siamlab.results.store import open_run
 from siamlab.results.verdicts import verdict_from_attrs
 from siamlab.run.train_run import RunOutcome, train_run
@@ -69,6 +72,22 @@ def run_status(spec: RunSpec) -> str | None:
         return str(open_run(spec.directory()).attrs.get("status"))
     except ResultsError:
         return None
+
+
+def ended_as(spec: RunSpec, resume_stopped: bool = False) -> str:
+    """How a run that needs no more training ended (``finished``, ``stopped_collapsed``).
+
+    Args:
+        spec: the run.
+        resume_stopped: a run stopped on collapse is to be trained on (not done).
+
+    Returns:
+        its status, or "" when the run is still to be trained (or resumed).
+    """
+    status = run_status(spec)
+    if status == "finished" or (status == STOPPED_COLLAPSED and not resume_stopped):
+        return status
+    return ""
 
 
 @contextlib.contextmanager
@@ -134,6 +153,7 @@ def run_study(
     progress: bool = True,
     log: Callable[[str], None] = print,
     signals: tuple[int, ...] = STOP_SIGNALS,
+    resume_stopped: bool = False,
 ) -> list[StudyReport]:
     """Execute ``runs`` in order; a failing run is reported and the others still run.
 
@@ -141,6 +161,9 @@ def run_study(
     reported as ``locked`` (its holder named) and left alone. ``signals`` (SIGTERM,
     SIGINT; on Slurm also SIGUSR1/2) stop the current run cleanly after its current
     step (checkpoint and results written); the remaining runs are ``not started``.
+    Finished runs are skipped, and so are runs stopped on collapse (reported
+    ``stopped_collapsed``) unless ``resume_stopped``: then they resume from their
+    checkpoint and train to their last epoch.
 
     Raises:
         ResultsError: the study folder cannot be created or written.
@@ -162,15 +185,26 @@ def run_study(
                 if why:
                     log(f"{name}: skipped, {why}")
                     reports.append(StudyReport(name, "locked", {}, why))
-                elif run_status(spec) == "finished":
+                elif (ended := ended_as(spec, resume_stopped)) == "finished":
                     log(f"{name}: finished earlier, skipped ({spec.directory()})")
                     reports.append(StudyReport(name, "skipped", {}))
+                elif ended:
+                    log(
+                        f"{name}: stopped on collapse earlier, skipped ({spec.directory()}); "
+                        "--resume-stopped trains it to its last epoch"
+                    )
+                    reports.append(StudyReport(name, ended, {}))
                 else:
                     reports.append(_train(spec, flag, progress, main))
                     if reports[-1].status == "preempted":
                         log(
                             f"{name}: stopped on request; checkpoint written, "
                             "re-run the same command to resume"
+                        )
+                    elif reports[-1].status == STOPPED_COLLAPSED:
+                        log(
+                            f"{name}: collapsed, stopped early (train.stop_on_collapse); "
+                            "checkpoint written, --resume-stopped trains it to its last epoch"
                         )
                     elif reports[-1].status == "failed":
                         log(f"{name}: FAILED: {reports[-1].error}")

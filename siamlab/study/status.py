@@ -1,9 +1,10 @@
 """Where every run of a study stands, read from the run folders themselves.
 
 Works with or without Slurm: ``metrics.nc`` says how training ended (and its step
-and run verdict so far), ``state.json`` who queued or trains
-the run, and the run's lock whether that holder is still alive. A run whose holder died
-without writing an end reads as ``stopped`` (re-run the study to resume it).
+and run verdict so far), ``state.json`` who queued or trains the run, and the run's lock
+whether that holder is still alive. A run whose holder died without writing an end
+reads as ``stopped`` (re-run the study to resume it); one that ``train.stop_on_collapse``
+ended as ``stopped_collapsed`` (``siamlab run --resume-stopped`` trains it on).
 """
 
 from dataclasses import dataclass
@@ -12,11 +13,11 @@ from pathlib import Path
 from siamlab.errors import ResultsError
 from siamlab.results.holder import slurm_job_active
 from siamlab.results.runlock import lock_holder
-from siamlab.results.runstate import RunState, read_state
+from siamlab.results.runstate import STOPPED_COLLAPSED, RunState, read_state
 from siamlab.results.store import METRICS_FILE, open_run
 from siamlab.results.verdicts import PROVISIONAL, verdict_from_attrs
 
-ENDED = ("finished", "stopped_collapsed", "diverged", "preempted")
+ENDED = ("finished", STOPPED_COLLAPSED, "diverged", "preempted")
 STATES = ("queued", "running", *ENDED, "failed", "stopped")
 
 

@@ -61,6 +61,14 @@ class TrainConfig(BaseModel):
             cuDNN kernels; the same results up to float rounding).
         compile: run the training forward through ``torch.compile`` (needs a C++
             compiler; the first steps compile).
+        stop_on_collapse: end the run at the end of the epoch whose evaluation makes its
+            verdict ``collapsed`` (entered after ``diagnostics.verdict.hold_evaluations``
+            evaluations, not provisional): checkpoint and results are written with status
+            ``stopped_collapsed`` and the study goes on. Re-running skips such a run;
+            ``siamlab run --resume-stopped`` trains it on to ``epochs`` (it is collapsed
+            already, so it stops again only if its verdict leaves collapse and enters it
+            anew). Needs the ``loss``, ``eval_std``, ``centred`` and ``verdict`` hooks.
+            May be changed for a run that has a checkpoint. Off by default.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -76,3 +84,4 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
     compile: bool = False
+    stop_on_collapse: bool = False

@@ -3,7 +3,11 @@
 The step itself is :class:`~siamlab.train.step.SimSiamStep`. Whatever watches training
 (diagnostics, results, progress) implements :class:`Callbacks` and receives a read-only
 :class:`~siamlab.train.views.StepView` / :class:`~siamlab.train.views.EpochView`
-(detached tensors, no model); a :class:`Saver` checkpoints after it.
+(detached tensors, no model); a :class:`Saver` checkpoints after it. Training stops
+early in two ways, both as exceptions carrying the last step: :class:`Preempted` when
+``should_stop`` (a signal) asks between steps, :class:`StoppedEarly` when
+``stop_after_epoch`` (a watcher's judgement, e.g. the collapse verdict) asks at an
+epoch's end; the caller checkpoints and records why.
 """
 
 import time
@@ -26,6 +30,18 @@ class Preempted(Exception):
     def __init__(self, step: int) -> None:
         super().__init__(f"stopped on request after step {step}")
         self.step = step
+
+
+class StoppedEarly(Exception):
+    """``stop_after_epoch`` ended training after ``epoch`` (its last ``step``), before the last.
+
+    Raised after the epoch's callbacks and instead of the saver's epoch-end save: the
+    caller saves once, with its own status.
+    """
+
+    def __init__(self, step: int, epoch: int) -> None:
+        super().__init__(f"stopped early after epoch {epoch} (step {step})")
+        self.step, self.epoch = step, epoch
 
 
 class Callbacks(Protocol):
@@ -64,6 +80,8 @@ class Trainer:
         saver: checkpoints after the monitor (so a checkpoint holds its values).
         should_stop: polled between steps; True stops training with :class:`Preempted`
             (deferred to after the epoch's callbacks when a step ends an epoch).
+        stop_after_epoch: polled after each epoch's callbacks except the last one's;
+            True ends training there with :class:`StoppedEarly` (no saver call).
         channels_last: move input batches to the device in channels_last layout.
     """
 
@@ -74,6 +92,7 @@ class Trainer:
     monitor: Callbacks
     saver: Saver
     should_stop: Callable[[], bool] = lambda: False
+    stop_after_epoch: Callable[[], bool] = lambda: False
     channels_last: bool = False
 
     def fit(self, start_step: int, end_step: int) -> int:
@@ -81,6 +100,10 @@ class Trainer:
 
         Returns:
             The last step taken.
+
+        Raises:
+            Preempted: ``should_stop`` asked for a stop.
+            StoppedEarly: ``stop_after_epoch`` asked for a stop.
         """
         step, model, device = start_step, self.sgd_step.model, self.sgd_step.device
         start_epoch, skip = divmod(start_step, self.steps_per_epoch)
@@ -112,6 +135,8 @@ class Trainer:
             is_last = step >= end_step or epoch + 1 == self.epochs
             seconds = time.perf_counter() - t0
             self.monitor.on_epoch_end(EpochView(epoch + 1, step, seconds, images, is_last))
+            if not is_last and self.stop_after_epoch():
+                raise StoppedEarly(step, epoch + 1)
             self.saver.after_epoch(epoch + 1, step, is_last)
             if step >= end_step:
                 break
