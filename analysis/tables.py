@@ -5,7 +5,8 @@
 The paper's numbers are the study files' ``paper:`` annotations (from
 docs/paper-recipes.md, Reported numbers). Ours are each run's final kNN top-1 (a monitor, not the
 paper's linear probe: compare trends, not values), std of z/|z| x sqrt(d) (1 when
-uniformly spread, 0 when collapsed) and the collapse verdict, mean over seeds.
+uniformly spread, 0 when collapsed), mean over seeds, and the run verdict over seeds with
+its onset and whether it agrees with the paper's outcome.
 """
 
 import argparse
@@ -21,7 +22,6 @@ SECTIONS = {
     "batchnorm": "Table 3: BN in the heads",
     "em_hypothesis": "Sec. 5.2: EM-like alternation",
 }
-AGREES = {"collapse": ("collapsed", "dimensional_collapse"), "no_collapse": ("healthy",)}
 
 
 def main() -> None:
@@ -41,11 +41,7 @@ def main() -> None:
         metrics = [
             m for m in ("knn_top1", "z_std_eval*sqrt(d)") if m.split("*")[0] in studies[name]
         ]
-        table = compare(studies, metrics=metrics, paper=paper)
-        for row in table.rows:  # does our verdict agree with the paper's outcome?
-            outcome = paper.get(name, {}).get(row.variant, {}).get("outcome")
-            if outcome in AGREES and row.verdict:
-                row.verdict += " ✓" if row.verdict.split()[0] in AGREES[outcome] else " ✗ paper"
+        table = compare(studies, metrics=metrics, paper=paper)  # agrees: verdict vs outcome
         print(f"## {title} ({found[name]})\n")
         print(table.format(args.format))
 

@@ -88,24 +88,73 @@ def toy_epoch_loss(variant: str, seed: int, epoch: int) -> float:
 
 
 def toy_verdict(variant: str, seed: int, epoch: int) -> str:
-    """Verdict of the toy run: bad collapses; good is healthy but seed 2 ends unstable."""
+    """Per-epoch state of the toy run: bad collapses from epoch 2; good is healthy, but
+    seed 2 turns unstable from epoch 3."""
     if variant == "good":
-        return "healthy" if seed < 2 or epoch < TOY_EPOCHS else "unstable"
-    return "collapsed"
+        return "healthy" if seed < 2 or epoch < 3 else "unstable"
+    return "healthy" if epoch == 1 else "collapsed"
+
+
+def toy_run_verdict(variant: str, seed: int, epochs: int) -> dict[str, str | int]:
+    """The run verdict attrs of the toy run after ``epochs`` (3 evaluations enter a state).
+
+    good seeds 0, 1: healthy since 1; good seed 2: unstable since 3 (entered at 5); bad:
+    collapsed since 2, entered at 4, so the running bad seed 2 (2 epochs) is provisional.
+    """
+    if variant == "good":
+        verdict, onset = ("healthy", 1) if seed < 2 else ("unstable", 3)
+    else:
+        verdict, onset = "collapsed", 2
+    provisional = epochs - onset + 1 < 3
+    evidence = f"toy {variant}/seed{seed} {verdict}; since epoch {onset}"
+    return {
+        "verdict": verdict,
+        "verdict_onset_epoch": onset,
+        "verdict_evidence": evidence,
+        "verdict_provisional": int(provisional),
+        "verdict_collapsed_residual_norm": 0.1,
+        "verdict_dimensional_erank_fraction": 0.05,
+    }
+
+
+def toy_centre_norm(variant: str, branch: str, epoch: int) -> float:
+    """||E z/|z|||: good stays near 0.1; bad's centre grows to ~1 (collapse); p, h below z."""
+    shrink = {"z": 1.0, "p": 0.9, "h": 0.8}[branch]
+    return shrink * (0.1 if variant == "good" else 1 - 0.5**epoch)
 
 
 def make_run(
-    root: Path, variant: str, seed: int, epochs: int = TOY_EPOCHS, config: dict | None = None
+    root: Path,
+    variant: str,
+    seed: int,
+    epochs: int = TOY_EPOCHS,
+    config: dict | None = None,
+    status: str | None = None,
+    run_verdict: bool = True,
 ) -> None:
-    """Write the toy run ``root/toy/variant/seed{seed}`` (running if ``epochs < TOY_EPOCHS``)."""
+    """Write the toy run ``root/toy/variant/seed{seed}`` (running if ``epochs < TOY_EPOCHS``).
+
+    ``run_verdict=False`` writes a file as siamlab did before the run verdict (per-epoch
+    ``verdict`` states only).
+    """
     rec = Recorder()
     scale = 1.0 if variant == "good" else 0.1
     for step in range(1, epochs * TOY_STEPS_PER_EPOCH + 1):
         rec.add(step, {"loss": -step / 40 - 0.01 * seed, "lr": 0.1, "z_std_train": 0.3})
     for e in range(1, epochs + 1):
+        centred = {}
+        for x in ("z", "p", "h"):
+            c = toy_centre_norm(variant, x, e)
+            centred |= {
+                f"{x}_centre_norm": c,
+                f"{x}_residual_norm": math.sqrt(1 - c**2),
+                f"{x}_residual_std": 1.0 if variant == "good" else 0.5,
+                f"{x}_residual_erank_fraction": 0.5 if variant == "good" else 0.5 / e,
+            }
         rec.add(
             e,
             {
+                **centred,
                 "epoch_loss": toy_epoch_loss(variant, seed, e),
                 "z_std_eval": scale / math.sqrt(TOY_D) + 0.001 * seed,
                 "z_channel_std_eval": scale * np.linspace(0.5, 1.5, TOY_D) / math.sqrt(TOY_D),
@@ -113,7 +162,7 @@ def make_run(
                 "images_per_second": 100.0,
             },
         )
-    status = "finished" if epochs == TOY_EPOCHS else "running"
+    status = status or ("finished" if epochs == TOY_EPOCHS else "running")
     cfg = yaml.safe_dump(config or TOY_CONFIG)
     attrs = {
         "study": "toy",
@@ -123,6 +172,7 @@ def make_run(
         "config": cfg,
         "dim": TOY_D,
         "std_reference": 1 / math.sqrt(TOY_D),
+        **(toy_run_verdict(variant, seed, epochs) if run_verdict else {}),
     }
     ds = rec.to_dataset(attrs)
     epochs_ix = ds["epoch"].values

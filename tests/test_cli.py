@@ -107,3 +107,61 @@ def test_bad_seeds_exit_2_before_any_work(command, seeds, message, tmp_path):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def _toy_spec(root: Path, variant: str, seed: int):
+    """The RunSpec whose folder is the toy run ``root/toy/<variant>/seed<seed>``."""
+    from siamlab.config.study import StudyFile
+
+    study = StudyFile(name="toy", variants={variant: {}}, seeds=[seed])
+    return expand_study(study, sets=[f"output.root={root}"])[0]
+
+
+def test_run_summary_shows_the_run_verdict_and_onset(tmp_path, monkeypatch):
+    from siamlab.cli.app import console
+    from siamlab.cli.run import _report
+    from siamlab.study.execute import StudyReport, with_verdict
+    from tests.conftest import make_run
+
+    make_run(tmp_path, "bad", 0, epochs=4, status="finished")  # collapsed since 2, entered at 4
+    make_run(tmp_path, "bad", 1, epochs=2)  # collapsed since 2 for 1 evaluation: provisional
+    reports = [
+        with_verdict(StudyReport(f"bad/seed{s}", "finished", {"epoch_loss": -0.98}), spec)
+        for s in (0, 1)
+        if (spec := _toy_spec(tmp_path, "bad", s))
+    ]
+    assert [(r.verdict, r.onset_epoch, r.provisional) for r in reports] == [
+        ("collapsed", 2, False),
+        ("collapsed", 2, True),
+    ]
+    no_results = StudyReport("moving_average_m08/seed0", "failed", {}, "boom")
+    assert with_verdict(no_results, _toy_spec(tmp_path, "good", 0)) == no_results
+    for width, train_std in [(80, False), (120, True)]:
+        monkeypatch.setattr(console, "width", width)
+        with console.capture() as captured:
+            _report([*reports, no_results])
+        lines = captured.get().splitlines()
+        assert max(len(line) for line in lines) <= width
+        rows = {ln.split()[0]: ln.split() for ln in lines if "/seed" in ln}
+        assert rows["bad/seed0"][-3:] == ["collapsed", "ep", "2"]
+        assert rows["bad/seed1"][-3:] == ["collapsed?", "ep", "2"]
+        assert rows["moving_average_m08/seed0"][-2:] == ["-", "-"]  # failed before a verdict
+        assert ("train" in captured.get()) is train_std  # dropped where it does not fit
+
+
+def test_status_shows_the_run_verdict(tmp_path, monkeypatch):
+    from siamlab.cli.app import console
+    from tests.conftest import make_run
+
+    make_run(tmp_path, "bad", 0, epochs=4, status="finished")
+    make_run(tmp_path, "bad", 1, epochs=2)  # running, but no process holds it: stopped
+    make_run(tmp_path, "bad", 2, epochs=4, status="stopped_collapsed")
+    make_run(tmp_path, "good", 2, run_verdict=False)  # a file without the run verdict
+    monkeypatch.setattr(console, "width", 80)
+    result = runner.invoke(app, ["status", str(tmp_path / "toy")])
+    assert result.exit_code == 0, result.output
+    rows = {ln.split()[0]: ln.split() for ln in result.stdout.splitlines() if "/seed" in ln}
+    assert rows["bad/seed0"][1:4] == ["finished", "16", "collapsed"]  # 4 steps per epoch
+    assert rows["bad/seed1"][1:4] == ["stopped", "8", "collapsed?"]  # provisional
+    assert rows["bad/seed2"][1:4] == ["stopped_collapsed", "16", "collapsed"]
+    assert rows["good/seed2"][1:4] == ["finished", "20", "-"]

@@ -1,4 +1,6 @@
-"""compare: numbers over seeds, verdict majority, formats and error messages."""
+"""compare: numbers over seeds, run verdicts over seeds and the paper, formats, errors."""
+
+import re
 
 import numpy as np
 import pytest
@@ -6,10 +8,12 @@ import yaml
 from typer.testing import CliRunner
 
 from siamlab.cli import app
+from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.errors import ResultsError
-from siamlab.results.compare import compare, load_studies, majority, reduce_runs
+from siamlab.results.compare import compare, load_studies, reduce_runs
 from siamlab.results.runinfo import config_conflicts, run_notes
 from siamlab.results.store import open_study
+from siamlab.results.verdicts import SeedVerdicts
 from tests.conftest import TOY_CONFIG as CONFIG
 from tests.conftest import TOY_D as D
 from tests.conftest import TOY_EPOCHS as EPOCHS
@@ -40,8 +44,9 @@ def test_mean_std_and_verdict_over_seeds(study):
     assert bad.mean == pytest.approx(
         np.mean([knn("bad", 0, 5), knn("bad", 1, 5), knn("bad", 2, 2)])
     )
-    assert rows["good"].verdict == "healthy (2/3)"  # seed 2 ends unstable
-    assert rows["bad"].verdict == "collapsed"
+    assert rows["good"].verdict == "healthy 2/3, unstable 1/3"  # seed 2 turns unstable
+    assert rows["bad"].verdict == "collapsed?"  # the running seed has not held it 3 evaluations
+    assert (rows["good"].onset, rows["bad"].onset) == ("ep 1", "ep 2")
     assert rows["bad"].status == "1/3 running" and rows["good"].status == "finished"
     assert any("bad/seed2 is still running" in n and "epoch 2 of 5" in n for n in table.notes)
     best = compare(study, metrics=["epoch_loss"], reduce="best").to_frame().set_index("variant")
@@ -57,10 +62,96 @@ def test_per_run_numbers_are_compared(study):
     assert "linear top-1 (%)" in table.columns() and "61.0 ± 1.0" in table.format("markdown")
 
 
-def test_majority():
-    assert majority(["collapsed", "collapsed", "healthy"]) == "collapsed (2/3)"
-    assert majority(["healthy", "unstable"]) == "healthy/unstable (tie)"
-    assert majority([float("nan"), ""]) == ""
+def _runs(*specs: str) -> SeedVerdicts:
+    """``collapsed@12`` = collapsed since epoch 12; a trailing ``?`` = provisional."""
+    out = []
+    for spec in specs:
+        name, onset = spec.rstrip("?").split("@")
+        out.append(RunVerdict(name, int(onset), "", provisional=spec.endswith("?")))
+    return SeedVerdicts(out)
+
+
+def test_verdict_over_seeds_text_and_onset():
+    same = _runs("collapsed@12", "collapsed@12", "collapsed@12")
+    assert (same.text(), same.onset_text()) == ("collapsed", "ep 12")
+    mixed = _runs("collapsed@10", "healthy@1", "collapsed@14")
+    assert mixed.text() == "collapsed 2/3, healthy 1/3"
+    assert mixed.onset_text() == "ep 10-14"  # over the seeds of the leading verdict
+    assert mixed.onset_range() == (10, 14)
+    assert _runs("healthy@1", "collapsed@3?").text() == "healthy 1/2, collapsed? 1/2"  # a tie
+    assert _runs("unstable@4?").text() == "unstable?"
+    assert (SeedVerdicts([]).text(), SeedVerdicts([]).onset_text()) == ("", "-")
+
+
+@pytest.mark.parametrize(
+    ("runs", "outcome", "agrees"),
+    [
+        (["collapsed@5", "collapsed@6"], "collapse", "yes"),
+        (["healthy@1", "healthy@1"], "collapse", "no"),
+        (["healthy@1", "healthy@2"], "no_collapse", "yes"),
+        (["collapsed@5", "healthy@1", "collapsed@7"], "collapse", "2/3"),
+        (["dimensional_collapse@8"], "collapse", "no"),  # complete collapse only
+        (["dimensional_collapse@8"], "dimensional_collapse", "yes"),
+        (["unstable@2"], "unstable", "yes"),
+        (["unstable@2"], "diverges", "yes"),  # a diverged run's verdict is unstable
+        (["not_converging@1"], "not_converging", "yes"),
+        (["not_converging@1"], "no_collapse", "no"),
+        (["collapsed@4?"], "collapse", "yes?"),  # provisional: counted, marked
+        (["collapsed@4"], None, "-"),
+        (["collapsed@4"], "", "-"),
+        ([], "collapse", "-"),
+    ],
+)
+def test_agrees_with_the_papers_outcome(runs, outcome, agrees):
+    assert _runs(*runs).agrees(outcome) == agrees
+
+
+def test_agrees_column_and_evidence(study):
+    paper = {"toy": {"bad": {"outcome": "collapse"}, "good": {"outcome": "no_collapse"}}}
+    table = compare(study, metrics=["knn_top1"], paper=paper)
+    assert table.columns()[-4:] == ["verdict", "onset", "agrees", "paper"]
+    rows = {r.variant: r for r in table.rows}
+    assert (rows["bad"].agrees, rows["good"].agrees) == ("yes?", "2/3")
+    assert "bad/seed2: collapsed?, toy bad/seed2 collapsed; since epoch 2" in table.evidence()
+    assert len(table.evidence()) == 6 and any("provisional" in n for n in table.notes)
+    frame = table.to_frame().set_index("variant")
+    assert frame.loc["bad", "agrees"] == "yes?" and frame.loc["bad", "outcome"] == "collapse"
+    assert (frame.loc["good", "verdict_onset_first"], frame.loc["good", "verdict_onset_last"]) == (
+        1,
+        1,
+    )
+    runs = table.runs_frame().set_index(["variant", "seed"])
+    assert (
+        runs.loc[("good", 2), "verdict"] == "unstable" and runs.loc[("good", 2), "onset_epoch"] == 3
+    )
+    assert bool(runs.loc[("bad", 2), "provisional"]) and not runs.loc[("bad", 0), "provisional"]
+    no_outcome = compare(study, metrics=["knn_top1"], paper={"toy": {"bad": "a note"}})
+    assert "agrees" not in no_outcome.columns() and "onset" in no_outcome.columns()
+
+
+def test_older_files_take_the_last_per_epoch_state(tmp_path):
+    """Written before the run verdict: the last streak of per-epoch states, from its start."""
+    for seed in range(3):
+        make_run(tmp_path, "good", seed, run_verdict=False)
+    make_run(tmp_path, "bad", 0, run_verdict=False)
+    rows = {r.variant: r for r in compare(open_study(tmp_path / "toy")).rows}
+    assert rows["good"].verdict == "healthy 2/3, unstable 1/3"
+    unstable = rows["good"].runs[2]
+    assert (unstable.verdict, unstable.onset_epoch, unstable.provisional) == ("unstable", 3, False)
+    assert unstable.evidence.startswith("since epoch 3 (no run verdict in this file")
+    assert (rows["bad"].verdict, rows["bad"].onset) == ("collapsed", "ep 2")
+
+
+def test_stopped_collapsed_is_a_finished_collapsed_run(tmp_path):
+    make_run(tmp_path, "bad", 0, epochs=3, status="stopped_collapsed", run_verdict=False)
+    make_run(tmp_path, "bad", 1, epochs=4, status="stopped_collapsed")  # entered at 4
+    make_run(tmp_path, "good", 0)
+    ds = open_study(tmp_path / "toy")
+    ds = ds.drop_vars("verdict")  # no per-epoch states either: the status says collapsed
+    table = compare(ds, paper={"toy": {"bad": {"outcome": "collapse"}}})
+    bad = {r.variant: r for r in table.rows}["bad"]
+    assert (bad.status, bad.verdict, bad.agrees) == ("stopped_collapsed", "collapsed", "yes")
+    assert not any("bad/seed" in n for n in table.notes)  # not "still running"
 
 
 def test_formats(study):
@@ -74,7 +165,7 @@ def test_formats(study):
     assert "Fig. 2: 0.1 (collapse)" in md[2]
     latex = table.format("latex")
     assert latex.startswith(r"\begin{tabular}") and r"$\pm$" in latex and r"\bottomrule" in latex
-    assert "healthy (2/3)" in latex and r"std z/$\|$z$\|$$\cdot\sqrt{d}$" in latex
+    assert "healthy 2/3, unstable 1/3" in latex and r"std z/$\|$z$\|$$\cdot\sqrt{d}$" in latex
     assert "| 1.00 ± 0.00 | 51.0 ± 1.0 |" in md[3]  # std x sqrt(d); kNN shown in %
     rows = table.format("csv").splitlines()
     assert rows[0].startswith("study,variant,seeds,status,epoch_loss,epoch_loss_std,epoch_loss_n")
@@ -146,9 +237,10 @@ def test_cli_compare(study_dir, tmp_path):
     res = runner.invoke(
         app, ["compare", str(study_dir), "--study", str(study_file), "-f", "markdown"]
     )
-    assert res.exit_code == 0 and "| healthy (2/3) | 67.7 +- 0.1 |" in res.stdout
+    assert res.exit_code == 0 and "| healthy 2/3, unstable 1/3 | ep 1 | 67.7 +- 0.1 |" in res.stdout
     res = runner.invoke(app, ["compare", str(study_dir), "-f", "csv", "-m", "knn_top1"])
-    assert res.exit_code == 0 and res.stdout.splitlines()[0].endswith("verdict,paper")
+    head = "verdict,verdict_onset_first,verdict_onset_last,agrees,outcome,paper"
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].endswith(head)
     for args, message in [
         (["-m", "nope"], "Available scalar metrics"),
         (["-f", "html"], "--format must be"),
@@ -161,3 +253,28 @@ def test_cli_compare(study_dir, tmp_path):
         assert "Traceback" not in res.output
     res = runner.invoke(app, ["compare", str(tmp_path / "empty")])
     assert res.exit_code == 2 and "not a folder" in res.output
+
+
+@pytest.mark.parametrize(("width", "tables"), [(60, 2), (80, 1), (160, 1)])
+def test_cli_compare_verdicts_fit_the_terminal(study_dir, tmp_path, monkeypatch, width, tables):
+    """Verdict, onset and agrees beside the metrics, or in a 2nd table when they do not fit."""
+    from siamlab.cli.app import console
+
+    monkeypatch.setattr(console, "width", width)
+    study_file = tmp_path / "toy.yaml"
+    paper = {"good": {"outcome": "no_collapse"}, "bad": {"outcome": "collapse", "note": "x"}}
+    study_file.write_text(
+        yaml.safe_dump({"name": "toy", "variants": {"good": {}, "bad": {}}, "paper": paper})
+    )
+    res = CliRunner().invoke(app, ["compare", str(study_dir), "--study", str(study_file)])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert sum(bool(re.match(r"^ variant ", ln)) for ln in lines) == tables
+    assert any(re.search(r"^ bad .*collapsed\?\s+ep 2\s+yes\?", ln) for ln in lines)
+    assert any(
+        re.search(r"^ good .*healthy( 2/3,)?( unstable 1/3)?\s+ep 1\s+2/3", ln) for ln in lines
+    )
+    words = " ".join(res.stdout.split())  # evidence lines wrap at the terminal's width
+    assert "bad/seed2: collapsed?, toy bad/seed2 collapsed; since epoch 2" in words
+    assert "good/seed2: unstable, toy good/seed2 unstable; since epoch 3" in words

@@ -14,6 +14,7 @@ from siamlab.plots import KINDS, plot, save_figure
 from siamlab.results.store import open_run
 from tests.conftest import TOY_D as D
 from tests.conftest import TOY_EPOCHS as EPOCHS
+from tests.conftest import toy_centre_norm
 
 matplotlib.use("Agg")
 REF = 1 / math.sqrt(D)
@@ -86,6 +87,41 @@ def test_channel_std_log_axis_and_reference(study):
     assert "last epoch" in ax.get_title()  # the running run stops at epoch 2, others at 5
 
 
+def test_centred_panels_are_centre_and_residual(study):
+    fig = plot(study, "centred")
+    centre, residual, std, erank = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == [
+        "centre",
+        "residual norm",
+        "residual std",
+        "residual effective rank",
+    ]
+    assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    # lines per panel: z, p, h for each variant (z solid, p dashed, h dotted), then references
+    styles = [line.get_linestyle() for line in residual.get_lines()]
+    assert styles[:6] == ["-", "-", "--", "--", ":", ":"]
+    bad_z = residual.get_lines()[0]  # variants in the study's order: bad first
+    c = toy_centre_norm("bad", "z", EPOCHS)
+    assert bad_z.get_ydata()[-1] == pytest.approx(math.sqrt(1 - c**2))  # |r| = sqrt(1 - |o|^2)
+    assert centre.get_lines()[2].get_ydata()[-1] == pytest.approx(toy_centre_norm("bad", "p", 5))
+    # the verdict's thresholds (the runs' verdict_* attrs) and the isotropic std
+    assert dashed_at(residual, 0.1) and dashed_at(erank, 0.05) and dashed_at(std, 1.0)
+    assert not dashed_at(centre, 0.1)
+    assert any(isinstance(c, PolyCollection) for c in residual.collections)  # z: band over seeds
+    texts = legend_texts(fig)
+    assert texts[:2] == LABELS and texts[2:5] == ["z", "p", "h"]
+
+
+def test_centred_without_p_and_h_or_thresholds(study):
+    only_z = study.drop_vars([n for n in study.data_vars if n.startswith(("p_", "h_"))])
+    only_z.attrs = {k: v for k, v in only_z.attrs.items() if not k.startswith("verdict_")}
+    fig = plot(only_z, "centred")
+    assert {line.get_linestyle() for ax in fig.axes for line in ax.get_lines()[:2]} == {"-"}
+    assert legend_texts(fig) == [*LABELS, "isotropic"]  # no z/p/h key, no threshold
+    with pytest.raises(ResultsError, match="no centred geometry.*z_residual_norm.*'centred'"):
+        plot(study.drop_vars("z_residual_norm"), "centred")
+
+
 def test_missing_data_explains_itself(study):
     bare = study.drop_vars(["z_spectrum", "eta_drift"])
     with pytest.raises(ResultsError, match="no spectra.*channel_std"):
@@ -108,6 +144,9 @@ def test_cli_plot(study_dir, tmp_path):
     assert out.stat().st_size > 5_000 and "still running" in res.output
     res = runner.invoke(app, ["plot", str(study_dir), "--kind", "spectra", "--epoch", "99"])
     assert res.exit_code == 2 and "no values at epoch 99" in res.output
+    res = runner.invoke(app, ["plot", str(study_dir), "--kind", "centred"])
+    assert res.exit_code == 0, res.output
+    assert (study_dir / "figures" / "centred.png").stat().st_size > 5_000
     res = runner.invoke(app, ["plot", str(study_dir), "--kind", "pie"])
     assert res.exit_code == 2 and "unknown --kind" in res.output and "Traceback" not in res.output
 

@@ -1,5 +1,6 @@
 """``siamlab compare``: the variants of one or several studies side by side."""
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -8,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
-from siamlab.cli.tables import fitted_table
+from siamlab.cli.tables import fitted_table, least_width
 from siamlab.errors import SiamlabError
 
 if TYPE_CHECKING:  # xarray: loaded when the command runs
@@ -21,6 +22,24 @@ VERDICT_STYLE = {
     "unstable": "yellow",
     "not_converging": "yellow",
 }
+AGREES_STYLE = {"yes": "green", "no": "bold red"}
+
+
+def styled_verdicts(text: str) -> str:
+    """``collapsed 2/3, healthy 1/3`` with each verdict in its colour (rich markup)."""
+    parts = []
+    for part in text.split(", "):
+        style = VERDICT_STYLE.get(part.split(" ")[0].rstrip("?"))
+        parts.append(f"[{style}]{escape(part)}[/]" if style else escape(part))
+    return ", ".join(parts)
+
+
+def evidence_lines(lines: list[str], width: int) -> list[str]:
+    """Each run's evidence, wrapped to ``width``, continuation lines indented."""
+    return [
+        textwrap.fill(line, width=max(width, 40), subsequent_indent="    ", break_on_hyphens=False)
+        for line in lines
+    ]
 
 
 def print_notes(notes: list[str]) -> None:
@@ -32,11 +51,31 @@ def print_notes(notes: list[str]) -> None:
 NARROW = {"std z/‖z‖·√d": "std·√d", "kNN top-1 (%)": "kNN %", "seeds": "n"}  # under 100 cols
 
 
-def _rich(table: "CompareTable", width: int) -> tuple[Table, list[str]]:
-    """The rich table; in a terminal narrower than 120 the paper's notes go below it.
+VERDICT_COLUMNS = ("verdict", "onset", "agrees")
+
+
+def _markup(columns: list[str], row: list[str]) -> list[str]:
+    """The cells of one row as rich markup: verdicts, agreement and unfinished runs coloured."""
+    from siamlab.results.runinfo import FINISHED
+
+    cells = [escape(c) for c in row]
+    for i, column in enumerate(columns):
+        if column == "verdict":
+            cells[i] = styled_verdicts(row[i])
+        elif column == "agrees" and (style := AGREES_STYLE.get(row[i].rstrip("?"))):
+            cells[i] = f"[{style}]{cells[i]}[/]"
+        elif column == "status" and row[i] not in FINISHED:
+            cells[i] = f"[yellow]{cells[i]}[/]"
+    return cells
+
+
+def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
+    """The rich table(s); in a terminal narrower than 120 the paper's notes go below.
 
     Names, statuses, verdicts and numbers are never cut inside a word
-    (:func:`~siamlab.cli.tables.fitted_table`); narrow terminals get shorter headers.
+    (:func:`~siamlab.cli.tables.fitted_table`); narrow terminals get shorter headers,
+    and where the verdict, onset and agrees columns do not fit beside the metrics they
+    form a second table below.
     """
     columns, rows = table.columns(), table.text_rows()
     below = []
@@ -44,27 +83,32 @@ def _rich(table: "CompareTable", width: int) -> tuple[Table, list[str]]:
         i = columns.index("paper")
         below = [f"{r[columns.index('variant')]}: {r[i]}" for r in rows if r[i]]
         columns, rows = columns[:i], [r[:i] for r in rows]
-    numeric = set(columns[columns.index("status") + 1 :]) - {"verdict", "paper"} | {"seeds"}
-    status = columns.index("status")
-    verdict = columns.index("verdict") if table.has_verdict else None
-    markup = []
-    for row in rows:
-        cells = [escape(c) for c in row]
-        if verdict is not None and (style := VERDICT_STYLE.get(row[verdict].split(" ")[0])):
-            cells[verdict] = f"[{style}]{cells[verdict]}[/]"
-        if row[status] != "finished":
-            cells[status] = f"[yellow]{cells[status]}[/]"
-        markup.append(cells)
     headers = [NARROW.get(c, c) if width < 100 else c for c in columns]
-    out = fitted_table(
-        headers,
-        rows,
-        width,
-        title=f"{table.reduce} value per run, mean ± std over seeds",
-        right=[h for h, c in zip(headers, columns, strict=True) if c in numeric],
-        free=["paper"],
-        markup=markup,
-    )
+    numeric = set(columns[columns.index("status") + 1 :]) - {*VERDICT_COLUMNS, "paper"}
+    right = [h for h, c in zip(headers, columns, strict=True) if c in numeric | {"seeds"}]
+    markup = [_markup(columns, row) for row in rows]
+    title = f"{table.reduce} value per run, mean ± std over seeds"
+    free = [i for i, c in enumerate(columns) if c == "paper"]
+    if least_width(headers, rows, free) <= width or not table.has_verdict:
+        parts = [(title, list(range(len(columns))))]
+    else:
+        verdicts = [i for i, c in enumerate(columns) if c in VERDICT_COLUMNS]
+        keys = [i for i, c in enumerate(columns) if c in ("study", "variant")]
+        rest = [i for i in range(len(columns)) if i not in verdicts]
+        parts = [(title, rest), ("run verdict over seeds", keys + verdicts)]
+    out = []
+    for name, picked in parts:
+        out.append(
+            fitted_table(
+                [headers[i] for i in picked],
+                [[row[i] for i in picked] for row in rows],
+                width,
+                title=name,
+                right=right,
+                free=["paper"],
+                markup=[[cells[i] for i in picked] for cells in markup],
+            )
+        )
     return out, below
 
 
@@ -89,7 +133,12 @@ def compare_cmd(
     ] = None,
     sort: Annotated[str | None, typer.Option(help="Order rows by this metric, best first.")] = None,
 ) -> None:
-    """Print every variant's metrics (mean ± std over seeds), verdict and the paper's number."""
+    """Print every variant's metrics (mean ± std over seeds), verdict and the paper's number.
+
+    Per variant: the run verdict over seeds (``collapsed 2/3, healthy 1/3``; ``?`` =
+    provisional), its onset epoch, and whether it agrees with the paper's outcome (yes,
+    no, k/n seeds, - without one). Each run's evidence is printed below the table.
+    """
     from siamlab.results.compare import compare, load_studies
     from siamlab.results.paper import paper_annotations
 
@@ -104,10 +153,13 @@ def compare_cmd(
     except SiamlabError as exc:
         raise fail(exc) from None
     if fmt == "table":
-        rich_table, below = _rich(table, console.width)
-        console.print(rich_table)
+        rich_tables, below = _rich(table, console.width)
+        for rich_table in rich_tables:
+            console.print(rich_table)
         for line in below:
             console.print(f"paper, {escape(line)}", highlight=False)
+        for line in evidence_lines(table.evidence(), console.width):
+            console.print(escape(line), highlight=False, soft_wrap=True)
         print_notes(sources + table.notes[1:])
     else:
         print_notes(sources)

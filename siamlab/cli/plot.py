@@ -9,7 +9,10 @@ from siamlab.cli.app import app, console, fail
 from siamlab.cli.compare import print_notes
 from siamlab.errors import SiamlabError
 
-KIND_HELP = "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta or channel_std."
+KIND_HELP = (
+    "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta, channel_std or centred "
+    "(centre and residual of z/|z|, p and h)."
+)
 
 
 @app.command("plot")

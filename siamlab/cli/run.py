@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from siamlab.cli.app import app, console, err, fail
-from siamlab.cli.tables import fitted_table
+from siamlab.cli.tables import fitted_table, least_width
 from siamlab.config.seeds import parse_seeds
 from siamlab.config.study import RunSpec, expand_study, read_study
 from siamlab.errors import ConfigError, SiamlabError
@@ -69,19 +69,42 @@ def validate(
     console.print(f"{len(runs)} run(s) OK")
 
 
-def _report(reports: "list[StudyReport]") -> None:
-    keys = ("epoch_loss", "z_std_eval*sqrt(d)", "z_std_train*sqrt(d)", "knn_top1")
-    rows = [
-        [r.name, r.status, *(f"{r.summary[k]:.3f}" if k in r.summary else "-" for k in keys)]
+SUMMARY = {  # report key -> header; the train-mode std goes first where space is short
+    "epoch_loss": "loss",
+    "z_std_eval*sqrt(d)": "std·√d eval",
+    "z_std_train*sqrt(d)": "std·√d train",
+    "knn_top1": "kNN top-1",
+}
+
+
+def summary_rows(reports: "list[StudyReport]", keys: list[str]) -> list[list[str]]:
+    """Per run: name, status, the ``keys`` numbers, its run verdict (``?`` provisional), onset."""
+    return [
+        [
+            r.name,
+            r.status,
+            *(f"{r.summary[k]:.3f}" if k in r.summary else "-" for k in keys),
+            (r.verdict + "?" * r.provisional) if r.verdict else "-",
+            f"ep {r.onset_epoch}" if r.verdict and r.onset_epoch else "-",
+        ]
         for r in reports
     ]
-    numbers = ("loss", "std·√d eval", "std·√d train", "kNN top-1")
+
+
+def _report(reports: "list[StudyReport]") -> None:
+    keys = list(SUMMARY)
+    headers = ["run", "status", *(SUMMARY[k] for k in keys), "verdict", "onset"]
+    rows = summary_rows(reports, keys)
+    if least_width(headers, rows) > console.width:  # the train-mode std resists collapse
+        keys.remove("z_std_train*sqrt(d)")
+        headers.remove(SUMMARY["z_std_train*sqrt(d)"])
+        rows = summary_rows(reports, keys)
     table = fitted_table(
-        ("run", "status", *numbers),
+        headers,
         rows,
         console.width,
-        title="study summary (std of z/‖z‖)",
-        right=numbers,
+        title="study summary (std of z/‖z‖; run verdict, ? = provisional)",
+        right=[SUMMARY[k] for k in keys],
     )
     console.print(table)
     for r in reports:

@@ -74,7 +74,8 @@ def status(
     States: queued, running, finished, stopped_collapsed (train.stop_on_collapse ended
     it at its collapse: siamlab run --resume-stopped trains it on), failed, diverged,
     preempted, stopped (its process ended without finishing: re-run the study to
-    resume it). Exit status 0.
+    resume it). The verdict is the run's (``?``: provisional, no state has held long
+    enough yet; ``siamlab compare`` gives its onset and evidence). Exit status 0.
     """
     table, active = _table(study_dir)
     if not watch:

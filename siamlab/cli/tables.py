@@ -16,6 +16,26 @@ from rich.table import Table
 GAP = 2  # per column: its blank rule and collapsed padding (SIMPLE_HEAD box)
 
 
+def _least(columns: Sequence[Sequence[str]], free: Collection[int]) -> list[int]:
+    """Per column: its longest word (8 for a free-text column, which folds)."""
+    return [
+        8 if i in free else max(len(w) for text in col for w in (text.split() or [""]))
+        for i, col in enumerate(columns)
+    ]
+
+
+def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    return list(zip(headers, *rows, strict=True)) if rows else [(h,) for h in headers]
+
+
+def least_width(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], free: Collection[int] = ()
+) -> int:
+    """The narrowest terminal in which no cell of the table is cut inside a word."""
+    least = _least(_columns(headers, rows), free)
+    return sum(least) + GAP * len(least)
+
+
 def fit_widths(
     headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, free: Collection[int] = ()
 ) -> list[int]:
@@ -27,11 +47,8 @@ def fit_widths(
         width: the terminal's width.
         free: indices of free-text columns, which may be as narrow as 8 (they fold).
     """
-    columns = list(zip(headers, *rows, strict=True)) if rows else [(h,) for h in headers]
-    least = [
-        8 if i in free else max(len(w) for text in col for w in (text.split() or [""]))
-        for i, col in enumerate(columns)
-    ]
+    columns = _columns(headers, rows)
+    least = _least(columns, free)
     full = [max(len(text) for text in col) for col in columns]
     widths = [
         min(a, b) if i in free else a for i, (a, b) in enumerate(zip(least, full, strict=True))

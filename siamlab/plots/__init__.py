@@ -14,6 +14,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from siamlab.errors import ResultsError
+from siamlab.plots.centred import plot_centred
 from siamlab.plots.channels import plot_channel_std
 from siamlab.plots.curves import plot_curves, plot_eta, plot_knn, plot_std
 from siamlab.plots.spectra import plot_spectra
@@ -26,6 +27,7 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "knn": plot_knn,
     "eta": plot_eta,
     "channel_std": plot_channel_std,
+    "centred": plot_centred,
 }
 EPOCH_KINDS = frozenset({"spectra", "channel_std"})
 
@@ -48,6 +50,7 @@ def plot(ds: xr.Dataset, kind: str, epoch: int | None = None) -> Figure:
 __all__ = [
     "KINDS",
     "plot",
+    "plot_centred",
     "plot_channel_std",
     "plot_curves",
     "plot_eta",

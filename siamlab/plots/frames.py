@@ -5,7 +5,7 @@ import pandas as pd
 import xarray as xr
 
 from siamlab.errors import ResultsError
-from siamlab.results.runinfo import last_epoch, run_exists
+from siamlab.results.runinfo import FINISHED, last_epoch, run_exists
 
 
 def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
@@ -89,7 +89,7 @@ def variant_labels(ds: xr.Dataset) -> dict[str, str]:
 
 
 def steps_per_epoch(ds: xr.Dataset) -> int | None:
-    """SGD steps per epoch, from the step and epoch counts of runs that are finished or running.
+    """SGD steps per epoch, from the step and epoch counts of runs that ended or are running.
 
     Results are written at epoch ends, so the ratio is exact; None when runs disagree
     (different batch sizes or data), none has a whole epoch, or there is no step loss.
@@ -98,7 +98,7 @@ def steps_per_epoch(ds: xr.Dataset) -> int | None:
         return None
     steps = ds["loss"].notnull().sum("step")
     epochs = last_epoch(ds)
-    ok = ds["status"].isin(["finished", "running"]) & (epochs > 0)
+    ok = ds["status"].isin([*FINISHED, "running"]) & (epochs > 0)
     ratios = {float(r) for r in (steps / epochs.where(ok)).values.ravel() if np.isfinite(r)}
     if len(ratios) != 1 or not (ratio := ratios.pop()).is_integer():
         return None

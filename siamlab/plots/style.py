@@ -49,16 +49,26 @@ def paper_style() -> Iterator[None]:
         yield
 
 
-def new_figure(panels: int, width: float | None = None, height: float = PANEL_HEIGHT) -> Figure:
-    """A figure with ``panels`` axes in one row (column width for one, else text width)."""
+def new_figure(
+    panels: int, width: float | None = None, height: float = PANEL_HEIGHT, rows: int = 1
+) -> Figure:
+    """A figure with ``panels`` axes in ``rows`` rows (column width for one, else text width).
+
+    ``height`` is per row.
+    """
     width = width or (COLUMN_WIDTH if panels == 1 else TEXT_WIDTH)
-    fig = Figure(figsize=(width, height), layout="constrained")
-    fig.subplots(1, panels, squeeze=False)
+    fig = Figure(figsize=(width, height * rows), layout="constrained")
+    fig.subplots(rows, math.ceil(panels / rows), squeeze=False)
     return fig
 
 
-def variant_lines(ax: Axes, df: Any, variants: Sequence[str], errorbar: Any = ("pi", 100)) -> None:
-    """One line per variant (columns x, value, variant), band over seeds, no legend."""
+def variant_lines(
+    ax: Axes, df: Any, variants: Sequence[str], errorbar: Any = ("pi", 100), **line: Any
+) -> None:
+    """One line per variant (columns x, value, variant), band over seeds, no legend.
+
+    ``line``: further matplotlib line properties (``linestyle``, ``alpha``, ...).
+    """
     sns.lineplot(
         data=df,
         x="x",
@@ -69,6 +79,7 @@ def variant_lines(ax: Axes, df: Any, variants: Sequence[str], errorbar: Any = ("
         errorbar=errorbar,
         legend=False,
         ax=ax,
+        **line,
     )
 
 
@@ -124,6 +135,7 @@ def add_legend(
     labels: dict[str, str],
     colours: dict[str, Color],
     reference: str | None = None,
+    styles: Sequence[tuple[str, Any, float]] = (),
 ) -> None:
     """One legend for the whole figure, above the panels: one entry per variant.
 
@@ -132,8 +144,14 @@ def add_legend(
         labels: variant -> its legend text.
         colours: variant -> its colour.
         reference: the dashed reference line's legend text, if the figure has one.
+        styles: (text, linestyle, alpha) entries in black after the variants, for a
+            figure whose line styles mean something (e.g. z solid, p dashed).
     """
     handles = [Line2D([], [], color=colours[v], label=text) for v, text in labels.items()]
+    handles += [
+        Line2D([], [], color="black", linestyle=style, alpha=alpha, label=text)
+        for text, style, alpha in styles
+    ]
     if reference:
         handles.append(
             Line2D([], [], color=REFERENCE_COLOR, linestyle="--", linewidth=0.9, label=reference)

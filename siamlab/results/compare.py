@@ -1,5 +1,9 @@
 """Compare the variants of one or several studies: final/best metrics over seeds, verdicts.
 
+Per variant: each metric's mean ± std over seeds, the run verdict over seeds
+(:class:`~siamlab.results.verdicts.SeedVerdicts`: ``collapsed``, or ``collapsed 2/3,
+healthy 1/3``), its onset epoch, and whether it agrees with the paper's outcome.
+
 Everything takes the Dataset of :func:`siamlab.results.store.open_study` (dims
 ``variant``, ``seed``, ``step``, ``epoch``, ...; per-run ``status`` and ``config``), so
 it works the same from the CLI and from a notebook::
@@ -9,41 +13,39 @@ it works the same from the CLI and from a notebook::
     print(table.format("markdown"))
 """
 
-import csv
 import io
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.errors import ResultsError
 from siamlab.results.paper import normalise, paper_text
+from siamlab.results.reduce import LOWER_IS_BETTER, SQRT_D, Cell, Reduce, reduce_runs
 from siamlab.results.runinfo import (
-    TIME_DIMS,
+    FINISHED,
     as_study,
     check_metrics,
     config_conflicts,
-    final_verdicts,
     load_studies,
-    majority,
     run_exists,
     run_notes,
     run_std_references,
     scalar_metrics,
     std_reference,
 )
+from siamlab.results.text_table import render
+from siamlab.results.verdicts import PROVISIONAL, SeedVerdicts, run_verdicts
 
-Reduce = Literal["final", "best"]
 Format = Literal["table", "csv", "markdown", "latex"]
 
-SQRT_D = "*sqrt(d)"  # suffix: the variable times sqrt(d), e.g. z_std_eval*sqrt(d) (1 = spread)
 DEFAULT_METRICS = ("epoch_loss", "z_std_eval*sqrt(d)", "knn_top1", "z_rankme", "eval_linear_top1")
-LOWER_IS_BETTER = frozenset({"loss", "epoch_loss"})
 PERCENT = frozenset({"knn_top1", "eval_linear_top1", "eval_knn_top1"})  # shown as %
 HEADERS = {
     "epoch_loss": "loss",
@@ -61,62 +63,31 @@ HEADERS = {
 }
 
 
-def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataArray:
-    """One value per (variant, seed): the last recorded value, or the best over training.
-
-    ``best`` is the minimum for losses and the maximum otherwise. NaN where a run has
-    no value (missing run, metric not recorded yet). ``<name>*sqrt(d)`` is ``name``
-    divided by each run's 1/sqrt(d) (its own d: a study may vary it).
-    """
-    if name.endswith(SQRT_D):
-        return reduce_runs(ds, name.removesuffix(SQRT_D), reduce) / run_std_references(ds)
-    da = ds[name]
-    if not set(da.dims) & set(TIME_DIMS):  # one number per run, e.g. eval_linear_top1
-        return da
-    (dim,) = [d for d in da.dims if d in TIME_DIMS]
-    if reduce == "best":
-        return da.min(dim) if name in LOWER_IS_BETTER else da.max(dim)
-    if reduce != "final":
-        raise ValueError(f"reduce must be 'final' or 'best', not {reduce!r}")
-    values = da.transpose(..., dim).values
-    valid = ~np.isnan(values)
-    last = values.shape[-1] - 1 - np.argmax(valid[..., ::-1], axis=-1)
-    out = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
-    out = np.where(valid.any(axis=-1), out, np.nan)
-    return xr.DataArray(
-        out, dims=[d for d in da.dims if d != dim], coords={d: ds[d] for d in da.dims if d != dim}
-    )
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A metric over seeds: mean, sample std (ddof=1; NaN for one seed), number of seeds."""
-
-    mean: float
-    std: float
-    n: int
-
-    def text(self, scale: float = 1.0) -> str:
-        """``mean ± std`` (times ``scale``), 3 significant digits, std at the mean's precision."""
-        if self.n == 0 or math.isnan(self.mean):
-            return "-"
-        m = abs(self.mean * scale)
-        decimals = 3 if m == 0 else min(6, max(0, 2 - math.floor(math.log10(m))))
-        mean = f"{self.mean * scale:.{decimals}f}"
-        return mean if self.n < 2 else f"{mean} ± {self.std * scale:.{decimals}f}"
-
-
 @dataclass
 class Row:
-    """One variant of one study."""
+    """One variant of one study.
+
+    Attributes:
+        runs: seed -> its run verdict (runs with results).
+        verdict: the verdict over seeds (:meth:`SeedVerdicts.text`); onset: its onset.
+        agrees: ``yes``/``no``/``k/n``/``-`` against the paper's ``outcome``.
+    """
 
     study: str
     variant: str
     seeds: int
     status: str
     cells: dict[str, Cell]
+    runs: dict[int, RunVerdict] = field(default_factory=dict)
     verdict: str = ""
+    onset: str = "-"
+    agrees: str = "-"
+    outcome: str = ""
     paper: str = ""
+
+    def seed_verdicts(self) -> SeedVerdicts:
+        """The run verdicts of this variant's seeds."""
+        return SeedVerdicts([v for v in self.runs.values() if v.verdict])
 
 
 @dataclass
@@ -133,8 +104,13 @@ class CompareTable:
         """Header of the text formats (short metric names, see :data:`HEADERS`)."""
         head = ["study"] if self.multi_study() else []
         head += ["variant", "seeds", "status", *(HEADERS.get(m, m) for m in self.metrics)]
-        head += ["verdict"] if self.has_verdict else []
+        head += ["verdict", "onset"] if self.has_verdict else []
+        head += ["agrees"] if self.has_verdict and self.has_outcome() else []
         return head + (["paper"] if self.has_paper() else [])
+
+    def has_outcome(self) -> bool:
+        """Whether any row has the paper's outcome (then an ``agrees`` column is shown)."""
+        return any(r.outcome for r in self.rows)
 
     def multi_study(self) -> bool:
         """Whether rows come from more than one study (then a study column is shown)."""
@@ -149,7 +125,8 @@ class CompareTable:
         out = []
         for r in self.rows:
             cells = [r.cells[m].text(100 if m in PERCENT else 1) for m in self.metrics]
-            verdict = [r.verdict or "-"] if self.has_verdict else []
+            verdict = [r.verdict or "-", r.onset] if self.has_verdict else []
+            verdict += [r.agrees] if self.has_verdict and self.has_outcome() else []
             head = [r.study] if self.multi_study() else []
             paper = [r.paper] if self.has_paper() else []
             out.append([*head, r.variant, str(r.seeds), r.status, *cells, *verdict, *paper])
@@ -164,9 +141,33 @@ class CompareTable:
             for m in self.metrics:
                 c = r.cells[m]
                 rec.update({m: c.mean, f"{m}_std": c.std, f"{m}_n": c.n})
-            rec.update({"verdict": r.verdict, "paper": r.paper})
+            first, last = r.seed_verdicts().onset_range()
+            rec.update({"verdict": r.verdict, "verdict_onset_first": first})
+            rec.update({"verdict_onset_last": last, "agrees": r.agrees, "outcome": r.outcome})
+            rec.update({"paper": r.paper})
             records.append(rec)
         return pd.DataFrame.from_records(records)
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per run: study, variant, seed, verdict, onset_epoch, provisional, evidence."""
+        records: list[dict[str, Any]] = [
+            {"study": r.study, "variant": r.variant, "seed": seed, **vars(v)}
+            for r in self.rows
+            for seed, v in r.runs.items()
+        ]
+        columns = ["study", "variant", "seed", "verdict", "onset_epoch", "evidence", "provisional"]
+        return pd.DataFrame.from_records(records, columns=columns)
+
+    def evidence(self) -> list[str]:
+        """``<variant>/seed<k>: <evidence>`` of every run with a verdict, in row order."""
+        head = (lambda r: f"{r.study}/") if self.multi_study() else (lambda r: "")
+        return [
+            f"{head(r)}{r.variant}/seed{seed}: {v.verdict}{PROVISIONAL * v.provisional}, "
+            f"{v.evidence or 'no evidence recorded'}"
+            for r in self.rows
+            for seed, v in r.runs.items()
+            if v.verdict
+        ]
 
     def format(self, fmt: Format) -> str:
         """The table as ``csv`` (raw numbers), ``markdown``, ``latex`` or plain ``table`` text."""
@@ -174,35 +175,7 @@ class CompareTable:
             buf = io.StringIO()
             self.to_frame().to_csv(buf, index=False, lineterminator="\n")
             return buf.getvalue()
-        head, rows = self.columns(), self.text_rows()
-        if fmt == "markdown":
-            lines = ["| " + " | ".join(h.replace("|", "\\|") for h in head) + " |"]
-            lines.append("|" + "---|" * len(head))
-            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-        elif fmt == "latex":
-            esc = [[_tex(c) for c in r] for r in [head, *rows]]
-            lines = [r"\begin{tabular}{" + "l" * len(head) + "}", r"\toprule"]
-            lines += [" & ".join(esc[0]) + r" \\", r"\midrule"]
-            lines += [" & ".join(r) + r" \\" for r in esc[1:]]
-            lines += [r"\bottomrule", r"\end{tabular}"]
-        elif fmt == "table":
-            buf = io.StringIO()
-            csv.writer(buf, delimiter="\t", lineterminator="\n").writerows([head, *rows])
-            lines = [buf.getvalue().rstrip("\n")]
-        else:
-            raise ValueError(f"format must be table, csv, markdown or latex, not {fmt!r}")
-        notes = [f"% {n}" if fmt == "latex" else f"note: {n}" for n in self.notes]
-        return "\n".join([*lines, *notes]) + "\n"
-
-
-_TEX = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$"}
-_TEX |= {"~": r"\textasciitilde{}", "‖": r"$\|$", "·√d": r"$\cdot\sqrt{d}$", "α": r"$\alpha$"}
-
-
-def _tex(text: str) -> str:
-    for a, b in _TEX.items():  # backslash first: the others insert backslashes
-        text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("->", r"$\to$")
+        return render(self.columns(), self.text_rows(), self.notes, fmt)
 
 
 def compare(
@@ -239,8 +212,8 @@ def compare(
         table.metrics += [m for m in names if m not in table.metrics]
         reduced = {m: reduce_runs(ds, m, reduce) for m in names}
         exists = run_exists(ds)
-        verdicts = final_verdicts(ds)
-        table.has_verdict |= verdicts is not None
+        verdicts = run_verdicts(ds)
+        table.has_verdict |= any(v.verdict for v in verdicts.values())
         prefix = f"{study}: " if len(studies) > 1 else ""
         table.notes += [prefix + n for n in run_notes(ds)]
         ref = std_reference(ds)
@@ -260,10 +233,15 @@ def compare(
             status = ds["status"].sel(variant=variant).values[ok]
             counts = Counter(str(s) for s in status)
             row = Row(study, str(variant), int(ok.sum()), _status_text(counts), cells)
-            if verdicts is not None:
-                row.verdict = majority(list(verdicts.sel(variant=variant).values[ok]))
-            row.paper = paper_text(normalise(notes.get(str(variant), "")))
+            row.runs = {s: v for (name, s), v in verdicts.items() if name == str(variant)}
+            note = normalise(notes.get(str(variant), ""))
+            row.paper, row.outcome = paper_text(note), str(note.get("outcome", ""))
+            seeds = row.seed_verdicts()
+            row.verdict, row.onset = seeds.text(), seeds.onset_text()
+            row.agrees = seeds.agrees(row.outcome)
             table.rows.append(row)
+    if any(v.provisional for r in table.rows for v in r.runs.values() if v.verdict):
+        table.notes.append(f"{PROVISIONAL} = provisional: no state has held long enough yet")
     for r in table.rows:  # metrics another study lacks
         for m in table.metrics:
             r.cells.setdefault(m, Cell(math.nan, math.nan, 0))
@@ -276,19 +254,20 @@ def compare(
 
 
 def _status_text(counts: Counter[str]) -> str:
-    if list(counts) == ["finished"]:
-        return "finished"
+    if len(counts) == 1 and (only := next(iter(counts))) in FINISHED:
+        return only
     total = sum(counts.values())
-    return ", ".join(f"{n}/{total} {s}" for s, n in counts.items() if s != "finished")
+    return ", ".join(f"{n}/{total} {s}" for s, n in counts.items() if s not in FINISHED)
 
 
 __all__ = [
+    "Cell",
     "CompareTable",
+    "Reduce",
     "check_metrics",
     "compare",
     "config_conflicts",
     "load_studies",
-    "majority",
     "reduce_runs",
     "scalar_metrics",
 ]

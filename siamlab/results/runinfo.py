@@ -1,11 +1,11 @@
 """Loading studies and the facts about their runs that compare and plots report.
 
 Which metrics exist, which runs exist, which are still running, whether the seeds of
-a variant share one config, each run's final collapse verdict and the 1/sqrt(d) reference.
+a variant share one config and the 1/sqrt(d) reference (each run's verdict:
+:mod:`siamlab.results.verdicts`).
 """
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,11 @@ import xarray as xr
 import yaml
 
 from siamlab.errors import ResultsError
-from siamlab.results.store import open_study, run_dirs
+from siamlab.results.runstate import STOPPED_COLLAPSED
+from siamlab.results.store import RUN_ATTRS, open_study, run_dirs
 
 TIME_DIMS = ("step", "epoch")
+FINISHED = frozenset({"finished", STOPPED_COLLAPSED})  # runs that ended as planned
 
 
 def load_studies(paths: Sequence[str | Path]) -> dict[str, xr.Dataset]:
@@ -85,12 +87,15 @@ def scalar_metrics(ds: xr.Dataset) -> list[str]:
     """Numeric variables with one value per run, or per run and step or epoch.
 
     These are what compare can reduce: series over ``step``/``epoch`` and per-run
-    numbers such as ``eval_linear_top1``.
+    numbers such as ``eval_linear_top1`` (not the run's provenance, e.g. its verdict's
+    onset epoch: :data:`~siamlab.results.store.RUN_ATTRS`).
     """
+    provenance = set(RUN_ATTRS.values())
     return [
         str(name)
         for name, da in ds.data_vars.items()
         if np.issubdtype(da.dtype, np.number)
+        and name not in provenance
         and {"variant", "seed"} <= set(da.dims)
         and set(da.dims) - {"variant", "seed"} <= {"step"} | {"epoch"}
         and len(set(da.dims) - {"variant", "seed"}) <= 1
@@ -193,7 +198,7 @@ def run_notes(ds: xr.Dataset) -> list[str]:
                     notes.append(f"{name} has no results: the variant's numbers use fewer seeds")
                 continue
             status = str(ds["status"].sel(variant=variant, seed=seed).item())
-            if status == "finished":
+            if status in FINISHED:
                 continue
             cfg = _config(ds["config"].sel(variant=variant, seed=seed).item())
             planned = cfg.get("train", {}).get("epochs", "?")
@@ -202,45 +207,6 @@ def run_notes(ds: xr.Dataset) -> list[str]:
             what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
             notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
     return notes + config_conflicts(ds)
-
-
-def final_verdicts(ds: xr.Dataset) -> xr.DataArray | None:
-    """Each run's verdict at its last epoch with one (strings over (variant, seed)).
-
-    Reads a string ``verdict`` variable over epoch; integer codes are mapped through
-    CF ``flag_values``/``flag_meanings`` attrs. None when the results have no verdict.
-    """
-    if "verdict" not in ds.data_vars:
-        return None
-    da = ds["verdict"]
-    values = da.transpose("variant", "seed", ...).values
-    if np.issubdtype(values.dtype, np.number):
-        flags = np.atleast_1d(da.attrs.get("flag_values", []))
-        meanings = str(da.attrs.get("flag_meanings", "")).split()
-        lookup = {int(f): m for f, m in zip(flags, meanings, strict=False)}
-        values = np.vectorize(
-            lambda v: "" if np.isnan(v) else lookup.get(int(v), str(int(v))), otypes=[object]
-        )(values)
-    out = np.full(values.shape[:2], "", dtype=object)
-    for i, j in np.ndindex(*out.shape):
-        series = [v for v in np.ravel(values[i, j]) if isinstance(v, str) and v]
-        out[i, j] = series[-1] if series else ""
-    return xr.DataArray(
-        out, dims=("variant", "seed"), coords={"variant": ds["variant"], "seed": ds["seed"]}
-    )
-
-
-def majority(verdicts: Sequence[object]) -> str:
-    """The most common non-empty verdict, with ``(k/n)`` when the seeds disagree."""
-    values = [str(v) for v in verdicts if isinstance(v, str) and v]
-    if not values:
-        return ""
-    counts = Counter(values).most_common()
-    best, k = counts[0]
-    tied = [v for v, c in counts if c == k]
-    if len(tied) > 1:
-        return f"{'/'.join(sorted(tied))} (tie)"
-    return best if k == len(values) else f"{best} ({k}/{len(values)})"
 
 
 def std_reference(ds: xr.Dataset) -> float | None:

@@ -1,6 +1,9 @@
 """Reading and writing result datasets: one run's ``metrics.nc``, or a whole study."""
 
+import math
+from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -8,6 +11,17 @@ from siamlab.atomic import atomic_write
 from siamlab.errors import ResultsError
 
 METRICS_FILE = "metrics.nc"
+# per-run attrs that open_study keeps as variables over (variant, seed): attr -> variable
+# (the run verdict's variables are renamed: ``verdict`` is also the per-epoch state)
+RUN_ATTRS = {
+    "status": "status",
+    "config": "config",
+    "verdict": "final_verdict",
+    "verdict_onset_epoch": "final_verdict_onset_epoch",
+    "verdict_evidence": "final_verdict_evidence",
+    "verdict_provisional": "final_verdict_provisional",
+}
+NUMERIC_RUN_ATTRS = frozenset({"verdict_onset_epoch", "verdict_provisional"})
 
 
 def write_run(run_dir: str | Path, ds: xr.Dataset) -> Path:
@@ -44,7 +58,10 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
     """All runs of a study in one Dataset with extra dims ``variant`` and ``seed``.
 
     Runs of different lengths (e.g. one still running) are padded with NaN. Per-run
-    provenance attrs become variables over (variant, seed): ``status`` and ``config``.
+    attrs become variables over (variant, seed) (:data:`RUN_ATTRS`): ``status``,
+    ``config`` and the run verdict as ``final_verdict``, ``final_verdict_onset_epoch``,
+    ``final_verdict_evidence``, ``final_verdict_provisional`` ("" or NaN when a run's
+    file has none).
 
     Raises:
         ResultsError: when the folder holds no results.
@@ -56,10 +73,10 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
     for d in dirs:
         ds = open_run(d)
         seed = int(ds.attrs.get("seed", d.name.removeprefix("seed")))
-        run_attrs = {k: ds.attrs.get(k, "") for k in ("status", "config")}
+        run_attrs = {name: _run_attr(ds.attrs, key) for key, name in RUN_ATTRS.items()}
         ds = ds.assign_coords(seed=seed).expand_dims("seed")
-        for key, value in run_attrs.items():
-            ds[key] = xr.DataArray([str(value)], dims=["seed"])
+        for name, value in run_attrs.items():
+            ds[name] = xr.DataArray([value], dims=["seed"])
         by_variant.setdefault(d.parent.name, []).append(ds)
     per_variant = [
         xr.concat(runs, dim="seed", join="outer", combine_attrs="drop_conflicts").expand_dims(
@@ -72,3 +89,14 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
     study["seed"].attrs = {"long_name": "random seed", "units": "1"}
     study.attrs["study"] = Path(study_dir).name
     return study
+
+
+def _run_attr(attrs: Mapping[Hashable, Any], key: str) -> str | float:
+    """A run attr as a string, or as a float (NaN when absent) for the numeric ones."""
+    value = attrs.get(key)
+    if key in NUMERIC_RUN_ATTRS:
+        try:
+            return float(value)  # type: ignore[arg-type]  # a bad attr is NaN below
+        except (TypeError, ValueError):
+            return math.nan
+    return "" if value is None else str(value)

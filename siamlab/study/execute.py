@@ -9,6 +9,7 @@ another live process trains is skipped and its holder named.
 """
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,23 +21,49 @@ from siamlab.results.holder import Holder
 from siamlab.results.runlock import RunLockedError, ensure_folder, run_lock
 from siamlab.results.runstate import STOPPED_COLLAPSED, write_state
 from siamlab.results.store import open_run
+from siamlab.results.verdicts import verdict_from_attrs
 from siamlab.run.train_run import RunOutcome, train_run
 from siamlab.train.loop import Preempted
 
 
 @dataclass(frozen=True)
 class StudyReport:
-    """One line per run: its name, how it ended, its final numbers or error."""
+    """One line per run: its name, how it ended, its final numbers or error, its verdict.
+
+    ``verdict``, ``onset_epoch`` and ``provisional`` are the run verdict its results
+    file records (``""`` when it has none, e.g. a run that failed before its first
+    evaluation).
+    """
 
     name: str
     status: str
     summary: dict[str, float]
     error: str = ""
     user_error: bool = False  # bad input the user can fix (data, config, folder)
+    verdict: str = ""
+    onset_epoch: int = 0
+    provisional: bool = False
 
 
 def _quiet(message: str) -> None:
     """Ranks other than 0 say nothing."""
+
+
+def with_verdict(report: StudyReport, spec: RunSpec) -> StudyReport:
+    """``report`` with the run verdict of the run's ``metrics.nc`` (as is without one)."""
+    try:
+        attrs = open_run(spec.directory()).attrs
+    except ResultsError:
+        return report
+    found = verdict_from_attrs(attrs)
+    if not found.verdict:
+        return report
+    return dataclasses.replace(
+        report,
+        verdict=found.verdict,
+        onset_epoch=found.onset_epoch,
+        provisional=found.provisional,
+    )
 
 
 def run_status(spec: RunSpec) -> str | None:
@@ -181,4 +208,6 @@ def run_study(
                         )
                     elif reports[-1].status == "failed":
                         log(f"{name}: FAILED: {reports[-1].error}")
+                if main and reports[-1].status != "locked":  # the summary's verdict
+                    reports[-1] = with_verdict(reports[-1], spec)
     return reports

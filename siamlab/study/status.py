@@ -1,7 +1,7 @@
 """Where every run of a study stands, read from the run folders themselves.
 
 Works with or without Slurm: ``metrics.nc`` says how training ended (and its step
-and verdict so far), ``state.json`` who queued or trains the run, and the run's lock
+and run verdict so far), ``state.json`` who queued or trains the run, and the run's lock
 whether that holder is still alive. A run whose holder died without writing an end
 reads as ``stopped`` (re-run the study to resume it); one that ``train.stop_on_collapse``
 ended as ``stopped_collapsed`` (``siamlab run --resume-stopped`` trains it on).
@@ -15,6 +15,7 @@ from siamlab.results.holder import slurm_job_active
 from siamlab.results.runlock import lock_holder
 from siamlab.results.runstate import STOPPED_COLLAPSED, RunState, read_state
 from siamlab.results.store import METRICS_FILE, open_run
+from siamlab.results.verdicts import PROVISIONAL, verdict_from_attrs
 
 ENDED = ("finished", STOPPED_COLLAPSED, "diverged", "preempted")
 STATES = ("queued", "running", *ENDED, "failed", "stopped")
@@ -28,22 +29,20 @@ class RunRow:
     state: str  # one of STATES
     step: int  # steps recorded so far
     total: int  # planned steps (0: not known yet)
-    verdict: str
+    verdict: str  # the run verdict of metrics.nc, "collapsed?" (? = provisional)
     job: str  # Slurm job id, or pid@host
     log: str
 
 
 def _metrics(run_dir: Path) -> tuple[str, int, str]:
-    """(status, steps recorded, verdict) from metrics.nc; ('', 0, '') without one."""
+    """(status, steps recorded, run verdict) from metrics.nc; ('', 0, '') without one."""
     try:
         ds = open_run(run_dir)
     except ResultsError:
         return "", 0, ""
-    return (
-        str(ds.attrs.get("status", "")),
-        int(ds.sizes.get("step", 0)),
-        str(ds.attrs.get("verdict", "")),
-    )
+    found = verdict_from_attrs(ds.attrs)
+    verdict = found.verdict + PROVISIONAL * found.provisional if found.verdict else ""
+    return str(ds.attrs.get("status", "")), int(ds.sizes.get("step", 0)), verdict
 
 
 def _state(run_dir: Path, status: str, info: RunState | None) -> str:
