@@ -16,7 +16,15 @@ from siamlab.diagnostics.verdict_rule import (
     run_verdict,
 )
 
-CFG = VerdictConfig()
+# Explicit thresholds, so the tests do not move when the calibrated defaults do.
+CFG = VerdictConfig(
+    hold_evaluations=3,
+    collapsed_residual_norm=0.1,
+    dimensional_erank_fraction=0.05,
+    not_converging_progress=0.2,
+    improving_drop=0.02,
+    unstable_noise_ratio=3.0,
+)
 # A healthy evaluation: 89% of the way from -0.1 to -1, full residual, noise ratio 1.
 HEALTHY = EpochSignals(
     epoch=4,
