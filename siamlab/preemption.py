@@ -30,9 +30,7 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(
-    flag: StopFlag, signals: tuple[int, ...] = STOP_SIGNALS
-) -> Iterator[StopFlag]:
+def stop_on_signals(flag: StopFlag, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopFlag]:
     """Install the handlers for ``signals`` for the block (main thread only; else a no-op)."""
     previous: dict[int, Any] = {}
 
