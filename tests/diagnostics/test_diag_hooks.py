@@ -232,7 +232,9 @@ def test_monitor_runs_hooks_then_the_verdict():
     monitor.on_epoch_end(EpochView(1, 5, 1.0, 160, True))
     scope, index, values = sink.rows[-1]
     assert scope == "epoch" and index == 1
-    assert values["verdict"] == "not_converging" == monitor.verdict  # -cos(p, z) ~ 0
+    # -cos(p, z) ~ 0, but one evaluation is too young for a trend: not converged *yet*
+    assert values["verdict"] == "healthy" == monitor.verdict
+    assert values["verdict_evidence"].startswith("not converged yet") and values["cosine_loss"] > -0.2
     assert {"z_spectrum", "pred_cosine", "knn_top1", "loss_jitter", "h_alpha"} <= set(values)
     assert "grad_norm" in sink.rows[0][2]
 
