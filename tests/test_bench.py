@@ -93,6 +93,9 @@ def test_run_bench_with_speed_options_adds_a_baseline(tmp_path):
     assert all(a.flops > 0 and a.images == 2 * 64 for a in report.arms)
     assert report.loader.rate > 0 and math.isfinite(report.peak_fp32)
     assert not any(tmp_path.iterdir())  # the bench writes nothing in the run's output root
+    parts = dict(report.diag_part_shares)  # every step hook and sink, by its registered name
+    assert {"loss", "grad_norm", "batch_geometry", "sink: RecorderSink", "other"} <= set(parts)
+    assert sum(parts.values()) == pytest.approx(report.diag_share)
 
 
 def test_bench_command_prints_both_rates_and_a_ratio():
@@ -106,6 +109,7 @@ def test_bench_command_prints_both_rates_and_a_ratio():
     assert re.search(r"siamlab fp32\s.*\d", out) and re.search(r"reference\s.*\d", out)
     assert re.search(r"ratio siamlab / reference: \d+\.\d+x", out)
     assert "data loader alone" in out and "matmul peak" in out and "step diagnostics" in out
+    assert re.search(r"by part: \S+ \d+\.\d%", out)
 
 
 def test_bench_command_bad_input_exits_2():

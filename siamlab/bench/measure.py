@@ -37,6 +37,7 @@ class Arm:
         block_rates: img/s of every timed block.
         diag_seconds: of ``seconds``, the time spent in step diagnostics (siamlab's
             arms add to it; reset after the warm-up).
+        diag_parts: ``diag_seconds`` split by step hook and sink (reset with it).
     """
 
     name: str
@@ -47,6 +48,7 @@ class Arm:
     images: int = 0
     block_rates: list[float] = field(default_factory=list)
     diag_seconds: float = 0.0
+    diag_parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -71,6 +73,7 @@ def interleave(
         if warmup:
             arm.run_block(warmup)
         arm.diag_seconds = 0.0
+        arm.diag_parts.clear()
     synchronize(device)
     done, r = 0, 0
     while done < steps:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from siamlab.bench.breakdown import time_parts
 from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
 from siamlab.bench.reference import ReferenceStep, reference_loss
 from siamlab.config.study import RunSpec
@@ -85,6 +86,17 @@ class BenchReport:
     def diag_share(self) -> float:
         """Share of siamlab's step time spent in the step diagnostics (hooks and sinks)."""
         return self.arms[0].diag_seconds / self.arms[0].seconds
+
+    @property
+    def diag_part_shares(self) -> list[tuple[str, float]]:
+        """Each step hook's and sink's share of siamlab's step time, largest first.
+
+        The rest of :attr:`diag_share` (summaries, the monitor's dispatch) is "other".
+        """
+        arm = self.arms[0]
+        parts = sorted(arm.diag_parts.items(), key=lambda kv: -kv[1])
+        other = arm.diag_seconds - sum(arm.diag_parts.values())
+        return [(k, v / arm.seconds) for k, v in [*parts, ("other", other)]]
 
     @property
     def speedup(self) -> float | None:
@@ -161,7 +173,7 @@ def _siamlab_arm(
     def run_block(n: int) -> None:
         done[0] = trainer.fit(done[0], done[0] + n)
 
-    callbacks.arm = Arm(name, run_block, batch)
+    callbacks.arm = Arm(name, run_block, batch, diag_parts=time_parts(monitor))
     return callbacks.arm, model, monitor
 
 

@@ -47,6 +47,8 @@ def print_report(report: "BenchReport") -> None:
         f"(without them: ~{report.ratio / (1 - share):.3f}x)",
         highlight=False,
     )
+    parts = ", ".join(f"{name} {v:.1%}" for name, v in report.diag_part_shares)
+    console.print(f"  by part: {parts}", highlight=False)
     if report.speedup is not None:
         console.print(f"speed-up over siamlab fp32: {report.speedup:.2f}x", highlight=False)
     ld, train = report.loader, report.arms[0].rate

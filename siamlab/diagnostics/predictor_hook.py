@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from siamlab.diagnostics.config import epoch_due
 from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.linearise import linearise_streamed
 from siamlab.diagnostics.predictor_alignment import predictor_alignment
@@ -28,7 +29,9 @@ class PredictorAlignmentHook:
 
     ``F`` is the EMA ``F <- rho F + (1 - rho) mean(z z^T)`` over the batches' z of both
     views (train mode), updated every ``step_every`` steps and restarted each epoch
-    (so a resumed run sees the same F). The matmul runs in float32, the average in float64.
+    (so a resumed run sees the same F); in an epoch whose alignment is not due F is not
+    kept at all (nothing reads it), which changes no recorded value. The matmul runs in
+    float32, the average in float64.
     ``W_p`` is the predictor's least-squares linearisation ``p ~ W_p z + b`` on the probe
     set's eval-mode (z, p) (:mod:`~siamlab.diagnostics.linearise`; exact for a linear one).
     Skipped for a predictor without parameters (identity: W_p = I aligns trivially) or
@@ -78,6 +81,7 @@ class PredictorAlignmentHook:
     rho: float = 0.3
     top: int = 16
     skip: bool = False
+    epochs: int = 0  # the run's epochs (0: unknown, F is kept in every epoch)
     _corr: Tensor | None = None
     _epoch: int = -1
 
@@ -91,10 +95,16 @@ class PredictorAlignmentHook:
             cfg.correlation_rho,
             cfg.predictor_top,
             skip=not ctx.predictor_has_parameters,
+            epochs=ctx.epochs,
         )
 
+    def _wanted(self, epoch0: int) -> bool:
+        """F of epoch ``epoch0`` (0-based) is read only if its epoch part is due."""
+        epoch = epoch0 + 1
+        return not self.epochs or epoch_due(epoch, epoch == self.epochs, self.epoch_every)
+
     def on_step(self, view: StepView) -> Values:
-        if self.skip:
+        if self.skip or not self._wanted(view.epoch):  # F restarts every epoch: exact
             return {}
         if view.epoch != self._epoch:  # F restarts every epoch
             self._corr, self._epoch = None, view.epoch

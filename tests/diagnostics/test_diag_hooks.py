@@ -204,6 +204,25 @@ def test_predictor_alignment_skipped_without_predictor_parameters():
     assert hook.on_epoch(_epoch_view(), FakeProbes(probe=_emb(torch.randn(100, d)))) == {}
 
 
+def test_predictor_alignment_keeps_f_only_in_epochs_it_reports():
+    d = 8
+    net = Net(d, predictor=nn.Linear(d, d))
+    cfg = DiagnosticsConfig(predictor_every_epochs=2)
+    hook = PredictorAlignmentHook.build(HookContext(cfg, 5, 2, False, True))
+    always = PredictorAlignmentHook(epoch_every=2)  # epochs unknown: F every epoch
+    z = torch.randn(32, d)
+    out = SiameseOutput(z, z, z, z, z, z)
+    kept = []
+    for epoch0 in range(5):  # due: epoch 1 (first), 2, 4, 5 (last); not 3
+        hook._corr = None
+        hook.on_step(_step(net, out, epoch=epoch0))
+        always.on_step(_step(net, out, epoch=epoch0))
+        kept.append(hook._corr is not None)
+        if kept[-1]:
+            assert torch.equal(hook._corr, always._corr)
+    assert kept == [True, True, False, True, True]
+
+
 class ListSink:
     def __init__(self) -> None:
         self.rows: list[tuple[str, int, dict]] = []
@@ -234,7 +253,8 @@ def test_monitor_runs_hooks_then_the_verdict():
     assert scope == "epoch" and index == 1
     # -cos(p, z) ~ 0, but one evaluation is too young for a trend: not converged *yet*
     assert values["verdict"] == "healthy" == monitor.verdict
-    assert values["verdict_evidence"].startswith("not converged yet") and values["cosine_loss"] > -0.2
+    assert values["verdict_evidence"].startswith("not converged yet")
+    assert values["cosine_loss"] > -0.2
     assert {"z_spectrum", "pred_cosine", "knn_top1", "loss_jitter", "h_alpha"} <= set(values)
     assert "grad_norm" in sink.rows[0][2]
 
