@@ -1,6 +1,8 @@
 """Compare the variants of one or several studies: final/best metrics over seeds, verdicts.
 
-Per variant: each metric's mean ± std over seeds, the run verdict over seeds
+Per variant: each metric's mean over seeds with its 95% interval (Student t for 2-4
+seeds, bootstrap-t from 5; :mod:`siamlab.results.intervals`), optionally its
+difference from one named variant (``vs``: Welch's interval), the run verdict over seeds
 (:class:`~siamlab.results.verdicts.SeedVerdicts`: ``collapsed``, or ``collapsed 2/3,
 healthy 1/3``), its onset epoch, and whether it agrees with the paper's outcome.
 
@@ -8,8 +10,9 @@ Everything takes the Dataset of :func:`siamlab.results.store.open_study` (dims
 ``variant``, ``seed``, ``step``, ``epoch``, ...; per-run ``status`` and ``config``), so
 it works the same from the CLI and from a notebook::
 
-    table = compare({"stopgrad": open_study("results/stopgrad")})
-    table.to_frame()                     # a pandas DataFrame
+    table = compare({"stopgrad": open_study("results/stopgrad")}, vs="stop_grad")
+    table.to_frame()                     # a pandas DataFrame, one row per variant
+    table.to_dataset()                   # xarray: mean, lo, hi, n, method, diff, ...
     print(table.format("markdown"))
 """
 
@@ -26,6 +29,7 @@ import xarray as xr
 
 from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.errors import ResultsError
+from siamlab.results.intervals import Difference
 from siamlab.results.paper import normalise, paper_text
 from siamlab.results.reduce import LOWER_IS_BETTER, SQRT_D, Cell, Reduce, reduce_runs
 from siamlab.results.runinfo import (
@@ -39,6 +43,15 @@ from siamlab.results.runinfo import (
     run_std_references,
     scalar_metrics,
     std_reference,
+)
+from siamlab.results.seed_stats import (
+    add_differences,
+    difference_caption,
+    difference_cells,
+    difference_record,
+    interval_caption,
+    intervals_dataset,
+    intervals_frame,
 )
 from siamlab.results.text_table import render
 from siamlab.results.verdicts import PROVISIONAL, SeedVerdicts, run_verdicts
@@ -68,6 +81,9 @@ class Row:
     """One variant of one study.
 
     Attributes:
+        cells: metric -> its mean and interval over seeds; values: metric -> the
+            value of each seed (NaN: none); diffs: metric -> the difference from the
+            ``vs`` variant (empty without one, and for that variant itself).
         runs: seed -> its run verdict (runs with results).
         verdict: the verdict over seeds (:meth:`SeedVerdicts.text`); onset: its onset.
         agrees: ``yes``/``no``/``k/n``/``-`` against the paper's ``outcome``.
@@ -78,6 +94,8 @@ class Row:
     seeds: int
     status: str
     cells: dict[str, Cell]
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    diffs: dict[str, Difference] = field(default_factory=dict)
     runs: dict[int, RunVerdict] = field(default_factory=dict)
     verdict: str = ""
     onset: str = "-"
@@ -92,18 +110,32 @@ class Row:
 
 @dataclass
 class CompareTable:
-    """The comparison: rows, the metrics in column order, and notes to show with it."""
+    """The comparison: rows, the metrics in column order, and notes to show with it.
+
+    ``vs``: the variant whose mean each row's Δ columns subtract (None: no Δ columns).
+    """
 
     rows: list[Row]
     metrics: list[str]
     reduce: Reduce
     notes: list[str] = field(default_factory=list)
     has_verdict: bool = False
+    vs: str | None = None
+
+    def captions(self) -> list[str]:
+        """What the numbers are: the interval over seeds (and the Δ columns' difference)."""
+        head = [interval_caption(self)]
+        return head + ([difference_caption(self.vs)] if self.vs is not None else [])
+
+    def difference_columns(self) -> list[str]:
+        """Headers of the Δ columns (one per metric; none without ``vs``)."""
+        return [f"Δ {HEADERS.get(m, m)}" for m in self.metrics] if self.vs is not None else []
 
     def columns(self) -> list[str]:
         """Header of the text formats (short metric names, see :data:`HEADERS`)."""
         head = ["study"] if self.multi_study() else []
         head += ["variant", "seeds", "status", *(HEADERS.get(m, m) for m in self.metrics)]
+        head += self.difference_columns()
         head += ["verdict", "onset"] if self.has_verdict else []
         head += ["agrees"] if self.has_verdict and self.has_outcome() else []
         return head + (["paper"] if self.has_paper() else [])
@@ -125,6 +157,7 @@ class CompareTable:
         out = []
         for r in self.rows:
             cells = [r.cells[m].text(100 if m in PERCENT else 1) for m in self.metrics]
+            cells += difference_cells(self, r, PERCENT)
             verdict = [r.verdict or "-", r.onset] if self.has_verdict else []
             verdict += [r.agrees] if self.has_verdict and self.has_outcome() else []
             head = [r.study] if self.multi_study() else []
@@ -133,7 +166,13 @@ class CompareTable:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """Numbers as a DataFrame: ``<metric>``, ``<metric>_std``, ``<metric>_n`` per metric."""
+        """Numbers as a DataFrame, one row per variant.
+
+        Per metric: ``<metric>`` (mean), ``<metric>_std``, ``<metric>_n``, the interval
+        ``<metric>_lo``, ``<metric>_hi``, ``<metric>_method``; with ``vs``:
+        ``<metric>_diff``, ``<metric>_diff_lo``, ``<metric>_diff_hi``,
+        ``<metric>_diff_excludes_zero`` and a ``vs`` column.
+        """
         records = []
         for r in self.rows:
             rec: dict[str, object] = {"study": r.study, "variant": r.variant, "seeds": r.seeds}
@@ -141,12 +180,25 @@ class CompareTable:
             for m in self.metrics:
                 c = r.cells[m]
                 rec.update({m: c.mean, f"{m}_std": c.std, f"{m}_n": c.n})
+                rec.update({f"{m}_lo": c.lo, f"{m}_hi": c.hi, f"{m}_method": c.method})
+            rec.update(difference_record(self, r))
             first, last = r.seed_verdicts().onset_range()
             rec.update({"verdict": r.verdict, "verdict_onset_first": first})
             rec.update({"verdict_onset_last": last, "agrees": r.agrees, "outcome": r.outcome})
             rec.update({"paper": r.paper})
             records.append(rec)
         return pd.DataFrame.from_records(records)
+
+    def intervals(self) -> pd.DataFrame:
+        """One row per (study, variant, metric): the mean, its interval and the difference.
+
+        See :func:`~siamlab.results.seed_stats.intervals_frame`.
+        """
+        return intervals_frame(self)
+
+    def to_dataset(self) -> xr.Dataset:
+        """The same numbers over (study, variant, metric) (:func:`intervals_dataset`)."""
+        return intervals_dataset(self)
 
     def runs_frame(self) -> pd.DataFrame:
         """One row per run: study, variant, seed, verdict, onset_epoch, provisional, evidence."""
@@ -175,7 +227,7 @@ class CompareTable:
             buf = io.StringIO()
             self.to_frame().to_csv(buf, index=False, lineterminator="\n")
             return buf.getvalue()
-        return render(self.columns(), self.text_rows(), self.notes, fmt)
+        return render(self.columns(), self.text_rows(), self.captions() + self.notes, fmt)
 
 
 def compare(
@@ -184,6 +236,7 @@ def compare(
     reduce: Reduce = "final",
     paper: Mapping[str, Mapping[str, object]] | None = None,
     sort: str | None = None,
+    vs: str | None = None,
 ) -> CompareTable:
     """Build the comparison table of every variant of ``studies``.
 
@@ -195,14 +248,16 @@ def compare(
             a study file's ``paper:``; see :func:`siamlab.results.paper.paper_annotations`).
         sort: a shown metric to order the rows by, best first; default: the order of
             ``paper``'s variants (a study file's order), then the results' order.
+        vs: a variant: add each metric's difference from its mean (same study) with
+            Welch's 95% interval (:func:`~siamlab.results.seed_stats.add_differences`).
 
     Raises:
-        ResultsError: a requested metric is missing (the message lists what exists).
+        ResultsError: a requested metric is missing (the message lists what exists),
+            or no study has the variant ``vs``.
     """
     if isinstance(studies, xr.Dataset):
         studies = {str(studies.attrs.get("study", "study")): as_study(studies)}
-    table = CompareTable([], [], reduce)
-    table.notes.append(f"{reduce} value of each run; mean ± sample std (ddof=1) over seeds")
+    table = CompareTable([], [], reduce, vs=vs)
     for study, ds in studies.items():
         present = scalar_metrics(ds)
         names = list(metrics or [m for m in DEFAULT_METRICS if m.removesuffix(SQRT_D) in present])
@@ -224,15 +279,11 @@ def compare(
         rank = {v: i for i, v in enumerate(notes)}  # a study file's variant order
         for variant in sorted(ds["variant"].values, key=lambda v: rank.get(str(v), len(rank))):
             ok = exists.sel(variant=variant).values
-            cells = {}
-            for m, da in reduced.items():
-                v = da.sel(variant=variant).values[ok]
-                v = v[~np.isnan(v)]
-                std = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
-                cells[m] = Cell(float(np.mean(v)) if len(v) else math.nan, std, len(v))
+            values = {m: da.sel(variant=variant).values[ok] for m, da in reduced.items()}
+            cells = {m: Cell.over_seeds(v) for m, v in values.items()}
             status = ds["status"].sel(variant=variant).values[ok]
             counts = Counter(str(s) for s in status)
-            row = Row(study, str(variant), int(ok.sum()), _status_text(counts), cells)
+            row = Row(study, str(variant), int(ok.sum()), _status_text(counts), cells, values)
             row.runs = {s: v for (name, s), v in verdicts.items() if name == str(variant)}
             note = normalise(notes.get(str(variant), ""))
             row.paper, row.outcome = paper_text(note), str(note.get("outcome", ""))
@@ -245,6 +296,9 @@ def compare(
     for r in table.rows:  # metrics another study lacks
         for m in table.metrics:
             r.cells.setdefault(m, Cell(math.nan, math.nan, 0))
+            r.values.setdefault(m, np.array([]))
+    if vs is not None:
+        table.notes += add_differences(table.rows, table.metrics, vs)
     if sort is not None:
         if sort not in table.metrics:
             raise ResultsError(f"--sort {sort}: not a shown metric ({', '.join(table.metrics)})")

@@ -1,4 +1,4 @@
-"""One value per run of a metric (its final or best), and a metric over seeds (mean ± std)."""
+"""One value per run of a metric (its final or best); a metric over seeds (mean, 95% interval)."""
 
 import math
 from dataclasses import dataclass
@@ -7,12 +7,14 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from siamlab.results.intervals import Difference, mean_interval
 from siamlab.results.runinfo import TIME_DIMS, run_std_references
 
 Reduce = Literal["final", "best"]
 
 SQRT_D = "*sqrt(d)"  # suffix: the variable times sqrt(d), e.g. z_std_eval*sqrt(d) (1 = spread)
 LOWER_IS_BETTER = frozenset({"loss", "epoch_loss"})
+EXCLUDES_ZERO = "*"  # marks a difference whose interval excludes 0
 
 
 def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataArray:
@@ -42,19 +44,62 @@ def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataA
     )
 
 
+def _decimals(value: float) -> int:
+    """Decimals that show ``value`` to 3 significant digits (0 to 6)."""
+    m = abs(value)
+    return 3 if m == 0 or not math.isfinite(m) else min(6, max(0, 2 - math.floor(math.log10(m))))
+
+
 @dataclass(frozen=True)
 class Cell:
-    """A metric over seeds: mean, sample std (ddof=1; NaN for one seed), number of seeds."""
+    """A metric over seeds: mean, std, number of seeds and the mean's 95% interval.
+
+    ``std`` is the sample std (ddof=1); ``lo``, ``hi`` the interval by ``method``
+    (:mod:`siamlab.results.intervals`); both NaN for one seed.
+    """
 
     mean: float
     std: float
     n: int
+    lo: float = math.nan
+    hi: float = math.nan
+    method: str = ""
+
+    @classmethod
+    def over_seeds(cls, values: np.ndarray) -> "Cell":
+        """The cell of one value per seed (NaN = no value)."""
+        iv = mean_interval(values)
+        v = np.asarray(values, dtype=float)
+        v = v[~np.isnan(v)]
+        std = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+        return cls(iv.mean, std, iv.n, iv.lo, iv.hi, iv.method)
 
     def text(self, scale: float = 1.0) -> str:
-        """``mean ± std`` (times ``scale``), 3 significant digits, std at the mean's precision."""
+        """``mean [lo, hi]`` (times ``scale``), 3 significant digits.
+
+        The bounds are at the mean's precision; one seed shows the mean alone.
+        """
         if self.n == 0 or math.isnan(self.mean):
             return "-"
-        m = abs(self.mean * scale)
-        decimals = 3 if m == 0 else min(6, max(0, 2 - math.floor(math.log10(m))))
+        decimals = _decimals(self.mean * scale)
         mean = f"{self.mean * scale:.{decimals}f}"
-        return mean if self.n < 2 else f"{mean} ± {self.std * scale:.{decimals}f}"
+        if self.n < 2 or math.isnan(self.lo):
+            return mean
+        return f"{mean} [{self.lo * scale:.{decimals}f}, {self.hi * scale:.{decimals}f}]"
+
+
+def difference_text(d: Difference, scale: float = 1.0) -> str:
+    """``+0.120 [0.050, 0.190] *`` (``*``: the interval excludes 0), 3 significant digits.
+
+    Digits follow the largest of the difference and its bounds; without an interval
+    (a side with one seed) the difference alone.
+    """
+    if math.isnan(d.diff):
+        return "-"
+    if math.isnan(d.lo):
+        return f"{d.diff * scale:+.{_decimals(d.diff * scale)}f}"
+    decimals = _decimals(max(abs(d.lo), abs(d.hi), abs(d.diff)) * scale)
+    text = (
+        f"{d.diff * scale:+.{decimals}f} [{d.lo * scale:.{decimals}f}, {d.hi * scale:.{decimals}f}]"
+    )
+    return text + (f" {EXCLUDES_ZERO}" if d.excludes_zero else "")
