@@ -59,7 +59,8 @@ def test_per_run_numbers_are_compared(study):
     assert (good.mean, good.n) == (pytest.approx(0.61), 3)
     bad = {r.variant: r for r in table.rows}["bad"].cells["eval_linear_top1"]
     assert bad.n == 2  # the running run has not been evaluated
-    assert "linear top-1 (%)" in table.columns() and "61.0 ± 1.0" in table.format("markdown")
+    # 0.60, 0.61, 0.62: 61.0 ± t(0.975, 2) * 1 / sqrt(3) = 61.0 ± 2.48 (%)
+    assert "linear top-1 (%)" in table.columns() and "61.0 [58.5, 63.5]" in table.format("markdown")
 
 
 def _runs(*specs: str) -> SeedVerdicts:
@@ -161,12 +162,14 @@ def test_formats(study):
     md = table.format("markdown").splitlines()
     assert md[0].startswith("| variant | seeds | status | loss |") and "paper" in md[0]
     assert md[1].count("---") == md[0].count("|") - 1
-    assert "| good | 3 | finished | -0.810 ± 0.010 |" in md[3]
+    assert "| good | 3 | finished | -0.810 [-0.835, -0.785] |" in md[3]  # ± t(2) 0.01/√3
     assert "Fig. 2: 0.1 (collapse)" in md[2]
     latex = table.format("latex")
-    assert latex.startswith(r"\begin{tabular}") and r"$\pm$" in latex and r"\bottomrule" in latex
+    assert latex.startswith(r"\begin{tabular}") and r"\bottomrule" in latex
+    assert "-0.810 [-0.835, -0.785]" in latex and "% final value of each run" in latex
     assert "healthy 2/3, unstable 1/3" in latex and r"std z/$\|$z$\|$$\cdot\sqrt{d}$" in latex
-    assert "| 1.00 ± 0.00 | 51.0 ± 1.0 |" in md[3]  # std x sqrt(d); kNN shown in %
+    assert "| 1.00 [1.00, 1.01] | 51.0 [48.5, 53.5] |" in md[3]  # std x sqrt(d); kNN in %
+    assert "note: final value of each run; mean [95% interval] over seeds (Student t, n=2-3)" in md
     rows = table.format("csv").splitlines()
     assert rows[0].startswith("study,variant,seeds,status,epoch_loss,epoch_loss_std,epoch_loss_n")
     assert rows[2].startswith("toy,good,3,finished,-0.81")
@@ -233,7 +236,7 @@ def test_cli_compare(study_dir, tmp_path):
     )
     res = runner.invoke(app, ["compare", str(study_dir), "--study", str(study_file)])
     assert res.exit_code == 0, res.output
-    assert "good" in res.output and "final value per run" in res.output
+    assert "good" in res.output and "final value of each run" in res.output
     res = runner.invoke(
         app, ["compare", str(study_dir), "--study", str(study_file), "-f", "markdown"]
     )
@@ -255,7 +258,7 @@ def test_cli_compare(study_dir, tmp_path):
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
-@pytest.mark.parametrize(("width", "tables"), [(60, 2), (80, 1), (160, 1)])
+@pytest.mark.parametrize(("width", "tables"), [(60, 2), (80, 2), (120, 2), (200, 1)])
 def test_cli_compare_verdicts_fit_the_terminal(study_dir, tmp_path, monkeypatch, width, tables):
     """Verdict, onset and agrees beside the metrics, or in a 2nd table when they do not fit."""
     from siamlab.cli.app import console

@@ -1,5 +1,6 @@
 """``siamlab compare``: the variants of one or several studies side by side."""
 
+import re
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
@@ -52,6 +53,12 @@ NARROW = {"std z/‖z‖·√d": "std·√d", "kNN top-1 (%)": "kNN %", "seeds":
 
 
 VERDICT_COLUMNS = ("verdict", "onset", "agrees")
+_INTERVAL = re.compile(r"\[([^\]\s]+), ([^\]\s]+)\]")
+
+
+def unbroken_intervals(cell: str) -> str:
+    """``0.81 [0.78, 0.85]`` as ``0.81 [0.78,0.85]``: a narrow cell wraps before the bracket."""
+    return _INTERVAL.sub(r"[\1,\2]", cell)
 
 
 def _markup(columns: list[str], row: list[str]) -> list[str]:
@@ -69,13 +76,43 @@ def _markup(columns: list[str], row: list[str]) -> list[str]:
     return cells
 
 
+def _part(
+    headers: list[str],
+    texts: tuple[list[list[str]], list[list[str]]],
+    picked: list[int],
+    width: int,
+    title: str,
+    right: list[str],
+) -> Table:
+    """One table of the columns ``picked``: intervals unbroken if it fits, else spaced.
+
+    ``texts``: (markup of the compact rows, markup of the spaced rows) over every column;
+    the plain text is the markup's escaped text, measured for the widths.
+    """
+    heads = [headers[i] for i in picked]
+    compact, spaced = ([[r[i] for i in picked] for r in rows] for rows in texts)
+    free = [k for k, h in enumerate(heads) if h == "paper"]
+    rows = compact if least_width(heads, _plain(compact), free) <= width else spaced
+    return fitted_table(
+        heads, _plain(rows), width, title=title, right=right, free=["paper"], markup=rows
+    )
+
+
+def _plain(markup: list[list[str]]) -> list[list[str]]:
+    from rich.text import Text
+
+    return [[Text.from_markup(c).plain for c in row] for row in markup]
+
+
 def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
     """The rich table(s); in a terminal narrower than 120 the paper's notes go below.
 
     Names, statuses, verdicts and numbers are never cut inside a word
-    (:func:`~siamlab.cli.tables.fitted_table`); narrow terminals get shorter headers,
-    and where the verdict, onset and agrees columns do not fit beside the metrics they
-    form a second table below.
+    (:func:`~siamlab.cli.tables.fitted_table`); an interval stays on one line
+    (``[lo,hi]``) where the table fits, else it may wrap after its comma. Narrow
+    terminals get shorter headers, and where the verdict, onset and agrees columns do
+    not fit beside the metrics they form a second table below. The differences vs
+    ``--vs`` form a table of their own, titled with what they are.
     """
     columns, rows = table.columns(), table.text_rows()
     below = []
@@ -86,30 +123,25 @@ def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
     headers = [NARROW.get(c, c) if width < 100 else c for c in columns]
     numeric = set(columns[columns.index("status") + 1 :]) - {*VERDICT_COLUMNS, "paper"}
     right = [h for h, c in zip(headers, columns, strict=True) if c in numeric | {"seeds"}]
-    markup = [_markup(columns, row) for row in rows]
-    title = f"{table.reduce} value per run, mean ± std over seeds"
-    free = [i for i, c in enumerate(columns) if c == "paper"]
-    if least_width(headers, rows, free) <= width or not table.has_verdict:
-        parts = [(title, list(range(len(columns))))]
+    compact = [
+        [unbroken_intervals(x) if c in numeric else x for c, x in zip(columns, r, strict=True)]
+        for r in rows
+    ]
+    texts = ([_markup(columns, r) for r in compact], [_markup(columns, r) for r in rows])
+    title, *vs_title = table.captions()
+    deltas = [i for i, c in enumerate(columns) if c in table.difference_columns()]
+    keys = [i for i, c in enumerate(columns) if c in ("study", "variant")]
+    main = [i for i in range(len(columns)) if i not in deltas]
+    free = [k for k, i in enumerate(main) if columns[i] == "paper"]
+    fits = least_width([headers[i] for i in main], [[r[i] for i in main] for r in compact], free)
+    if fits <= width or not table.has_verdict:
+        parts = [(title, main)]
     else:
         verdicts = [i for i, c in enumerate(columns) if c in VERDICT_COLUMNS]
-        keys = [i for i, c in enumerate(columns) if c in ("study", "variant")]
-        rest = [i for i in range(len(columns)) if i not in verdicts]
+        rest = [i for i in main if i not in verdicts]
         parts = [(title, rest), ("run verdict over seeds", keys + verdicts)]
-    out = []
-    for name, picked in parts:
-        out.append(
-            fitted_table(
-                [headers[i] for i in picked],
-                [[row[i] for i in picked] for row in rows],
-                width,
-                title=name,
-                right=right,
-                free=["paper"],
-                markup=[[cells[i] for i in picked] for cells in markup],
-            )
-        )
-    return out, below
+    parts += [(vs_title[0], keys + deltas)] if deltas else []
+    return [_part(headers, texts, picked, width, name, right) for name, picked in parts], below
 
 
 @app.command("compare")
@@ -132,12 +164,23 @@ def compare_cmd(
         typer.Option("--study", help="Study file whose paper: annotations to show (repeatable)."),
     ] = None,
     sort: Annotated[str | None, typer.Option(help="Order rows by this metric, best first.")] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option(
+            "--vs",
+            metavar="VARIANT",
+            help="Add each metric's difference from VARIANT with its 95% interval (Welch).",
+        ),
+    ] = None,
 ) -> None:
-    """Print every variant's metrics (mean ± std over seeds), verdict and the paper's number.
+    """Print every variant's metrics (mean [95% interval] over seeds), verdict and the paper's.
 
-    Per variant: the run verdict over seeds (``collapsed 2/3, healthy 1/3``; ``?`` =
-    provisional), its onset epoch, and whether it agrees with the paper's outcome (yes,
-    no, k/n seeds, - without one). Each run's evidence is printed below the table.
+    The interval is Student t for 2-4 seeds and bootstrap-t from 5 (the header says
+    which); one seed shows its value alone. ``--vs VARIANT``: per metric the difference
+    of each variant's mean from VARIANT's, its 95% Welch interval, ``*`` when it
+    excludes 0. Per variant: the run verdict over seeds (``collapsed 2/3, healthy
+    1/3``; ``?`` = provisional), its onset epoch, and whether it agrees with the paper's
+    outcome (yes, no, k/n seeds, - without one). Each run's evidence is printed below.
     """
     from siamlab.results.compare import compare, load_studies
     from siamlab.results.paper import paper_annotations
@@ -149,7 +192,7 @@ def compare_cmd(
     try:
         studies = load_studies(results)
         paper, sources = paper_annotations(studies, study or [])
-        table = compare(studies, metric, reduce_of(reduce), paper, sort)
+        table = compare(studies, metric, reduce_of(reduce), paper, sort, vs)
     except SiamlabError as exc:
         raise fail(exc) from None
     if fmt == "table":
@@ -160,7 +203,7 @@ def compare_cmd(
             console.print(f"paper, {escape(line)}", highlight=False)
         for line in evidence_lines(table.evidence(), console.width):
             console.print(escape(line), highlight=False, soft_wrap=True)
-        print_notes(sources + table.notes[1:])
+        print_notes(sources + table.notes)
     else:
         print_notes(sources)
         typer.echo(table.format(format_of(fmt)), nl=False)

@@ -89,7 +89,7 @@ class Cell:
 
 
 def difference_text(d: Difference, scale: float = 1.0) -> str:
-    """``+0.120 [0.050, 0.190] *`` (``*``: the interval excludes 0), 3 significant digits.
+    """``+0.120* [0.050, 0.190]`` (``*``: the interval excludes 0), 3 significant digits.
 
     Digits follow the largest of the difference and its bounds; without an interval
     (a side with one seed) the difference alone.
@@ -99,7 +99,6 @@ def difference_text(d: Difference, scale: float = 1.0) -> str:
     if math.isnan(d.lo):
         return f"{d.diff * scale:+.{_decimals(d.diff * scale)}f}"
     decimals = _decimals(max(abs(d.lo), abs(d.hi), abs(d.diff)) * scale)
-    text = (
-        f"{d.diff * scale:+.{decimals}f} [{d.lo * scale:.{decimals}f}, {d.hi * scale:.{decimals}f}]"
-    )
-    return text + (f" {EXCLUDES_ZERO}" if d.excludes_zero else "")
+    mark = EXCLUDES_ZERO if d.excludes_zero else ""
+    bounds = f"[{d.lo * scale:.{decimals}f}, {d.hi * scale:.{decimals}f}]"
+    return f"{d.diff * scale:+.{decimals}f}{mark} {bounds}"

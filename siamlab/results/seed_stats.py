@@ -39,9 +39,9 @@ def interval_caption(table: "CompareTable") -> str:
 
 def difference_caption(vs: str) -> str:
     """What the Δ columns hold."""
+    level = f"{LEVEL:.0%}"
     return (
-        f"Δ = variant − {vs}: difference of the means [{LEVEL:.0%} interval, {WELCH}, "
-        f"unpaired]; {EXCLUDES_ZERO} = the interval excludes 0"
+        f"Δ = mean − mean of {vs} [{level} interval, {WELCH}, unpaired]; {EXCLUDES_ZERO} excludes 0"
     )
 
 
