@@ -3,18 +3,22 @@
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from scipy import stats
 from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.errors import ResultsError
 from siamlab.plots import KINDS, plot, save_figure
-from siamlab.results.store import open_run
+from siamlab.plots.frames import BAND_RESAMPLES
+from siamlab.results.intervals import mean_interval
+from siamlab.results.store import open_run, open_study
 from tests.conftest import TOY_D as D
 from tests.conftest import TOY_EPOCHS as EPOCHS
-from tests.conftest import toy_centre_norm
+from tests.conftest import make_run, toy_centre_norm, toy_knn
 
 matplotlib.use("Agg")
 REF = 1 / math.sqrt(D)
@@ -155,3 +159,30 @@ def test_one_run_dataset_is_a_one_run_study(study_dir):
     run = open_run(study_dir / "good" / "seed1")  # notebook use: a single metrics.nc
     fig = plot(run, "curves")
     assert legend_texts(fig)[0] == "good" and len(fig.axes) == 3
+    assert not any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+
+
+def band_at(ax, i: int, x: float) -> tuple[float, float]:
+    """(lowest, highest) y of the i-th band at ``x``."""
+    vertices = ax.collections[i].get_paths()[0].vertices
+    ys = vertices[np.isclose(vertices[:, 0], x), 1]
+    return float(ys.min()), float(ys.max())
+
+
+def test_seed_band_is_the_95_interval_over_seeds(study):
+    """Good's kNN at epoch 5: 50, 51, 52 % -> 51 ± t(0.975, 2) * 1 / sqrt(3), as compare."""
+    (ax,) = plot(study, "knn").axes
+    half = stats.t.ppf(0.975, 2) / np.sqrt(3)
+    assert band_at(ax, 1, EPOCHS) == (pytest.approx(51 - half), pytest.approx(51 + half))
+    assert ax.get_lines()[1].get_ydata()[-1] == pytest.approx(51)
+
+
+def test_five_seeds_band_is_the_bootstrap_t(tmp_path):
+    for seed in range(5):
+        make_run(tmp_path, "good", seed)
+    (ax,) = plot(open_study(tmp_path / "toy"), "knn").axes
+    iv = mean_interval(
+        [100 * toy_knn("good", s, EPOCHS) for s in range(5)], resamples=BAND_RESAMPLES
+    )
+    assert iv.method == "bootstrap-t"
+    assert band_at(ax, 0, EPOCHS) == (pytest.approx(iv.lo), pytest.approx(iv.hi))

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
-from siamlab.plots.frames import series_frame, variant_labels
+from siamlab.plots.frames import band_frame, series_frame, variant_labels
 from siamlab.plots.style import (
     PANEL_HEIGHT,
     add_legend,
@@ -25,7 +25,7 @@ from siamlab.plots.style import (
     palette,
     paper_style,
     reference_line,
-    variant_lines,
+    seed_bands,
 )
 from siamlab.results.runinfo import as_study, scalar_metrics
 
@@ -57,9 +57,8 @@ def _panel(ax: Axes, ds: xr.Dataset, suffix: str, branches: list[str]) -> None:
     variants = [str(v) for v in ds["variant"].values]
     for branch in branches:
         style, alpha = BRANCH_STYLE[branch]
-        df = series_frame(ds, f"{branch}_{suffix}")
-        band = "sd" if branch == "z" else None  # bands on z only: p, h are context
-        variant_lines(ax, df, variants, band, linestyle=style, alpha=alpha)
+        bands = band_frame(series_frame(ds, f"{branch}_{suffix}"))
+        seed_bands(ax, bands, variants, branch == "z", linestyle=style, alpha=alpha)  # z only
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
 
 

@@ -1,7 +1,8 @@
 """Training curves over seeds: Fig. 2 (loss, output std, kNN), the std and kNN panels.
 
-Each line is a variant's mean over seeds, the band its standard deviation over seeds
-(no band for one seed). Every function takes a study Dataset
+Each line is a variant's mean over seeds, the band its 95% interval over seeds
+(Student t for 2-4 seeds, bootstrap-t from 5, as ``siamlab compare``; no band for one
+seed). Every function takes a study Dataset
 (:func:`siamlab.results.store.open_study`) and returns a :class:`~matplotlib.figure.Figure`.
 """
 
@@ -13,14 +14,14 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
-from siamlab.plots.frames import series_frame, steps_per_epoch, variant_labels
+from siamlab.plots.frames import band_frame, series_frame, steps_per_epoch, variant_labels
 from siamlab.plots.style import (
     add_legend,
     new_figure,
     palette,
     paper_style,
     reference_line,
-    variant_lines,
+    seed_bands,
 )
 from siamlab.results.runinfo import as_study, check_metrics, scalar_metrics, std_reference
 
@@ -33,14 +34,12 @@ ETA_LABELS = {  # name -> (title, y label); others use long_name and the name
 
 
 def line_panel(
-    ax: Axes,
-    ds: xr.Dataset,
-    name: str,
-    scale: float = 1.0,
-    x_scale: float = 1.0,
-    errorbar: str | tuple[str, float] = "sd",
+    ax: Axes, ds: xr.Dataset, name: str, scale: float = 1.0, x_scale: float = 1.0
 ) -> None:
-    """Draw ``name`` on ``ax``: one line per variant (mean over seeds) with a band.
+    """Draw ``name`` on ``ax``: one line per variant (mean over seeds), its 95% band.
+
+    The band is the compare table's interval over seeds at each point
+    (:func:`~siamlab.plots.frames.band_frame`); a variant of one seed is a line alone.
 
     Args:
         ax: the axes to draw on.
@@ -48,12 +47,11 @@ def line_panel(
         name: a variable over step or epoch.
         scale: multiply values (e.g. 100 for %).
         x_scale: multiply the x values (e.g. 1/steps-per-epoch to plot steps in epochs).
-        errorbar: seaborn's band over seeds: ``"sd"``, or ``("pi", 100)`` for min-max.
     """
     df = series_frame(ds, name, scale)
     df["x"] = df["x"] * x_scale
     variants = [str(v) for v in ds["variant"].values]
-    variant_lines(ax, df, variants, errorbar)
+    seed_bands(ax, band_frame(df), variants)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # readable in narrow panels
 
 

@@ -5,7 +5,10 @@ import pandas as pd
 import xarray as xr
 
 from siamlab.errors import ResultsError
+from siamlab.results.intervals import mean_intervals
 from siamlab.results.runinfo import FINISHED, last_epoch, run_exists
+
+BAND_RESAMPLES = 2_000  # bootstrap-t resamples per point of a band (5+ seeds)
 
 
 def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
@@ -18,6 +21,33 @@ def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
     df = (da * scale).rename(name).to_dataframe().reset_index()
     df = df.rename(columns={dim: "x", name: "value"})[["variant", "seed", "x", "value"]]
     return df.dropna(subset=["value"]).astype({"value": float})
+
+
+def band_frame(df: pd.DataFrame, resamples: int = BAND_RESAMPLES) -> pd.DataFrame:
+    """Per variant and x: the mean over seeds and its 95% interval (``lo``, ``hi``, ``n``).
+
+    ``df``: a :func:`series_frame`. The interval is the compare table's
+    (:func:`~siamlab.results.intervals.mean_intervals`: Student t for 2-4 seeds,
+    bootstrap-t from 5, here with ``resamples`` per point); NaN where one seed has a value.
+    """
+    parts = []
+    for variant, runs in df.groupby("variant", sort=False):
+        wide = runs.pivot(index="x", columns="seed", values="value").sort_index()  # (x, seed)
+        iv = mean_intervals(wide.to_numpy(dtype=float), resamples=resamples)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "variant": variant,
+                    "x": wide.index.to_numpy(),
+                    "mean": [i.mean for i in iv],
+                    "lo": [i.lo for i in iv],
+                    "hi": [i.hi for i in iv],
+                    "n": [i.n for i in iv],
+                }
+            )
+        )
+    columns = ["variant", "x", "mean", "lo", "hi", "n"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def at_epoch(ds: xr.Dataset, name: str, epoch: int | None) -> tuple[xr.DataArray, str]:

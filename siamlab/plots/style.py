@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
+import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -81,6 +82,27 @@ def variant_lines(
         ax=ax,
         **line,
     )
+
+
+def seed_bands(
+    ax: Axes, bands: Any, variants: Sequence[str], band: bool = True, **line: Any
+) -> None:
+    """One line per variant (the mean over seeds) and its shaded 95% interval, no legend.
+
+    ``bands``: a :func:`~siamlab.plots.frames.band_frame`. The shade is drawn where a
+    point has two or more seeds; a variant of one seed is a plain line. ``band=False``:
+    the lines alone. ``line``: further matplotlib line properties (``linestyle``, ...).
+    """
+    colours = palette(variants)
+    for variant in variants:
+        rows = bands[bands["variant"] == variant]
+        if rows.empty:
+            continue
+        x, lo, hi = (rows[k].to_numpy(dtype=float) for k in ("x", "lo", "hi"))
+        ax.plot(x, rows["mean"].to_numpy(dtype=float), color=colours[variant], **line)
+        shown = np.isfinite(lo) & np.isfinite(hi)
+        if band and shown.any():
+            ax.fill_between(x, lo, hi, where=shown, color=colours[variant], alpha=0.2, lw=0)
 
 
 def palette(variants: Sequence[str]) -> dict[str, Color]:
