@@ -1,10 +1,9 @@
 """Compare the variants of one or several studies: final/best metrics over seeds, verdicts.
 
-Per variant: each metric's mean over seeds with its 95% interval (Student t for 2-4
-seeds, bootstrap-t from 5; :mod:`siamlab.results.intervals`), optionally its
-difference from one named variant (``vs``: Welch's interval), the run verdict over seeds
-(:class:`~siamlab.results.verdicts.SeedVerdicts`: ``collapsed``, or ``collapsed 2/3,
-healthy 1/3``), its onset epoch, and whether it agrees with the paper's outcome.
+Per variant: each metric's mean over seeds with its 95% interval and optionally its
+difference from one named variant (``vs``; :mod:`siamlab.results.intervals`), the run
+verdict over seeds (:class:`~siamlab.results.verdicts.SeedVerdicts`: ``collapsed``, or
+``collapsed 2/3, healthy 1/3``), its onset epoch, and whether it agrees with the paper.
 
 Everything takes the Dataset of :func:`siamlab.results.store.open_study` (dims
 ``variant``, ``seed``, ``step``, ``epoch``, ...; per-run ``status`` and ``config``), so
@@ -21,7 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -48,10 +47,13 @@ from siamlab.results.seed_stats import (
     add_differences,
     difference_caption,
     difference_cells,
-    difference_record,
     interval_caption,
+)
+from siamlab.results.table_frames import (
     intervals_dataset,
     intervals_frame,
+    runs_frame,
+    variant_frame,
 )
 from siamlab.results.text_table import render
 from siamlab.results.verdicts import PROVISIONAL, SeedVerdicts, run_verdicts
@@ -166,49 +168,20 @@ class CompareTable:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """Numbers as a DataFrame, one row per variant.
-
-        Per metric: ``<metric>`` (mean), ``<metric>_std``, ``<metric>_n``, the interval
-        ``<metric>_lo``, ``<metric>_hi``, ``<metric>_method``; with ``vs``:
-        ``<metric>_diff``, ``<metric>_diff_lo``, ``<metric>_diff_hi``,
-        ``<metric>_diff_excludes_zero`` and a ``vs`` column.
-        """
-        records = []
-        for r in self.rows:
-            rec: dict[str, object] = {"study": r.study, "variant": r.variant, "seeds": r.seeds}
-            rec["status"] = r.status
-            for m in self.metrics:
-                c = r.cells[m]
-                rec.update({m: c.mean, f"{m}_std": c.std, f"{m}_n": c.n})
-                rec.update({f"{m}_lo": c.lo, f"{m}_hi": c.hi, f"{m}_method": c.method})
-            rec.update(difference_record(self, r))
-            first, last = r.seed_verdicts().onset_range()
-            rec.update({"verdict": r.verdict, "verdict_onset_first": first})
-            rec.update({"verdict_onset_last": last, "agrees": r.agrees, "outcome": r.outcome})
-            rec.update({"paper": r.paper})
-            records.append(rec)
-        return pd.DataFrame.from_records(records)
+        """One row per variant (:func:`~siamlab.results.table_frames.variant_frame`)."""
+        return variant_frame(self)
 
     def intervals(self) -> pd.DataFrame:
-        """One row per (study, variant, metric): the mean, its interval and the difference.
-
-        See :func:`~siamlab.results.seed_stats.intervals_frame`.
-        """
+        """One row per (study, variant, metric) (:func:`.table_frames.intervals_frame`)."""
         return intervals_frame(self)
 
     def to_dataset(self) -> xr.Dataset:
-        """The same numbers over (study, variant, metric) (:func:`intervals_dataset`)."""
+        """The same numbers over (study, variant, metric) (:func:`.intervals_dataset`)."""
         return intervals_dataset(self)
 
     def runs_frame(self) -> pd.DataFrame:
-        """One row per run: study, variant, seed, verdict, onset_epoch, provisional, evidence."""
-        records: list[dict[str, Any]] = [
-            {"study": r.study, "variant": r.variant, "seed": seed, **vars(v)}
-            for r in self.rows
-            for seed, v in r.runs.items()
-        ]
-        columns = ["study", "variant", "seed", "verdict", "onset_epoch", "evidence", "provisional"]
-        return pd.DataFrame.from_records(records, columns=columns)
+        """One row per run's verdict (:func:`~siamlab.results.table_frames.runs_frame`)."""
+        return runs_frame(self)
 
     def evidence(self) -> list[str]:
         """``<variant>/seed<k>: <evidence>`` of every run with a verdict, in row order."""

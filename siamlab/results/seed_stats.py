@@ -1,22 +1,15 @@
-"""The seed statistics of a compare table: captions, differences vs a variant, frames.
+"""The seed statistics of a compare table: its captions and the differences vs a variant.
 
 A row's metric cell holds the mean over seeds and its 95% interval
 (:mod:`siamlab.results.intervals`: Student t for 2-4 seeds, bootstrap-t from 5).
 ``compare(..., vs="stop_grad")`` adds, per metric, the difference of each variant's
 mean from stop_grad's in the same study, with Welch's unpaired 95% interval, and
-whether it excludes 0 (docs/seed-statistics.md).
-
-The numbers are the table's, for analysis scripts: :func:`intervals_frame` (one row per
-study, variant and metric) and :func:`intervals_dataset` (an xarray Dataset over
-study, variant and metric).
+whether it excludes 0 (docs/seed-statistics.md). The numbers as frames:
+:mod:`siamlab.results.table_frames`.
 """
 
-import math
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
-
-import pandas as pd
-import xarray as xr
 
 from siamlab.errors import ResultsError
 from siamlab.results.intervals import LEVEL, WELCH, Interval, difference_interval, methods_text
@@ -82,61 +75,3 @@ def difference_cells(table: "CompareTable", row: "Row", percent: Collection[str]
         else "-"
         for m in table.metrics
     ]
-
-
-def difference_record(table: "CompareTable", row: "Row") -> dict[str, object]:
-    """``vs`` and per metric ``<m>_diff``, ``_diff_lo``, ``_diff_hi``, ``_diff_excludes_zero``."""
-    if table.vs is None:
-        return {}
-    rec: dict[str, object] = {"vs": table.vs}
-    for m in table.metrics:
-        d = row.diffs.get(m)
-        rec[f"{m}_diff"] = d.diff if d else math.nan
-        rec[f"{m}_diff_lo"] = d.lo if d else math.nan
-        rec[f"{m}_diff_hi"] = d.hi if d else math.nan
-        rec[f"{m}_diff_excludes_zero"] = d.excludes_zero if d else False
-    return rec
-
-
-def intervals_frame(table: "CompareTable") -> pd.DataFrame:
-    """One row per (study, variant, metric): mean, std, lo, hi, n, method.
-
-    With ``table.vs`` also the difference from it: diff, diff_lo, diff_hi,
-    diff_excludes_zero and n_ref (the seeds of ``vs``).
-    """
-    records = []
-    for r in table.rows:
-        for m in table.metrics:
-            c = r.cells[m]
-            rec: dict[str, object] = {"study": r.study, "variant": r.variant, "metric": m}
-            rec |= {"mean": c.mean, "std": c.std, "lo": c.lo, "hi": c.hi, "n": c.n}
-            rec["method"] = c.method
-            if table.vs is not None:
-                d = r.diffs.get(m)
-                rec |= {
-                    "diff": d.diff if d else math.nan,
-                    "diff_lo": d.lo if d else math.nan,
-                    "diff_hi": d.hi if d else math.nan,
-                    "diff_excludes_zero": d.excludes_zero if d else False,
-                    "n_ref": d.n_ref if d else 0,
-                }
-            records.append(rec)
-    return pd.DataFrame.from_records(records)
-
-
-def intervals_dataset(table: "CompareTable") -> xr.Dataset:
-    """:func:`intervals_frame` as a Dataset over (study, variant, metric).
-
-    NaN where a study lacks a variant or metric; attrs: level, reduce, caption (and
-    vs, vs_caption).
-    """
-    frame = intervals_frame(table)
-    if frame.empty:
-        raise ResultsError("no rows to compare")
-    ds = frame.set_index(["study", "variant", "metric"]).to_xarray()
-    order = {key: list(dict.fromkeys(frame[key])) for key in ("study", "variant", "metric")}
-    ds = ds.reindex(order)  # the table's order, not sorted
-    ds.attrs = {"level": LEVEL, "reduce": table.reduce, "caption": interval_caption(table)}
-    if table.vs is not None:
-        ds.attrs |= {"vs": table.vs, "vs_caption": difference_caption(table.vs)}
-    return ds
