@@ -119,3 +119,12 @@ def test_cli_compare_vs(study_dir):
     assert res.exit_code == 0 and ",knn_top1_diff,knn_top1_diff_lo," in res.stdout.splitlines()[0]
     res = runner.invoke(app, ["compare", str(study_dir), "--vs", "nope"])
     assert res.exit_code == 2 and "no such variant" in res.output and "Traceback" not in res.output
+
+
+def test_five_seeds_get_the_bootstrap_t_and_say_so(tmp_path):
+    for seed in range(5):
+        make_run(tmp_path, "good", seed)
+    table = compare(load_studies([tmp_path / "toy"]), metrics=["knn_top1"])
+    cell = table.rows[0].cells["knn_top1"]
+    assert cell.method == "bootstrap-t" and cell.lo < cell.mean < cell.hi
+    assert table.captions()[0].endswith("over seeds (bootstrap-t, n=5)")
