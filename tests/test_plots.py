@@ -4,6 +4,7 @@ import math
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from siamlab.cli import app
 from siamlab.errors import ResultsError
 from siamlab.plots import KINDS, plot, save_figure
-from siamlab.plots.frames import BAND_RESAMPLES
+from siamlab.plots.frames import BOOTSTRAP_POINTS, band_frame
 from siamlab.results.intervals import mean_interval
 from siamlab.results.store import open_run, open_study
 from tests.conftest import TOY_D as D
@@ -181,8 +182,25 @@ def test_five_seeds_band_is_the_bootstrap_t(tmp_path):
     for seed in range(5):
         make_run(tmp_path, "good", seed)
     (ax,) = plot(open_study(tmp_path / "toy"), "knn").axes
-    iv = mean_interval(
-        [100 * toy_knn("good", s, EPOCHS) for s in range(5)], resamples=BAND_RESAMPLES
-    )
+    iv = mean_interval([100 * toy_knn("good", s, EPOCHS) for s in range(5)])  # as compare
     assert iv.method == "bootstrap-t"
     assert band_at(ax, 0, EPOCHS) == (pytest.approx(iv.lo), pytest.approx(iv.hi))
+
+
+def test_long_series_get_student_t_bands():
+    """A per-step series longer than BOOTSTRAP_POINTS: Student t even with 5 seeds (speed)."""
+    steps = BOOTSTRAP_POINTS + 1
+    values = np.random.default_rng(0).normal(size=(5, steps))  # (seed, step)
+    df = pd.DataFrame(
+        {"variant": "v", "seed": np.repeat(np.arange(5), steps), "x": np.tile(np.arange(steps), 5)}
+    ).assign(value=values.ravel())
+    bands = band_frame(df)
+    last = bands.iloc[-1]
+    half = stats.t.ppf(0.975, 4) * values[:, -1].std(ddof=1) / np.sqrt(5)
+    assert (last["lo"], last["hi"]) == (
+        pytest.approx(values[:, -1].mean() - half),
+        pytest.approx(values[:, -1].mean() + half),
+    )
+    short = band_frame(df[df["x"] < 50]).iloc[-1]  # 50 points: the bootstrap-t, as compare
+    assert short["lo"] == pytest.approx(mean_interval(values[:, 49]).lo)
+    assert short["lo"] != pytest.approx(bands.iloc[49]["lo"])

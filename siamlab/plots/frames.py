@@ -1,14 +1,16 @@
 """Study Datasets as long tables for seaborn: one row per (variant, seed, x) value."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from siamlab.errors import ResultsError
-from siamlab.results.intervals import mean_intervals
+from siamlab.results.intervals import BOOTSTRAP_FROM, mean_intervals
 from siamlab.results.runinfo import FINISHED, last_epoch, run_exists
 
-BAND_RESAMPLES = 2_000  # bootstrap-t resamples per point of a band (5+ seeds)
+BOOTSTRAP_POINTS = 1_000  # a longer series (per-step loss) gets Student t bands: speed
 
 
 def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
@@ -23,17 +25,22 @@ def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
     return df.dropna(subset=["value"]).astype({"value": float})
 
 
-def band_frame(df: pd.DataFrame, resamples: int = BAND_RESAMPLES) -> pd.DataFrame:
+def band_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Per variant and x: the mean over seeds and its 95% interval (``lo``, ``hi``, ``n``).
 
     ``df``: a :func:`series_frame`. The interval is the compare table's
     (:func:`~siamlab.results.intervals.mean_intervals`: Student t for 2-4 seeds,
-    bootstrap-t from 5, here with ``resamples`` per point); NaN where one seed has a value.
+    bootstrap-t from 5), except that a series of more than :data:`BOOTSTRAP_POINTS`
+    points gets Student t throughout (a bootstrap per point would take seconds); NaN
+    bounds where one seed has a value.
     """
     parts = []
     for variant, runs in df.groupby("variant", sort=False):
         wide = runs.pivot(index="x", columns="seed", values="value").sort_index()  # (x, seed)
-        iv = mean_intervals(wide.to_numpy(dtype=float), resamples=resamples)
+        long = len(wide) > BOOTSTRAP_POINTS
+        iv = mean_intervals(
+            wide.to_numpy(dtype=float), bootstrap_from=math.inf if long else BOOTSTRAP_FROM
+        )
         parts.append(
             pd.DataFrame(
                 {

@@ -97,16 +97,21 @@ def _bootstrap_t(x: np.ndarray, level: float, resamples: int) -> tuple[np.ndarra
     return mean - q[:, 1] * se, mean - q[:, 0] * se
 
 
-def _bounds(x: np.ndarray, level: float, resamples: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _bounds(
+    x: np.ndarray, level: float, resamples: int, bootstrap_from: float
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Bounds of each row of x (r, n) without NaN, and the method (by n)."""
-    if x.shape[1] < BOOTSTRAP_FROM:
+    if x.shape[1] < bootstrap_from:
         return (*_student(x, level), STUDENT_T)
     lo, hi = _bootstrap_t(x, level, resamples)
     return lo, hi, BOOTSTRAP_T
 
 
 def mean_intervals(
-    values: np.ndarray, level: float = LEVEL, resamples: int = RESAMPLES
+    values: np.ndarray,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    bootstrap_from: float = BOOTSTRAP_FROM,
 ) -> list[Interval]:
     """The interval of each row's mean over its non-NaN values (the seeds of one point).
 
@@ -115,6 +120,8 @@ def mean_intervals(
             present are computed together (one curve: a row per step or epoch).
         level: the coverage, 0.95 by default.
         resamples: bootstrap resamples (n >= 5).
+        bootstrap_from: the seeds from which the bootstrap-t is used (``math.inf``:
+            Student t throughout).
 
     Returns:
         One :class:`Interval` per row. Where the bootstrap-t has no finite bound (ties,
@@ -130,7 +137,7 @@ def mean_intervals(
             continue
         picked = np.flatnonzero((valid == pattern).all(1))
         x = values[picked][:, pattern]  # (r, n)
-        low, high, name = _bounds(x, level, resamples)
+        low, high, name = _bounds(x, level, resamples, bootstrap_from)
         bad = ~(np.isfinite(low) & np.isfinite(high))
         if bad.any():
             low[bad], high[bad] = _student(x[bad], level)
