@@ -5,7 +5,7 @@ the centre norm ``||o||`` with ``o = E[z/|z|]``, the residual norm
 ``sqrt(E||z/|z| - o||^2) = sqrt(1 - ||o||^2)``, the residual's channel std times sqrt(d)
 and its effective rank over min(d, N). Complete collapse is the residual norm going to
 0; a large centre over a residual that keeps its std and rank is not collapse. z is
-drawn solid with its 95% band over seeds; p and h, when recorded, dashed and dotted.
+drawn solid with its 95% band over seeds; p and h, when recorded, dashed and dotted, lighter.
 The verdict's thresholds (the results' ``verdict_*`` attrs) are dashed grey.
 """
 
