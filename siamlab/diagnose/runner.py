@@ -42,6 +42,7 @@ from siamlab.diagnose.measure import (
 from siamlab.diagnose.results import Provenance, build_dataset, write_diagnostics
 from siamlab.errors import DataError, ResultsError
 from siamlab.evaluation.checkpoints import LoadedCheckpoint, load_checkpoint_any
+from siamlab.models.siamese import SiameseNet
 from siamlab.results.store import METRICS_FILE, open_run
 from siamlab.train.device import select_device
 
@@ -109,7 +110,14 @@ def _describe_data(cfg: RunConfig, bundle: DataBundle, sets: dict) -> str:
     return text + (f"; kNN bank {len(sets['bank'])}" if bundle.num_classes >= 2 else "")
 
 
-def _z_dim(model: nn.Module) -> int:
+def _drop_random_heads(loaded: LoadedCheckpoint) -> None:
+    """Replace the heads the file did not hold (random init) by identities: not measured."""
+    for head in ("projector", "predictor"):
+        if head not in loaded.parts:
+            setattr(loaded.model, head, nn.Identity())
+
+
+def _z_dim(model: SiameseNet) -> int:
     """The width d of z: the projector's last Linear's output features."""
     linears = [m for m in model.projector.modules() if isinstance(m, nn.Linear)]
     return int(linears[-1].out_features)
@@ -183,6 +191,7 @@ def diagnose(
         epochs[path] = epoch_of(path, loaded.epoch)
         check_epochs(epochs)
         formats.add(loaded.format)
+        _drop_random_heads(loaded)
         loaded.model.to(dev)
         measurements.append(
             measure(loaded.model, dev, probes, hooks, epochs[path].value, loaded.parts)
