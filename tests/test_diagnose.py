@@ -108,15 +108,17 @@ def test_unknown_checkpoint_says_what_it_found_and_what_is_known(tmp_path):
     with pytest.raises(ResultsError) as info:
         diagnose(tmp_path / "odd.pt", data="digits")
     text = str(info.value)
-    assert "Found top-level keys ['net', 'step']" in text
+    assert "Found top-level keys ['net', 'step']; 'net': state-dict key prefixes" in text
     assert all(f"{name}:" in text for name in ("siamlab", "reference", "torchvision"))
     assert "torchvision's key names" in text
 
 
 def test_epochs_come_from_the_file_else_its_name(tmp_path):
     assert epoch_in_name(Path("checkpoint_0042.pth.tar")) == 42
-    assert epoch_in_name(Path("epoch=7-step=300.ckpt")) == 300  # the last number
-    assert epoch_in_name(Path("last.pt")) is None
+    assert epoch_in_name(Path("epoch=7-step=300.ckpt")) == 7
+    assert epoch_in_name(Path("simsiam_ep100.pth")) == 100
+    assert epoch_in_name(Path("resnet18_200.pth")) == 200
+    assert epoch_in_name(Path("resnet18.pth")) is None and epoch_in_name(Path("last.pt")) is None
     assert epoch_of(Path("checkpoint_0041.pth.tar"), 42) == Epoch(42, "stored")
     assert epoch_of(Path("last.pt"), None) == Epoch(1, "unknown")
     with pytest.raises(ResultsError, match="cannot tell the epoch of b.pt"):

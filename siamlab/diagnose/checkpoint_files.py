@@ -8,8 +8,10 @@ epoch, other frameworks similar names).
 A checkpoint's epoch is, first, the one stored in it: ``epoch`` (the reference code stores
 the epochs completed; :class:`~siamlab.evaluation.checkpoints.LoadedCheckpoint`), or for
 siamlab's own files the last epoch its recorder completed. Failing that, the last number
-in the file name (``checkpoint_0042.pth.tar`` -> 42, ``epoch=7.ckpt`` -> 7). A single file
-with neither is epoch 1 and says so; in a folder every file must have one.
+in the file name: the one after ``epoch`` / ``ep`` (``epoch=7-step=300.ckpt`` -> 7), else the
+last number not glued to letters before it (``checkpoint_0042.pth.tar`` -> 42; the 18 of
+``resnet18.pth`` is no epoch). A single file with neither is epoch 1 and says so; in a
+folder every file must have one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from siamlab.errors import ResultsError
 from siamlab.train.checkpoint import CHECKPOINT_FILE
 
 SUFFIXES = (".pt", ".pth", ".tar", ".ckpt", ".bin")  # .pth.tar ends in .tar
-_NUMBER = re.compile(r"\d+")
+_EPOCH = re.compile(r"(?<![A-Za-z])(?:epoch|ep)[=_\-]?(\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![A-Za-z\d])\d+")  # not glued to letters: resnet18 is no epoch
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,12 @@ class Epoch:
 
 
 def epoch_in_name(path: Path) -> int | None:
-    """The last number in the file name without its suffixes (None: no number)."""
+    """The epoch a file name gives (module docstring), None for none."""
     stem = path.name
     while Path(stem).suffix.lower() in SUFFIXES:
         stem = stem[: -len(Path(stem).suffix)]
-    numbers = _NUMBER.findall(stem)
+    labelled = _EPOCH.findall(stem)
+    numbers = labelled or _NUMBER.findall(stem)
     return int(numbers[-1]) if numbers else None
 
 

@@ -17,6 +17,12 @@ from matplotlib.figure import Figure
 from siamlab.errors import ResultsError
 
 FIGURES_DIR = "figures"
+NEEDS = {  # figure -> (variable it needs, why it may be missing)
+    "channel_std": ("z_std_eval", "z was not measured (the checkpoint has no projector)"),
+    "centred": ("z_residual_norm", "z was not measured (the checkpoint has no projector)"),
+    "std": ("z_std_eval", "z was not measured (the checkpoint has no projector)"),
+    "knn": ("knn_top1", "the images have no labels"),
+}
 
 
 def _kinds(ds: xr.Dataset) -> dict[str, Callable[[xr.Dataset], Figure]]:
@@ -41,10 +47,14 @@ def write_figures(ds: xr.Dataset, folder: str | Path) -> tuple[list[Path], list[
 
     written, skipped = [], []
     for kind, draw in _kinds(ds).items():
+        name, why = NEEDS.get(kind, ("", ""))
+        if name and name not in ds.data_vars:
+            skipped.append(f"{kind}: {why}")
+            continue
         try:
             fig = draw(ds)
         except ResultsError as exc:
-            skipped.append(f"{kind}: {str(exc).split(':')[0]}")
+            skipped.append(f"{kind}: {exc}")
             continue
         written.append(save_figure(fig, Path(folder) / FIGURES_DIR / f"{kind}.png", dpi=150))
     return written, skipped

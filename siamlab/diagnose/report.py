@@ -17,6 +17,11 @@ import xarray as xr
 from siamlab.diagnose.verdict import NEEDS_LOSS
 
 MAX_ROWS = 25
+EPOCH_FROM = {
+    "stored": "(stored in the file)",
+    "name": "(from the file name)",
+    "unknown": "(unknown: taken as 1)",
+}
 
 
 def _columns(ds: xr.Dataset, basis: str) -> list[tuple[str, str, str]]:
@@ -69,21 +74,21 @@ def report_lines(ds: xr.Dataset, run_verdict: str | None = None) -> list[str]:
     """
     a = ds.attrs
     basis = str(a.get("verdict_branch", "z"))
-    files = str(a.get("checkpoints", "")).splitlines()
-    where = (
-        files[0].split("\t", 1)[-1]
-        if len(files) == 1
-        else f"{len(files)} checkpoints in {a['source']}"
-    )
+    files = [line.split("\t", 1) for line in str(a.get("checkpoints", "")).splitlines()]
+    single = len(files) == 1
+    where = files[0][1] if single else f"{len(files)} checkpoints in {a['source']}"
+    epochs_text = f"epoch {files[0][0]}" if single else f"epochs {files[0][0]}-{files[-1][0]}"
+    source = EPOCH_FROM.get(str(a.get("epoch_from")), str(a.get("epoch_from")))
     lines = [
-        f"checkpoint  {where} ({a.get('checkpoint_format')}; epoch from: {a.get('epoch_from')})",
+        f"checkpoint  {where} ({a.get('checkpoint_format')}, {epochs_text} {source})",
         f"data        {a.get('data')}",
         f"measured    {a.get('measured')}",
     ]
     provisional = (
         " (provisional: not held long enough)" if int(a.get("verdict_provisional", 0)) else ""
     )
-    lines.append(f"verdict     {a.get('verdict')}{provisional}: {a.get('verdict_evidence')}")
+    evidence = ds["verdict_evidence"].values[-1] if single else a.get("verdict_evidence")
+    lines.append(f"verdict     {a.get('verdict')}{provisional}: {evidence}")
     needs = " and ".join(NEEDS_LOSS)
     lines.append(
         f"            judged on {basis} from embeddings alone; {needs} need the training loss"

@@ -141,10 +141,13 @@ def _strip(sd: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 def _unknown(path: Path, obj: Any) -> ResultsError:
     if isinstance(obj, Mapping):
         found = f"top-level keys {sorted(map(str, obj))[:12]}"
-        sd = _tensors(obj.get("state_dict", obj.get("model", obj)))
+        where = next((k for k in ("state_dict", "model") if _tensors(obj.get(k))), None)
+        where = where or next((str(k) for k, v in obj.items() if _tensors(v)), None)
+        sd = _tensors(obj[where]) if where else _tensors(obj)
         if sd:
             prefixes = Counter(".".join(k.split(".")[:2]) for k in sd)
-            found += f"; state-dict key prefixes (count) {dict(prefixes.most_common(12))}"
+            found += f"; {f'{where!r}: ' if where else ''}state-dict key prefixes (count) "
+            found += str(dict(prefixes.most_common(12)))
     else:
         found = f"an object of type {type(obj).__name__}"
     return ResultsError(
