@@ -59,7 +59,7 @@ def _onset_lines(ds: xr.Dataset) -> list[str]:
         return []
     if ds.attrs.get("verdict") == "collapsed" and not int(ds.attrs.get("verdict_provisional", 1)):
         onset = int(ds.attrs["verdict_onset_epoch"])
-        return [f"collapse onset: epoch {onset} (first of the evaluations that entered it)"]
+        return [f"collapse onset: epoch {onset} (the first of the streak that entered it)"]
     if first is not None:
         return [f"collapse onset: none entered; first checkpoint judged collapsed: epoch {first}"]
     return ["collapse onset: none (no checkpoint judged collapsed)"]
@@ -89,12 +89,10 @@ def report_lines(ds: xr.Dataset, run_verdict: str | None = None) -> list[str]:
     )
     evidence = ds["verdict_evidence"].values[-1] if single else a.get("verdict_evidence")
     lines.append(f"verdict     {a.get('verdict')}{provisional}: {evidence}")
-    needs = " and ".join(NEEDS_LOSS)
-    lines.append(
-        f"            judged on {basis} from embeddings alone; {needs} need the training loss"
-    )
+    needs = ", ".join(NEEDS_LOSS)
+    lines.append(f"            judged on {basis} from embeddings alone (need the loss: {needs})")
     if run_verdict:
-        lines.append(f"            the run's own verdict (with its training loss): {run_verdict}")
+        lines.append(f"            the run's own verdict (with its loss): {run_verdict}")
     lines += _onset_lines(ds)
     cols = _columns(ds, basis)
     epochs = [int(e) for e in ds["epoch"].values]

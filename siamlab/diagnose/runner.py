@@ -102,12 +102,11 @@ def _describe_data(cfg: RunConfig, bundle: DataBundle, sets: dict) -> str:
     aug = resolved_augment(cfg.data)
     labels = f"{bundle.num_classes} classes" if bundle.num_classes >= 2 else "no labels (no kNN)"
     text = (
-        f"{name}{f' ({root})' if root else ''} at {cfg.data.image_size}px, {labels}, "
-        f"mean {tuple(round(m, 3) for m in aug.mean or ())}; test split "
-        f"{len(sets['test'])} images (std, centred geometry); probe set {len(sets['probe'])} "
-        "train-split images (spectra, ranks)"
+        f"{name}{f' {root}' if root else ''}, {cfg.data.image_size}px, {labels}, mean "
+        f"{tuple(round(m, 3) for m in aug.mean or ())}; test split {len(sets['test'])} "
+        f"(std, centred), probe set {len(sets['probe'])} of train (spectra, ranks)"
     )
-    return text + (f"; kNN bank {len(sets['bank'])}" if bundle.num_classes >= 2 else "")
+    return text + (f", kNN bank {len(sets['bank'])}" if bundle.num_classes >= 2 else "")
 
 
 def _drop_random_heads(loaded: LoadedCheckpoint) -> None:

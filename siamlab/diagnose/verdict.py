@@ -36,7 +36,7 @@ from typing import Any
 from siamlab.diagnostics.config import VerdictConfig
 from siamlab.diagnostics.verdict_rule import RunVerdict, run_verdict
 
-NEEDS_LOSS = ("not_converging", "unstable (an oscillating loss)")
+NEEDS_LOSS = ("not_converging", "unstable by an oscillating loss")
 
 
 def judge_embeddings(
