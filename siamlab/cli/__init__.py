@@ -3,6 +3,7 @@
 from siamlab.cli import (
     bench,  # noqa: F401  (registers bench)
     compare,  # noqa: F401  (registers compare)
+    diagnose,  # noqa: F401  (registers diagnose)
     plot,  # noqa: F401  (registers plot)
     run,  # noqa: F401  (registers run, validate)
     status,  # noqa: F401  (registers status)

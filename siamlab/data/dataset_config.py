@@ -79,8 +79,25 @@ class ImageFolderConfig(DatasetConfig):
     max_corrupt_fraction: float = Field(0.001, ge=0.0, le=1.0)
 
 
+class ImagesConfig(DatasetConfig):
+    """A folder of your own images: ``root/<class>/*`` (labelled) or ``root/*`` (unlabelled).
+
+    The folder is not split by you: a deterministic, class-stratified ``test_fraction`` of
+    its images is the test split, the rest the train split (:mod:`siamlab.data.image_files`).
+    An unreadable image is an error naming the file (no skipping).
+
+    Attributes:
+        root: that folder.
+        test_fraction: the share of each class's images that goes into the test split.
+    """
+
+    kind: Literal["images"] = "images"
+    root: str | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
 DATASET_CONFIGS = kind_registry(
     "dataset",
     "kind",
-    [DigitsConfig, NpzConfig, Cifar10Config, Cifar100Config, ImageFolderConfig],
+    [DigitsConfig, NpzConfig, Cifar10Config, Cifar100Config, ImageFolderConfig, ImagesConfig],
 )

@@ -1,7 +1,8 @@
 """Image sources (indexable RGB PIL images with int labels) and the loaders of each dataset.
 
 Every dataset becomes a (train, test) pair: in-memory uint8 arrays (:class:`ArraySource`: digits,
-npz, CIFAR) or lazily opened files (:class:`FolderSource`: the paper's ImageNet folder layout).
+npz, CIFAR) or lazily opened files (:class:`FolderSource`: the paper's ImageNet folder layout, or
+a folder of your own images; the folders are scanned in :mod:`siamlab.data.image_files`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from siamlab.data.config import DataConfig
-from siamlab.data.dataset_config import CifarConfig, DatasetConfig, ImageFolderConfig, NpzConfig
+from siamlab.data.dataset_config import (
+    CifarConfig,
+    DatasetConfig,
+    ImageFolderConfig,
+    ImagesConfig,
+    NpzConfig,
+)
 from siamlab.errors import CorruptImageError, DataError
 from siamlab.registry import Registry
 
@@ -202,49 +209,11 @@ def _load_cifar(cfg: CifarConfig, root: Path) -> tuple[ImageSource, ImageSource]
     return train, test
 
 
-def _scan_split(split: Path, classes: list[str] | None) -> FolderSource:
-    layout = "a folder in the ImageNet layout, root/train/<class>/* and root/val/<class>/*"
-    _refuse_file(split.parent, "imagefolder", layout)
-    if split.is_file():
-        raise DataError(f"{split} is a file, not a folder: imagefolder expects {layout}.")
-    if not split.is_dir():
-        raise DataError(
-            f"{split} does not exist: imagefolder expects root/train/<class>/* and "
-            "root/val/<class>/* (the ImageNet layout). Point data.root at that folder."
-        )
-    found = sorted(d.name for d in split.iterdir() if d.is_dir())
-    names = found if classes is None else classes
-    unknown = sorted(set(found) - set(names))
-    if not found or unknown:
-        problem = f"classes {unknown} are not in train/" if unknown else "no class folders"
-        raise DataError(
-            f"{split}: {problem}. Expected the ImageNet layout root/train/<class>/* and "
-            "root/val/<class>/*, with the same class folder names in both."
-        )
-    files: list[str] = []
-    labels: list[int] = []
-    for label, name in enumerate(names):
-        folder = split / name
-        if not folder.is_dir():
-            continue  # a class absent from val is allowed
-        imgs = sorted(
-            e.path for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        if not imgs:
-            raise DataError(
-                f"class folder {folder} holds no images (extensions {IMAGE_EXTENSIONS}); "
-                "remove the folder or fill it."
-            )
-        files += imgs
-        labels += [label] * len(imgs)
-    return FolderSource(files, np.asarray(labels, dtype=np.int64), names)
-
-
 Loader = Callable[[DatasetConfig, int], tuple[ImageSource, ImageSource]]
 LOADERS: Registry[Loader] = Registry("dataset")  # data.dataset -> (train, test) loader
 
 
-def _root(cfg: NpzConfig | CifarConfig | ImageFolderConfig) -> Path:
+def _root(cfg: NpzConfig | CifarConfig | ImageFolderConfig | ImagesConfig) -> Path:
     env = os.environ.get("SIAMLAB_DATA") if isinstance(cfg, NpzConfig) else None
     root = cfg.root or env
     if not root:
@@ -275,9 +244,19 @@ def _cifar(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSourc
 
 @LOADERS.register("imagefolder")
 def _imagefolder(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    from siamlab.data.image_files import scan_split  # imports this module's FolderSource
+
     assert isinstance(cfg, ImageFolderConfig)
-    train = _scan_split(_root(cfg) / "train", None)
-    return train, _scan_split(_root(cfg) / "val", train.classes)
+    train = scan_split(_root(cfg) / "train", None)
+    return train, scan_split(_root(cfg) / "val", train.classes)
+
+
+@LOADERS.register("images")
+def _images(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSource]:
+    from siamlab.data.image_files import own_images
+
+    assert isinstance(cfg, ImagesConfig)
+    return own_images(_root(cfg), cfg.test_fraction)
 
 
 def load_sources(cfg: DataConfig) -> tuple[ImageSource, ImageSource]:

@@ -12,7 +12,8 @@ Three formats are recognised:
   train mode the batch mean removes it exactly; in eval mode BN subtracts its running mean,
   so the bias is folded into it: ``running_mean' = running_mean - bias``.
 - ``torchvision``: a plain ResNet state dict (``conv1.weight``, ``layer1.0...``, ``fc.*``;
-  possibly under ``state_dict`` and/or prefixed ``module.``, e.g. a ``main_lincls.py``
+  possibly under ``state_dict`` and/or under one key prefix such as ``module.``,
+  ``backbone.`` or ``encoder_q.``, e.g. a ``main_lincls.py``, solo-learn or MoCo
   checkpoint). Only the backbone is loaded; the heads keep their random init.
 
 The architecture is read off the weights: ResNet-18/34/50 from the block layout, a 3x3
@@ -49,8 +50,12 @@ FORMATS = {
     "reference": "facebookresearch/simsiam main_simsiam.py (a dict with 'state_dict' whose "
     "keys start with 'module.encoder.' and 'module.predictor.')",
     "torchvision": "a torchvision ResNet state dict (conv1.weight, layer1.0.*, fc.*), "
-    "optionally under 'state_dict' and/or prefixed 'module.'",
+    "optionally under 'state_dict' and/or under one key prefix ('module.', 'backbone.', ...)",
 }
+_LAYOUT = (
+    "A backbone is read as a ResNet-18/34/50 with torchvision's key names (conv1.weight, "
+    "bn1.*, layer1.0.conv1.weight, ...); rename the keys of another layout to these."
+)
 _RESNETS = {  # (bottleneck?, blocks in layer3) -> torchvision arch
     (False, 2): "resnet18",
     (False, 6): "resnet34",
@@ -136,13 +141,18 @@ def _strip(sd: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 def _unknown(path: Path, obj: Any) -> ResultsError:
     if isinstance(obj, Mapping):
         found = f"top-level keys {sorted(map(str, obj))[:12]}"
-        sd = _tensors(obj.get("state_dict", obj.get("model", obj)))
+        where = next((k for k in ("state_dict", "model") if _tensors(obj.get(k))), None)
+        where = where or next((str(k) for k, v in obj.items() if _tensors(v)), None)
+        sd = _tensors(obj[where]) if where else _tensors(obj)
         if sd:
             prefixes = Counter(".".join(k.split(".")[:2]) for k in sd)
-            found += f"; state-dict key prefixes (count) {dict(prefixes.most_common(12))}"
+            found += f"; {f'{where!r}: ' if where else ''}state-dict key prefixes (count) "
+            found += str(dict(prefixes.most_common(12)))
     else:
         found = f"an object of type {type(obj).__name__}"
-    return ResultsError(f"{path}: unrecognised checkpoint format. Found {found}.\n{_supported()}")
+    return ResultsError(
+        f"{path}: unrecognised checkpoint format. Found {found}.\n{_supported()}\n{_LAYOUT}"
+    )
 
 
 def infer_resnet(sd: Mapping[str, Tensor]) -> str:
@@ -173,8 +183,21 @@ def _load_siamlab(path: Path, obj: Mapping[str, Any]) -> LoadedCheckpoint:
     if run_dir is not None and not (run_dir / "config.yaml").is_file():
         run_dir = None
     parts = ("backbone", "projector", "predictor")
-    epoch, step = obj.get("epoch"), obj.get("step")
+    epoch, step = obj.get("epoch", _recorded_epoch(obj.get("recorder"))), obj.get("step")
     return LoadedCheckpoint(model, "siamlab", path, parts, config, run_dir, epoch, step)
+
+
+def _recorded_epoch(recorder: Any) -> int | None:
+    """The last epoch a siamlab checkpoint's recorder state holds values of (None: none)."""
+    from siamlab.results.schema import variables  # the hooks' schema (imports torch)
+
+    known = variables()
+    epochs = [
+        max(series)
+        for name, series in (recorder or {}).items()
+        if name in known and known[name].dims[:1] == ("epoch",) and series
+    ]
+    return int(max(epochs)) if epochs else None
 
 
 def reference_to_siamlab(sd: Mapping[str, Tensor]) -> tuple[ModelConfig, dict[str, Tensor]]:
@@ -263,6 +286,15 @@ def load_checkpoint_any(path: str | Path) -> LoadedCheckpoint:
         sd = _strip(sd, "module.")
         if any(k.startswith("encoder.conv1.") for k in sd):
             return _load_reference(path, obj, sd)
-        if "conv1.weight" in sd and any(k.startswith("layer1.0.") for k in sd):
-            return _load_torchvision(path, obj, sd)
+        prefix = _resnet_prefix(sd)
+        if prefix is not None:
+            body = {k.removeprefix(prefix): v for k, v in sd.items() if k.startswith(prefix)}
+            return _load_torchvision(path, obj, body)
     raise _unknown(path, obj)
+
+
+def _resnet_prefix(sd: Mapping[str, Tensor]) -> str | None:
+    """The one key prefix under which ``sd`` holds a ResNet ("" for none), else None."""
+    stems = {k.removesuffix("conv1.weight") for k in sd if k.endswith("conv1.weight")}
+    found = [p for p in stems if "layer" not in p and f"{p}layer1.0.conv1.weight" in sd]
+    return found[0] if len(found) == 1 else None
