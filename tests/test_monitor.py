@@ -1,5 +1,6 @@
 """CollapseMonitor: siamlab's hooks for a loop of your own, on synthetic steps and epochs."""
 
+import copy
 import math
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -143,6 +145,26 @@ def test_a_spread_out_model_is_healthy_and_its_dataset_has_siamlabs_schema():
     expected = float(z.std(0, correction=0).mean())  # the population std of Fig. 2
     assert ds["z_std_eval"].values[-1] == pytest.approx(expected, rel=1e-5)
     assert model.training  # the eval-mode passes restored the mode
+
+
+def test_a_monitor_restored_mid_epoch_continues_as_if_never_stopped():
+    model = Encoder()
+    train, test = _images(40, 0), _images(24, 1)
+    through, resumed = _monitor(model, epochs=2), _monitor(model, epochs=2)
+    _aligned_steps(through, 3, seed=1)
+    through.epoch(train, test)
+    _aligned_steps(through, 2, seed=2)
+    resumed.load_state_dict(copy.deepcopy(through.state_dict()))  # a checkpoint mid-epoch 2
+    for monitor in (through, resumed):
+        _aligned_steps(monitor, 2, seed=3)
+        monitor.epoch(train, test)
+    a, b = through.to_dataset(), resumed.to_dataset()
+    assert a.sizes["step"] == 7 and b.attrs["created"] == a.attrs["created"]
+    xr.testing.assert_identical(
+        a.drop_vars("images_per_second"),
+        b.drop_vars("images_per_second").assign_attrs(updated=a.attrs["updated"]),
+    )
+    assert resumed.verdict == through.verdict
 
 
 def test_without_num_classes_there_is_no_knn_and_tensorboard_is_written(tmp_path):
