@@ -49,26 +49,6 @@ class _Latest:
     def write(self, scope: str, index: int, values: Mapping[str, Value]) -> None:
         self.values[scope] = dict(values)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything the monitor has seen, for the checkpoint of a loop that resumes.
-
-        Restored by :meth:`load_state_dict` into a monitor built with the same arguments,
-        it continues as if never interrupted, also in the middle of an epoch.
-        """
-        return {
-            "hooks": self._monitor.state_dict(),
-            "recorder": self.recorder.state_dict(),
-            "counts": (self.step_count, self.epoch_count, self.dim, self._images),
-            "created": self.created,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self._monitor.load_state_dict(state["hooks"])
-        self.recorder.load_state_dict(state["recorder"])
-        self.step_count, self.epoch_count, self.dim, self._images = state["counts"]
-        self.created = state["created"]
-
     def close(self) -> None:
         """Nothing to release."""
 
