@@ -16,6 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from siamlab.models.siamese import Embedding
 from siamlab.train.distributed import all_gather_cat, is_distributed
 
+EmbedFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+"""One batch of images (B, 3, H, W) -> its h (B, C), z (B, d), p (B, d), e.g. ``model.embed``."""
+
 
 @dataclass(frozen=True)
 class ProbeEmbeddings:
@@ -38,10 +41,15 @@ def fixed_subset(dataset: Dataset, limit: int | None) -> Dataset:
 
 @torch.no_grad()
 def embed_dataset(
-    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int = 512,
+    embed: EmbedFn | None = None,
 ) -> ProbeEmbeddings:
-    """Run ``model.embed`` over ``dataset`` in eval mode (BN uses running statistics).
+    """Run ``model.embed`` (or ``embed``) over ``dataset`` in eval mode (BN: running stats).
 
+    Items of ``dataset`` start with ``(image, label)`` (siamlab's eval sets add the index).
     Every module's train/eval flag is restored afterwards. Under torchrun each rank embeds
     every world_size-th sample and the result is gathered, in the dataset's order, on
     every rank.
@@ -49,30 +57,34 @@ def embed_dataset(
     if is_distributed():
         n, rank, world = len(dataset), dist.get_rank(), dist.get_world_size()  # type: ignore[arg-type]
         mine = embed_dataset_local(
-            model, Subset(dataset, range(rank, n, world)), device, batch_size
+            model, Subset(dataset, range(rank, n, world)), device, batch_size, embed
         )
         order = torch.cat([torch.arange(r, n, world) for r in range(world)]).argsort()
         h, z, p, y = (all_gather_cat(t)[order] for t in (mine.h, mine.z, mine.p, mine.labels))
         return ProbeEmbeddings(h, z, p, y)
-    return embed_dataset_local(model, dataset, device, batch_size)
+    return embed_dataset_local(model, dataset, device, batch_size, embed)
 
 
 @torch.no_grad()
 def embed_dataset_local(
-    model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int = 512,
+    embed: EmbedFn | None = None,
 ) -> ProbeEmbeddings:
     """:func:`embed_dataset` in this process only."""
-    embed: Callable[[torch.Tensor], Embedding] = model.embed  # type: ignore[assignment]
+    embed_fn: Callable[[torch.Tensor], Embedding] = embed or model.embed  # type: ignore[assignment]
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     hs, zs, ps, ys = [], [], [], []
     try:
-        for x, y, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            e = embed(x.to(device))
-            hs.append(e.h.float().cpu())  # (B, C)
-            zs.append(e.z.float().cpu())  # (B, d)
-            ps.append(e.p.float().cpu())  # (B, d)
-            ys.append(y)
+        for x, y, *_ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            h, z, p = embed_fn(x.to(device))
+            hs.append(h.float().cpu())  # (B, C)
+            zs.append(z.float().cpu())  # (B, d)
+            ps.append(p.float().cpu())  # (B, d)
+            ys.append(torch.as_tensor(y))
     finally:
         for module, training in modes:  # exactly as before, sub-module by sub-module
             module.training = training
@@ -86,21 +98,30 @@ class EvalFeatures:
     of :class:`ProbeCache`).
 
     Args:
-        model: the Siamese network (``embed(x)`` -> h, z, p).
+        model: the Siamese network (``embed(x)`` -> h, z, p); it is put in eval mode for
+            the passes.
         device: where its batches go.
+        embed: what computes h, z, p of a batch (default ``model.embed``): a model of
+            another library (:class:`siamlab.monitor.CollapseMonitor`).
     """
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self._model, self.device = model, device
+    def __init__(
+        self, model: nn.Module, device: torch.device, embed: EmbedFn | None = None
+    ) -> None:
+        self._model, self.device, self._embed = model, device, embed
 
     def embed(self, dataset: Dataset, batch_size: int) -> ProbeEmbeddings:
         """h, z, p and labels of ``dataset`` in eval mode (see :func:`embed_dataset`)."""
-        return embed_dataset(self._model, dataset, self.device, batch_size)
+        return embed_dataset(self._model, dataset, self.device, batch_size, self._embed)
 
     def predictor_has_parameters(self) -> bool:
         """Whether the predictor has parameters (False for an identity predictor)."""
-        predictor = getattr(self._model, "predictor", None)
-        return isinstance(predictor, nn.Module) and any(True for _ in predictor.parameters())
+        return has_parameters(getattr(self._model, "predictor", None))
+
+
+def has_parameters(part: object) -> bool:
+    """Whether ``part`` is a module with parameters (False for None or an identity)."""
+    return isinstance(part, nn.Module) and any(True for _ in part.parameters())
 
 
 class ProbeCache:

@@ -67,7 +67,9 @@ class BatchGeometryHook:
     * ``z_alignment_train`` = E||z1/|z1| - z2/|z2|||^2 over the batch's positive pairs
       (Wang & Isola, "Understanding Contrastive Representation Learning through Alignment
       and Uniformity on the Hypersphere", ICML 2020): 0 = the views map to one point.
-    * ``h_branch_cosine_train`` = mean cos(h1, h2): how alike the backbone sees the views.
+    * ``h_branch_cosine_train`` = mean cos(h1, h2): how alike the backbone sees the views
+      (not recorded when the step's h is None: a training loop that does not hand it in,
+      :class:`siamlab.monitor.CollapseMonitor`).
     * ``z_centre_ratio_train`` = ||E[z1/|z1|]|| (Zhang et al., ICLR 2022): -> 1 under
       collapse, a healthy floor of ~1/sqrt(B).
     * ``pz_cosine_train`` = (cos(p1, t2) + cos(p2, t1)) / 2, t the targets (z, or the
@@ -128,10 +130,12 @@ class BatchGeometryHook:
         t1, t2 = out.targets()
         per_image = (pair_cosines(out.p1, t2) + pair_cosines(out.p2, t1)) / 2  # (B,)
         sem = float(per_image.std(correction=1)) / math.sqrt(per_image.numel())
-        return {
+        values: Values = {
             "pz_cosine_train": float(per_image.mean()),
             "pz_cosine_sem_train": sem if per_image.numel() > 1 else math.nan,
             "z_alignment_train": alignment(out.z1, out.z2),
-            "h_branch_cosine_train": branch_cosine(out.h1, out.h2),
-            "z_centre_ratio_train": centre_ratio(out.z1),
         }
+        if out.h1 is not None and out.h2 is not None:  # a loop of another library may lack h
+            values["h_branch_cosine_train"] = branch_cosine(out.h1, out.h2)
+        values["z_centre_ratio_train"] = centre_ratio(out.z1)
+        return values

@@ -6,9 +6,12 @@ hooks reach the model only through :class:`~siamlab.diagnostics.probe.EvalFeatur
 
 from pathlib import Path
 
+from torch.utils.data import Dataset
+
 from siamlab.config.study import RunSpec
 from siamlab.data.build import DataBundle
 from siamlab.diagnostics.build import default_hooks
+from siamlab.diagnostics.config import DiagnosticsConfig
 from siamlab.diagnostics.hooks import HookContext
 from siamlab.diagnostics.monitor import Monitor, Sink
 from siamlab.diagnostics.probe import EvalFeatures, ProbeCache, fixed_subset
@@ -39,6 +42,21 @@ def global_batch(view: StepView) -> StepView:
     )
 
 
+def probe_sets(train: Dataset, test: Dataset, diag: DiagnosticsConfig) -> dict[str, Dataset]:
+    """The probe sets of the epoch hooks (see :meth:`ProbeCache.get`).
+
+    Args:
+        train: the training split under the test transform.
+        test: the test split.
+        diag: ``bank_size`` and ``probe_size``.
+    """
+    return {
+        "bank": fixed_subset(train, diag.bank_size),
+        "test": test,
+        "probe": fixed_subset(train, diag.probe_size),
+    }
+
+
 def build_monitor(
     spec: RunSpec,
     features: EvalFeatures,
@@ -65,11 +83,7 @@ def build_monitor(
     """
     cfg, diag = spec.config, spec.config.diagnostics
     total, start_step = steps
-    probe_sets = {
-        "bank": fixed_subset(data.train_eval, diag.bank_size),
-        "test": data.test_eval,
-        "probe": fixed_subset(data.train_eval, diag.probe_size),
-    }
+    sets = probe_sets(data.train_eval, data.test_eval, diag)
     sinks: list[Sink] = []
     if dist.is_main:
         sinks.append(RecorderSink(recorder))
@@ -84,6 +98,6 @@ def build_monitor(
     return Monitor(
         default_hooks(ctx),
         sinks,
-        lambda: ProbeCache(features, probe_sets, PROBE_BATCH),
+        lambda: ProbeCache(features, sets, PROBE_BATCH),
         global_batch if dist.world_size > 1 else None,
     )

@@ -5,7 +5,7 @@ and returns a frozen :class:`Run`; nothing is set on it afterwards. Training it 
 :func:`siamlab.run.train_run.train_run`'s job.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -15,11 +15,7 @@ from torch import nn
 
 from siamlab.config.schema import RunConfig
 from siamlab.config.study import RunSpec
-from siamlab.data.batched import with_batched_views
-from siamlab.data.build import build_datasets
-from siamlab.data.loader import train_loader
 from siamlab.data.plan import BatchPlan
-from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.eta.build import create_targets
@@ -38,6 +34,7 @@ from siamlab.run.checkpointer import (
 )
 from siamlab.run.collapse_stop import collapse_stop, never
 from siamlab.run.results_file import ResultsFile
+from siamlab.run.training_data import build_training_data
 from siamlab.train.distributed import (
     DistInfo,
     any_rank,
@@ -45,7 +42,7 @@ from siamlab.train.distributed import (
     convert_batchnorm,
     mean_over_ranks,
 )
-from siamlab.train.loop import Batch, Trainer
+from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
 from siamlab.train.speed import autocast_dtype, prepare_model
 from siamlab.train.step import SimSiamStep
@@ -85,6 +82,26 @@ def build_model(cfg: RunConfig, seed: int, device: torch.device, dist: DistInfo)
     return cast(SiameseNet, model.to(device))  # BN swapped in place
 
 
+def run_length(cfg: RunConfig, steps_per_epoch: int) -> RunLength:
+    """How long ``cfg`` trains with ``steps_per_epoch`` batches an epoch (``max_steps`` cap)."""
+    epochs = cfg.train.epochs
+    total = steps_per_epoch * epochs
+    return RunLength(steps_per_epoch, epochs, min(total, cfg.train.max_steps or total))
+
+
+def lr_schedule(
+    cfg: RunConfig, optimizer: torch.optim.Optimizer, length: RunLength
+) -> Callable[[int, int], float]:
+    """``set_lr(step, epoch)``: sets the lr of 0-based (step, epoch) and returns the encoder's."""
+    base_lr = initial_lr(cfg.optim, cfg.train.batch_size)
+
+    def lr_at(step: int, epoch: int) -> float:
+        factor = lr_factor(cfg.optim, step, epoch, length.steps_per_epoch, length.epochs)
+        return set_lr(optimizer, base_lr, factor)
+
+    return lr_at
+
+
 def build_step(
     cfg: RunConfig,
     model: SiameseNet,
@@ -95,18 +112,13 @@ def build_step(
     reduce_loss: Callable[[float], float] = float,
 ) -> SimSiamStep:
     """The SGD step of ``cfg``: loss, lr schedule, target momentum, speed options."""
-    base_lr, target = initial_lr(cfg.optim, cfg.train.batch_size), cfg.model.target
-
-    def lr_at(step: int, epoch: int) -> float:
-        factor = lr_factor(cfg.optim, step, epoch, length.steps_per_epoch, length.epochs)
-        return set_lr(optimizer, base_lr, factor)
-
+    target = cfg.model.target
     return SimSiamStep(
         model=model,
         forward=prepare_model(model, cfg.train, device),
         optimizer=optimizer,
         objective=cfg.objective,
-        set_lr=lr_at,
+        set_lr=lr_schedule(cfg, optimizer, length),
         momentum=lambda step: momentum_at(
             target.momentum, target.schedule, step, length.total_steps
         ),
@@ -132,11 +144,8 @@ def build_run(
         SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
     """
     cfg, directory = spec.config, spec.directory()
-    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
-    data = build_datasets(cfg.data, spec.seed, pairs)
-    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
-    n_images, batch = len(data.train_eval), cfg.train.batch_size
-    sampler = EpochSampler(n_images, batch, spec.seed, rank=dist.rank, world_size=dist.world_size)
+    training = build_training_data(cfg, spec.seed, dist, device)
+    data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
     model = build_model(cfg, spec.seed, device, dist)
     optimizer = create_optimizer(model, cfg.optim, batch)
     if dist.is_main:
@@ -145,8 +154,8 @@ def build_run(
     barrier()
     config = cfg.model_dump(mode="json")
     saved = read_checkpoint(directory, config)
-    spe, epochs = sampler.num_batches, cfg.train.epochs
-    length = RunLength(spe, epochs, min(spe * epochs, cfg.train.max_steps or spe * epochs))
+    length = run_length(cfg, training.steps_per_epoch)
+    spe, epochs = length.steps_per_epoch, length.epochs
     plan = BatchPlan(n_images, batch, spec.seed, dist.rank, dist.world_size)
     eta = create_targets(
         cfg.objective.eta,
@@ -160,15 +169,6 @@ def build_run(
         cfg.data.num_workers,
         dist,
     )
-    loader = train_loader(
-        cfg.data, data.train_views, PairBatches(sampler, pairs) if pairs > 1 else sampler, device
-    )
-
-    def batches(epoch: int, start_batch: int) -> Iterable[Batch]:
-        data.train_views.set_epoch(epoch)
-        sampler.set_epoch(epoch, start_batch)
-        return loader
-
     recorder = Recorder()
     results = ResultsFile(spec, directory, recorder, dist)
     start_step = 0 if saved is None else int(saved["step"])
@@ -194,7 +194,7 @@ def build_run(
     stop = should_stop or (lambda: False)
     trainer = Trainer(
         sgd_step=build_step(cfg, model, optimizer, device, length, eta, mean_over_ranks),
-        batches=batches,
+        batches=training.batches,
         steps_per_epoch=spe,
         epochs=epochs,
         monitor=monitor,

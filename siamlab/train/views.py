@@ -99,14 +99,14 @@ def step_view(
         epoch: 0-based epoch in progress.
         loss: the global batch's loss.
         lr: the learning rate used.
-        output: the step's outputs (detached by the trainer; detached again here).
+        output: the step's outputs (detached by the trainer; detached again here; a None,
+            such as a missing target or the h of a loop that does not hand it in, stays).
         batch_size: this process's batch.
-        model: the trained network, whose ``.grad`` hold this step's gradients.
+        model: the trained network, whose ``.grad`` hold this step's gradients (or any
+            module with ``backbone``, ``projector``, ``predictor`` attributes).
         target_stats: the eta provider's statistics.
     """
-    h1, h2, z1, z2, p1, p2 = (t.detach() for t in output[:6])
-    t1, t2 = (None if t is None else t.detach() for t in (output.t1, output.t2))
-    detached = SiameseOutput(h1, h2, z1, z2, p1, p2, t1, t2)
+    detached = SiameseOutput._make(None if t is None else t.detach() for t in output)
     return StepView(
         step,
         epoch,
