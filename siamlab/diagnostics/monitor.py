@@ -27,6 +27,11 @@ class Sink(Protocol):
         ...
 
 
+def stage_sets(hooks: Sequence[Hook]) -> set[str]:
+    """The probe sets whose backbone stage outputs ``hooks`` read (their ``stage_probe``)."""
+    return {str(h.stage_probe) for h in hooks if getattr(h, "stage_probe", None)}
+
+
 class Monitor:
     """Implements the trainer's Callbacks for diagnostics.
 
@@ -78,6 +83,7 @@ class Monitor:
         """Run every due epoch hook, sharing one set of probe embeddings."""
         due = [h for h in self.epoch_hooks if epoch_due(view.epoch, view.is_last, h.epoch_every)]
         probes = self.make_probes()
+        probes.expect_stages(stage_sets(due))
         values: Values = {}
         for hook in due:
             values.update(hook.on_epoch(view, probes))
