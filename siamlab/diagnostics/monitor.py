@@ -83,7 +83,9 @@ class Monitor:
         """Run every due epoch hook, sharing one set of probe embeddings."""
         due = [h for h in self.epoch_hooks if epoch_due(view.epoch, view.is_last, h.epoch_every)]
         probes = self.make_probes()
-        probes.expect_stages(stage_sets(due))
+        wanted = stage_sets(due)
+        if wanted:  # the first pass holding their rows records the stage outputs
+            probes.expect_stages(wanted)
         values: Values = {}
         for hook in due:
             values.update(hook.on_epoch(view, probes))
