@@ -17,12 +17,15 @@ from siamlab.diagnostics.spectrum_hook import SpectrumHook
 from siamlab.diagnostics.stage_capture import StageCapture, global_average, stage_modules
 from siamlab.diagnostics.stage_hook import StageSpectrumHook, stage_values
 from siamlab.diagnostics.std import mean_channel_std
+from siamlab.errors import ResultsError
 from siamlab.models.backbones import BACKBONES
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import Embedding, create_model
+from siamlab.plots import plot, save_figure
 from siamlab.results.recorder import Recorder
 from siamlab.results.schema import DIMS, dim_coordinate, variables
 from siamlab.train.views import EpochView
+from tests.conftest import TOY_EPOCHS, TOY_STAGE_WIDTHS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -228,3 +231,30 @@ def test_two_processes_record_the_same_stage_rows_as_one(tmp_path):
     for rank in range(2):
         for a, b in zip(alone, torch.load(f"{out}{rank}.pt"), strict=True):
             torch.testing.assert_close(a, b)
+
+
+def test_plot_stages_draws_rank_over_epochs_and_the_spectrum_per_stage(study, tmp_path):
+    fig = plot(study, "stages")
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    assert len(fig.axes) == 6  # 3 toy stages: ranks above, spectra below
+    assert [ax.get_title() for ax in top] == [
+        "stage1 (2 channels)",
+        "stage2 (4 channels)",
+        "stage3 = h (8 channels)",
+    ]
+    for k, (ax, width) in enumerate(zip(top, TOY_STAGE_WIDTHS, strict=True)):
+        bad_rankme, good_rankme, bad_erank, good_erank = ax.get_lines()[:4]  # bad first
+        assert [line.get_linestyle() for line in ax.get_lines()[:4]] == ["-", "-", "--", "--"]
+        assert set(good_rankme.get_ydata()) == {0.5 * width}  # good keeps its rank
+        assert good_erank.get_ydata()[-1] == pytest.approx(0.9 * 0.5 * width)
+        expected = 0.5 * width / (1 + k * TOY_EPOCHS)  # bad loses rank, more so deeper
+        assert bad_rankme.get_ydata()[-1] == pytest.approx(expected)
+    for ax, width in zip(bottom, TOY_STAGE_WIDTHS, strict=True):
+        assert ax.get_yscale() == "log" and ax.get_xlim()[1] == width
+        assert "last epoch" in ax.get_title()
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()][2:] == ["RankMe", "effective rank"]
+    assert "epoch 2" in plot(study, "stages", epoch=2).axes[3].get_title()
+    with pytest.raises(ResultsError, match="`stages` diagnostics hook"):
+        plot(study.drop_vars(["stage_spectrum"]), "stages")
+    assert save_figure(fig, tmp_path / "stages.png").stat().st_size > 5_000
