@@ -1,8 +1,8 @@
 """Per-stage spectra: how far into the backbone a collapse reaches.
 
 One column per backbone stage (input to output, the last one's pooled output is h). Top:
-RankMe (solid) and effective rank (dashed) of the stage's pooled output over epochs, one
-colour per variant with its band over seeds; a collapse that starts at the projector
+RankMe (thin) and effective rank (wide, light) of the stage's pooled output over epochs,
+one colour per variant with its band over seeds; a collapse that starts at the projector
 shows here as the last stages losing rank while the early ones keep theirs. Bottom: the
 stage's covariance spectrum at one epoch on a log axis (Jing et al., ICLR 2022), as
 :func:`~siamlab.plots.spectra.plot_spectra` draws z, p and h.
@@ -29,15 +29,20 @@ from siamlab.results.runinfo import as_study
 
 NEEDED = ("stage_rankme", "stage_erank", "stage_spectrum")
 FLOOR = 1e-12  # eigenvalues are drawn no lower than this x the panel's largest
-RANKS = (("stage_rankme", "-", "RankMe"), ("stage_erank", "--", "effective rank"))
+# (variable, legend text, line style): the effective rank is RankMe without its eps, so
+# the two coincide except near rank 1; it is drawn first, wide and light, under RankMe
+RANKS = (
+    ("stage_erank", "effective rank (wide, light)", {"linewidth": 3.5, "alpha": 0.35}),
+    ("stage_rankme", "RankMe", {}),
+)
 
 
 def _rank_panel(ax: Axes, ds: xr.Dataset, stage: str, variants: list[str]) -> None:
-    """RankMe (solid) and effective rank (dashed) of ``stage`` over epochs."""
-    for name, style, _ in RANKS:
+    """Effective rank (wide, light) and RankMe (thin, on top) of ``stage`` over epochs."""
+    for name, _, style in RANKS:
         one = ds.assign({name: ds[name].sel(stage=stage, drop=True)})
-        seed_bands(ax, band_frame(series_frame(one, name)), variants, linestyle=style)
-    ax.set_ylim(bottom=0)
+        seed_bands(ax, band_frame(series_frame(one, name)), variants, **style)
+    ax.set_ylim(0, 1.1 * max(float(np.nanmax(ds[n].sel(stage=stage))) for n, _, _ in RANKS))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
 
 
@@ -79,11 +84,11 @@ def plot_stages(ds: xr.Dataset, epoch: int | None = None) -> Figure:
             width = int(np.isfinite(one.values).sum(axis=-1).max())
             last = " = h" if k == len(stages) - 1 else ""
             _rank_panel(ax_rank, ds, stage, variants)
-            ax_rank.set(title=f"{stage}{last} ({width} channels)", xlabel="epoch", ylabel="rank")
+            ax_rank.set(title=f"{stage}{last}, {width} ch.", xlabel="epoch", ylabel="rank")
             _spectrum_panel(ax_spec, one, variants)
             ax_spec.set(
                 title=f"spectrum, {caption}", xlabel="eigenvalue rank", ylabel="eigenvalue (log)"
             )
-        styles = [(label, style, 1.0) for _, style, label in RANKS]
+        styles = [(label, "-", style.get("alpha", 1.0)) for _, label, style in RANKS]
         add_legend(fig, variant_labels(ds), palette(variants), styles=styles)
         return fig

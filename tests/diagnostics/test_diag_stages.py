@@ -238,13 +238,13 @@ def test_plot_stages_draws_rank_over_epochs_and_the_spectrum_per_stage(study, tm
     top, bottom = fig.axes[:3], fig.axes[3:]
     assert len(fig.axes) == 6  # 3 toy stages: ranks above, spectra below
     assert [ax.get_title() for ax in top] == [
-        "stage1 (2 channels)",
-        "stage2 (4 channels)",
-        "stage3 = h (8 channels)",
+        "stage1, 2 ch.",
+        "stage2, 4 ch.",
+        "stage3 = h, 8 ch.",
     ]
     for k, (ax, width) in enumerate(zip(top, TOY_STAGE_WIDTHS, strict=True)):
-        bad_rankme, good_rankme, bad_erank, good_erank = ax.get_lines()[:4]  # bad first
-        assert [line.get_linestyle() for line in ax.get_lines()[:4]] == ["-", "-", "--", "--"]
+        bad_erank, good_erank, bad_rankme, good_rankme = ax.get_lines()[:4]  # bad first
+        assert good_erank.get_linewidth() > good_rankme.get_linewidth()  # erank under RankMe
         assert set(good_rankme.get_ydata()) == {0.5 * width}  # good keeps its rank
         assert good_erank.get_ydata()[-1] == pytest.approx(0.9 * 0.5 * width)
         expected = 0.5 * width / (1 + k * TOY_EPOCHS)  # bad loses rank, more so deeper
@@ -253,7 +253,10 @@ def test_plot_stages_draws_rank_over_epochs_and_the_spectrum_per_stage(study, tm
         assert ax.get_yscale() == "log" and ax.get_xlim()[1] == width
         assert "last epoch" in ax.get_title()
     (legend,) = fig.legends
-    assert [t.get_text() for t in legend.get_texts()][2:] == ["RankMe", "effective rank"]
+    assert [t.get_text() for t in legend.get_texts()][2:] == [
+        "effective rank (wide, light)",
+        "RankMe",
+    ]
     assert "epoch 2" in plot(study, "stages", epoch=2).axes[3].get_title()
     with pytest.raises(ResultsError, match="`stages` diagnostics hook"):
         plot(study.drop_vars(["stage_spectrum"]), "stages")
