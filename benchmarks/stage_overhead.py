@@ -156,8 +156,8 @@ def main() -> None:
     )
     for label, cost in (("with the kNN bank's pass", due), ("with a pass of its own", own_full)):
         print(
-            f"  {label:26s} {cost:7.2f} s when due = {100 * cost / epoch_train:5.2f}% of the "
-            f"epoch -> {100 * cost / every / epoch_train:5.2f}% amortised (budget 5%)"
+            f"  {label:26s} {cost:7.2f} s when due = {100 * cost / epoch_train:6.3f}% of the "
+            f"epoch -> {100 * cost / every / epoch_train:6.3f}% amortised (budget 5%)"
         )
 
 
