@@ -29,7 +29,8 @@ class Sink(Protocol):
 
 def stage_sets(hooks: Sequence[Hook]) -> set[str]:
     """The probe sets whose backbone stage outputs ``hooks`` read (their ``stage_probe``)."""
-    return {str(h.stage_probe) for h in hooks if getattr(h, "stage_probe", None)}
+    named = (getattr(h, "stage_probe", None) for h in hooks)
+    return {str(name) for name in named if name}
 
 
 class Monitor:

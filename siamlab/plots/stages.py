@@ -8,6 +8,8 @@ stage's covariance spectrum at one epoch on a log axis (Jing et al., ICLR 2022),
 :func:`~siamlab.plots.spectra.plot_spectra` draws z, p and h.
 """
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
@@ -31,7 +33,7 @@ NEEDED = ("stage_rankme", "stage_erank", "stage_spectrum")
 FLOOR = 1e-12  # eigenvalues are drawn no lower than this x the panel's largest
 # (variable, legend text, line style): the effective rank is RankMe without its eps, so
 # the two coincide except near rank 1; it is drawn first, wide and light, under RankMe
-RANKS = (
+RANKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("stage_erank", "effective rank (wide, light)", {"linewidth": 3.5, "alpha": 0.35}),
     ("stage_rankme", "RankMe", {}),
 )

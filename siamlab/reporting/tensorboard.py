@@ -47,8 +47,8 @@ class TensorBoardSink:
             elif dims[1:] == ("component",):
                 curves[name] = arr
             elif dims[1:] == ("stage",):
-                for label, v in zip(dim_coordinate("stage", arr.size), arr, strict=True):
-                    self.writer.add_scalar(f"{scope}/{name}/{label}", float(v), index)
+                for stage, v in zip(dim_coordinate("stage", arr.size), arr, strict=True):
+                    self.writer.add_scalar(f"{scope}/{name}/{stage}", float(v), index)
             elif dims[1:] == ("stage", "component"):
                 continue  # metrics.nc and `siamlab plot --kind stages` (a figure: ~0.15 s)
             else:
