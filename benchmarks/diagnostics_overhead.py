@@ -33,7 +33,7 @@ import siamlab.reporting.assemble as monitor_module
 import siamlab.run.train_run as run_module
 from siamlab.config.study import StudyFile, expand_study
 from siamlab.diagnostics.config import epoch_due
-from siamlab.diagnostics.monitor import Monitor
+from siamlab.diagnostics.monitor import Monitor, stage_sets
 from siamlab.train.views import EpochView, StepView
 
 DATA = Path(os.environ.get("SIAMLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -62,6 +62,8 @@ class TimedMonitor(Monitor):
         parts: dict[str, float] = {}
         TimedMonitor.epoch_parts = parts  # the last epoch's
         probes = self.make_probes()
+        due = [h for h in self.epoch_hooks if epoch_due(view.epoch, view.is_last, h.epoch_every)]
+        probes.expect_stages(stage_sets(due))  # as Monitor: the bank pass records them
         inner_get = probes.get
 
         def timed_get(name: str) -> Any:
@@ -73,9 +75,7 @@ class TimedMonitor(Monitor):
 
         probes.get = timed_get  # type: ignore[method-assign]
         values: dict[str, Any] = {}
-        for hook in self.epoch_hooks:
-            if not epoch_due(view.epoch, view.is_last, hook.epoch_every):
-                continue
+        for hook in due:
             t, before = time.perf_counter(), _probe_seconds(parts)
             values.update(hook.on_epoch(view, probes))
             spent = time.perf_counter() - t - (_probe_seconds(parts) - before)

@@ -123,6 +123,21 @@ def toy_centre_norm(variant: str, branch: str, epoch: int) -> float:
     return shrink * (0.1 if variant == "good" else 1 - 0.5**epoch)
 
 
+TOY_STAGE_WIDTHS = (2, 4, 8)
+
+
+def toy_stages(variant: str, epoch: int) -> dict[str, np.ndarray]:
+    """Per-stage values: good keeps half of each stage's width; bad's later stages lose rank."""
+    widths = np.array(TOY_STAGE_WIDTHS, dtype=float)
+    shrink = np.ones(3) if variant == "good" else 1.0 / (1.0 + np.arange(3) * epoch)
+    spectra = np.full((3, TOY_STAGE_WIDTHS[-1]), np.nan)
+    for k, w in enumerate(TOY_STAGE_WIDTHS):
+        spectra[k, :w] = shrink[k] ** np.arange(w) / (1 + np.arange(w))
+    rank = 0.5 * widths * shrink
+    return {"stage_rankme": rank, "stage_erank": 0.9 * rank, "stage_std": 0.1 * shrink,
+            "stage_spectrum": spectra}  # fmt: skip
+
+
 def make_run(
     root: Path,
     variant: str,
@@ -160,6 +175,7 @@ def make_run(
                 "z_channel_std_eval": scale * np.linspace(0.5, 1.5, TOY_D) / math.sqrt(TOY_D),
                 "knn_top1": toy_knn(variant, seed, e),
                 "images_per_second": 100.0,
+                **toy_stages(variant, e),
             },
         )
     status = status or ("finished" if epochs == TOY_EPOCHS else "running")

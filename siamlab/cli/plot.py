@@ -10,8 +10,9 @@ from siamlab.cli.compare import print_notes
 from siamlab.errors import SiamlabError
 
 KIND_HELP = (
-    "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta, channel_std or centred "
-    "(centre and residual of z/|z|, p and h)."
+    "curves (Fig. 2: loss, std, kNN), std, spectra, knn, eta, channel_std, centred "
+    "(centre and residual of z/|z|, p and h) or stages (rank and spectrum of each "
+    "backbone stage)."
 )
 
 
@@ -22,7 +23,7 @@ def plot_cmd(
     ],
     kind: Annotated[str, typer.Option("--kind", "-k", help=KIND_HELP)] = "curves",
     epoch: Annotated[
-        int | None, typer.Option(help="Epoch for spectra and channel_std (default: last).")
+        int | None, typer.Option(help="Epoch for spectra, channel_std and stages (default: last).")
     ] = None,
     out: Annotated[
         Path | None,

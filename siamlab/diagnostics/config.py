@@ -85,7 +85,7 @@ class DiagnosticsConfig(BaseModel):
         correlation_rho: EMA decay of F (0.3 in DirectPred's reference command).
         eval_every_epochs: eval-mode std on the test split and the kNN monitor.
         spectrum_every_epochs: spectra, RankMe, effective rank, alpha-ReQ, uniformity and
-            centre ratio on the probe set.
+            centre ratio on the probe set, and the same per backbone stage (``stages``).
         predictor_every_epochs: predictor-correlation alignment (skipped for a predictor
             without parameters).
         auto_eval_points: evaluations per run that an ``"auto"`` epoch schedule aims at.

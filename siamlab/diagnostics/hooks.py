@@ -13,6 +13,11 @@ the :class:`~siamlab.diagnostics.monitor.Monitor` calls it only when due. Each d
 the result variables it may return (``variables``) and how it is built from the run's
 :class:`HookContext` (``build``, None = not applicable to this run). A new diagnostic is
 one file with such a class plus one line in :mod:`siamlab.diagnostics.registry`.
+
+An epoch hook that reads the backbone's stage outputs (``probes.stages(name)``) names
+that probe set in a class attribute ``stage_probe``; the monitor then tells the
+ProbeCache before any hook runs, and the first pass over a set holding those rows (the
+kNN bank) records them (:meth:`~siamlab.diagnostics.probe.ProbeCache.expect_stages`).
 """
 
 from collections.abc import Mapping

@@ -27,6 +27,12 @@ class Sink(Protocol):
         ...
 
 
+def stage_sets(hooks: Sequence[Hook]) -> set[str]:
+    """The probe sets whose backbone stage outputs ``hooks`` read (their ``stage_probe``)."""
+    named = (getattr(h, "stage_probe", None) for h in hooks)
+    return {str(name) for name in named if name}
+
+
 class Monitor:
     """Implements the trainer's Callbacks for diagnostics.
 
@@ -78,6 +84,9 @@ class Monitor:
         """Run every due epoch hook, sharing one set of probe embeddings."""
         due = [h for h in self.epoch_hooks if epoch_due(view.epoch, view.is_last, h.epoch_every)]
         probes = self.make_probes()
+        wanted = stage_sets(due)
+        if wanted:  # the first pass holding their rows records the stage outputs
+            probes.expect_stages(wanted)
         values: Values = {}
         for hook in due:
             values.update(hook.on_epoch(view, probes))

@@ -29,6 +29,7 @@ HOOKS = MappingProxyType(
         "eval_std": "siamlab.diagnostics.std_hooks:EvalStdHook",
         "centred": "siamlab.diagnostics.centred_hook:CentredGeometryHook",
         "spectrum": "siamlab.diagnostics.spectrum_hook:SpectrumHook",
+        "stages": "siamlab.diagnostics.stage_hook:StageSpectrumHook",
         "predictor_alignment": "siamlab.diagnostics.predictor_hook:PredictorAlignmentHook",
         "verdict": "siamlab.diagnostics.verdict:VerdictJudge",
         "eta_stats": "siamlab.diagnostics.eta_stats:EtaStatsHook",

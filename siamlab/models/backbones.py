@@ -1,11 +1,13 @@
 """Backbones: torchvision ResNets (optionally with the CIFAR stem) and a small convnet.
 
 Every backbone maps images (B, 3, H, W) to pooled features h (B, C) and exposes
-``feature_dim`` = C. Registered by name in ``BACKBONES`` (the names of
+``feature_dim`` = C and its stages (:meth:`Backbone.stages`: the sub-modules whose
+outputs, input to output, are the feature maps of successive resolutions; the
+last one's global average is h). Registered by name in ``BACKBONES`` (the names of
 :data:`~siamlab.models.backbone_config.BACKBONE_CONFIGS`); ``create_backbone`` builds one.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision
@@ -21,16 +23,23 @@ class Backbone(nn.Module):
     Args:
         body: module mapping (B, 3, H, W) -> (B, C).
         feature_dim: C.
+        stage_paths: the stages' sub-module names inside ``body`` (``get_submodule``
+            paths), input to output; each maps to (B, C_k, H_k, W_k).
     """
 
-    def __init__(self, body: nn.Module, feature_dim: int) -> None:
+    def __init__(self, body: nn.Module, feature_dim: int, stage_paths: Sequence[str]) -> None:
         super().__init__()
         self.body = body
         self.feature_dim = feature_dim
+        self.stage_paths = tuple(stage_paths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return pooled features (B, C)."""
         return self.body(x)
+
+    def stages(self) -> list[nn.Module]:
+        """The stage modules, input to output (their outputs: (B, C_k, H_k, W_k))."""
+        return [self.body.get_submodule(path) for path in self.stage_paths]
 
 
 def _resnet(arch: str, cfg: ResNetConfig) -> Backbone:
@@ -45,7 +54,11 @@ def _resnet(arch: str, cfg: ResNetConfig) -> Backbone:
         net.maxpool = nn.Identity()
     feature_dim = net.fc.in_features
     net.fc = nn.Identity()
-    return Backbone(net, feature_dim)
+    return Backbone(net, feature_dim, RESNET_STAGES)
+
+
+# torchvision's residual stages (conv2_x..conv5_x of He et al., CVPR 2016, Table 1)
+RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 BACKBONES: Registry[Callable[[BackboneConfig], Backbone]] = Registry("backbone")
@@ -66,7 +79,7 @@ def _convnet_small(cfg: BackboneConfig) -> Backbone:
             nn.ReLU(inplace=True),
         ]
     body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, 8w)
-    return Backbone(body, chans[-1])
+    return Backbone(body, chans[-1], [str(3 * i + 2) for i in range(4)])  # each block's ReLU
 
 
 @BACKBONES.register("resnet18")

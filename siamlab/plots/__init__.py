@@ -18,6 +18,7 @@ from siamlab.plots.centred import plot_centred
 from siamlab.plots.channels import plot_channel_std
 from siamlab.plots.curves import plot_curves, plot_eta, plot_knn, plot_std
 from siamlab.plots.spectra import plot_spectra
+from siamlab.plots.stages import plot_stages
 from siamlab.plots.style import save_figure
 
 KINDS: dict[str, Callable[..., Figure]] = {
@@ -28,12 +29,13 @@ KINDS: dict[str, Callable[..., Figure]] = {
     "eta": plot_eta,
     "channel_std": plot_channel_std,
     "centred": plot_centred,
+    "stages": plot_stages,
 }
-EPOCH_KINDS = frozenset({"spectra", "channel_std"})
+EPOCH_KINDS = frozenset({"spectra", "channel_std", "stages"})
 
 
 def plot(ds: xr.Dataset, kind: str, epoch: int | None = None) -> Figure:
-    """The figure of ``kind`` (see :data:`KINDS`); ``epoch`` for spectra and channel_std.
+    """The figure of ``kind`` (see :data:`KINDS`); ``epoch`` for :data:`EPOCH_KINDS`.
 
     Raises:
         ResultsError: unknown kind, or the results lack what the kind needs.
@@ -43,7 +45,7 @@ def plot(ds: xr.Dataset, kind: str, epoch: int | None = None) -> Figure:
     if kind in EPOCH_KINDS:
         return KINDS[kind](ds, epoch=epoch)
     if epoch is not None:
-        raise ResultsError(f"--epoch applies to {' and '.join(sorted(EPOCH_KINDS))}, not {kind}")
+        raise ResultsError(f"--epoch applies to {', '.join(sorted(EPOCH_KINDS))}, not {kind}")
     return KINDS[kind](ds)
 
 
@@ -56,6 +58,7 @@ __all__ = [
     "plot_eta",
     "plot_knn",
     "plot_spectra",
+    "plot_stages",
     "plot_std",
     "save_figure",
 ]

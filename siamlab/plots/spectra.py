@@ -30,8 +30,15 @@ TITLES = {
 
 
 def spectrum_variables(ds: xr.Dataset) -> list[str]:
-    """The ``*_spectrum`` variables over (epoch, component), z, p, h first."""
-    found = [str(n) for n in ds.data_vars if str(n).endswith("_spectrum") and "epoch" in ds[n].dims]
+    """The ``*_spectrum`` variables over (epoch, component), z, p, h first.
+
+    Per-stage spectra (also over ``stage``) are drawn by ``--kind stages``.
+    """
+    found = [
+        str(n)
+        for n in ds.data_vars
+        if str(n).endswith("_spectrum") and "epoch" in ds[n].dims and "stage" not in ds[n].dims
+    ]
     return sorted(found, key=lambda n: (list(TITLES).index(n) if n in TITLES else 9, n))
 
 

@@ -9,15 +9,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from siamlab.diagnostics.hooks import Value
 from siamlab.diagnostics.verdict import VERDICTS
-from siamlab.results.schema import DIMS, variables
+from siamlab.results.schema import DIMS, dim_coordinate, variables
 
 
 class TensorBoardSink:
     """Scalars under ``step/`` and ``epoch/``; vectors by their dim in the schema.
 
     ``channel`` vectors become histograms (per-channel std), ``module`` vectors one scalar
-    per module (``step/grad_norm/backbone``), ``component`` vectors (spectra, predictor
-    cosines/eigenvalues) plotted figures (``epoch/spectra``, ``epoch/predictor``), and the
+    per module (``step/grad_norm/backbone``), ``stage`` vectors one scalar per stage
+    (``epoch/stage_rankme/stage1``), ``component`` vectors (spectra, predictor
+    cosines/eigenvalues) plotted figures (``epoch/spectra``, ``epoch/predictor``; not the
+    stages' spectra, which would cost more than their hook), and the
     verdict a text entry plus the scalar ``epoch/verdict_code`` (index in ``VERDICTS``).
     """
 
@@ -44,6 +46,11 @@ class TensorBoardSink:
                         self.writer.add_scalar(f"{scope}/{name}/{label}", float(v), index)
             elif dims[1:] == ("component",):
                 curves[name] = arr
+            elif dims[1:] == ("stage",):
+                for stage, v in zip(dim_coordinate("stage", arr.size), arr, strict=True):
+                    self.writer.add_scalar(f"{scope}/{name}/{stage}", float(v), index)
+            elif dims[1:] == ("stage", "component"):
+                continue  # metrics.nc and `siamlab plot --kind stages` (a figure: ~0.15 s)
             else:
                 self.writer.add_histogram(f"{scope}/{name}", arr, index)
         for tag, names in (("spectra", SPECTRA), ("predictor", PREDICTOR_CURVES)):

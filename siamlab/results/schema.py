@@ -3,7 +3,9 @@
 Dims: ``step`` (global SGD step, 1-based), ``epoch`` (1-based, value recorded after
 that epoch), ``channel`` (index into z's d channels), ``component`` (index of an
 eigenvalue or eigenvector, sorted descending: 0 = largest), ``module`` (backbone,
-projector, predictor). Every dim is a coordinate (see ``DIMS``). A variable over
+projector, predictor), ``stage`` (``stage1``, ``stage2``, ...: the backbone's stages,
+input to output; :meth:`~siamlab.models.backbones.Backbone.stages`). Every dim is a
+coordinate (see ``DIMS``). A variable over
 ``epoch`` alone may hold strings (``verdict``); missing epochs are then ``""``.
 Every variable has ``long_name`` and ``units``; those measured on a probe say how
 (``bn_mode``: the BatchNorm mode the model was in, ``data``: which samples).
@@ -47,11 +49,17 @@ class ResultVar:
 
 @dataclass(frozen=True)
 class DimSpec:
-    """Schema entry of one dim: its coordinate's attrs and, if fixed, its labels."""
+    """Schema entry of one dim: its coordinate's attrs and, if fixed, its labels.
+
+    ``label_prefix``: string labels ``<prefix>1``, ``<prefix>2``, ... for as many entries
+    as the values have (the same labels for every run, so studies over different
+    backbones merge on them).
+    """
 
     long_name: str
     units: str = "1"
     labels: tuple[str, ...] = ()
+    label_prefix: str = ""
 
 
 # where a variable is measured: its ``bn_mode`` and ``data`` attrs, shared by many hooks
@@ -65,12 +73,19 @@ DIMS: dict[str, DimSpec] = {
     "channel": DimSpec("channel"),
     "component": DimSpec("index of the eigenvalue/eigenvector, sorted descending (0 = largest)"),
     "module": DimSpec("part of the network", labels=("backbone", "projector", "predictor")),
+    "stage": DimSpec(
+        "backbone stage, input to output (ResNet: layer1..layer4; convnet_small: its "
+        "conv-BN-ReLU blocks); its output is global-average-pooled",
+        label_prefix="stage",
+    ),
 }
 
 
 def dim_coordinate(dim: str, size: int) -> list[str] | list[int]:
     """Coordinate values of ``dim`` for an axis of ``size`` entries (labels or 0..size-1)."""
-    labels = DIMS[dim].labels
+    labels, prefix = DIMS[dim].labels, DIMS[dim].label_prefix
+    if prefix:
+        return [f"{prefix}{i}" for i in range(1, size + 1)]
     if labels:
         if len(labels) != size:
             raise ValueError(f"dim {dim!r} has {len(labels)} labels, got {size} values")

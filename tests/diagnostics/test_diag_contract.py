@@ -44,6 +44,7 @@ ADDED = {
 } | {"pz_cosine_sem_train", "loss_noise", "loss_noise_ratio", "cosine_loss", "start_loss"}
 ADDED |= {"verdict_evidence", "run_verdict", "run_verdict_onset_epoch", "run_verdict_evidence"}
 ADDED |= {"run_verdict_provisional"}
+ADDED |= {"stage_spectrum", "stage_rankme", "stage_erank", "stage_std"}  # per-stage spectra
 SCHEMA = SCHEMA_BEFORE | ADDED
 
 

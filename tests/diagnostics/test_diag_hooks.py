@@ -33,6 +33,12 @@ class FakeProbes:
     def get(self, name: str) -> ProbeEmbeddings:
         return self.sets[name]
 
+    def expect_stages(self, names: object) -> None:
+        pass
+
+    def stages(self, name: str) -> tuple[torch.Tensor, ...]:
+        return ()  # no backbone stages: the stage hook records nothing
+
 
 class Net(nn.Module):
     def __init__(self, d: int, predictor: nn.Module | None = None) -> None:
