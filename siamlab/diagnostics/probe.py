@@ -169,9 +169,7 @@ class EvalFeatures:
 
         See :func:`embed_dataset`.
         """
-        return embed_dataset(
-            self._model, dataset, self.device, batch_size, self._embed, stage_rows
-        )
+        return embed_dataset(self._model, dataset, self.device, batch_size, self._embed, stage_rows)
 
     def predictor_has_parameters(self) -> bool:
         """Whether the predictor has parameters (False for an identity predictor)."""
