@@ -53,8 +53,9 @@ def embed_dataset(
     dataset: Dataset,
     device: torch.device,
     batch_size: int = 512,
-    embed: EmbedFn | None = None,
     stage_rows: torch.Tensor | None = None,
+    *,
+    embed: EmbedFn | None = None,
 ) -> ProbeEmbeddings:
     """Run ``model.embed`` (or ``embed``) over ``dataset`` in eval mode (BN: running stats).
 
@@ -74,12 +75,12 @@ def embed_dataset(
             pass records (``ProbeEmbeddings.stages``, in this order); None = none.
     """
     if not is_distributed():
-        return embed_dataset_local(model, dataset, device, batch_size, embed, stage_rows)
+        return embed_dataset_local(model, dataset, device, batch_size, stage_rows, embed=embed)
     n, rank, world = len(dataset), dist.get_rank(), dist.get_world_size()  # type: ignore[arg-type]
     keep = _row_mask(n, stage_rows)  # (N,)
     local = None if keep is None else keep[rank::world].nonzero().flatten()
     mine = embed_dataset_local(
-        model, Subset(dataset, range(rank, n, world)), device, batch_size, embed, local
+        model, Subset(dataset, range(rank, n, world)), device, batch_size, local, embed=embed
     )
     order = torch.cat([torch.arange(r, n, world) for r in range(world)]).argsort()
     h, z, p, y = (all_gather_cat(t)[order] for t in (mine.h, mine.z, mine.p, mine.labels))
@@ -97,8 +98,9 @@ def embed_dataset_local(
     dataset: Dataset,
     device: torch.device,
     batch_size: int = 512,
-    embed: EmbedFn | None = None,
     stage_rows: torch.Tensor | None = None,
+    *,
+    embed: EmbedFn | None = None,
 ) -> ProbeEmbeddings:
     """:func:`embed_dataset` in this process only."""
     embed_fn: Callable[[torch.Tensor], Embedding] = embed or model.embed  # type: ignore[assignment]
@@ -169,7 +171,9 @@ class EvalFeatures:
 
         See :func:`embed_dataset`.
         """
-        return embed_dataset(self._model, dataset, self.device, batch_size, self._embed, stage_rows)
+        return embed_dataset(
+            self._model, dataset, self.device, batch_size, stage_rows, embed=self._embed
+        )
 
     def predictor_has_parameters(self) -> bool:
         """Whether the predictor has parameters (False for an identity predictor)."""
