@@ -98,9 +98,14 @@ class EvalFeatures:
         return embed_dataset(self._model, dataset, self.device, batch_size)
 
     def predictor_has_parameters(self) -> bool:
-        """Whether the predictor has parameters (False for an identity predictor)."""
+        """Whether the predictor is not an identity: it has parameters or buffers.
+
+        DirectPred and DirectCopy have no parameters; their W_p is a buffer.
+        """
         predictor = getattr(self._model, "predictor", None)
-        return isinstance(predictor, nn.Module) and any(True for _ in predictor.parameters())
+        if not isinstance(predictor, nn.Module):
+            return False
+        return any(True for _ in predictor.parameters()) or any(True for _ in predictor.buffers())
 
 
 class ProbeCache:
