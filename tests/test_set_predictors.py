@@ -144,7 +144,9 @@ def test_a_training_step_blends_its_z_into_f_and_the_next_step_uses_the_new_w_p(
     opt = create_optimizer(model, cfg.optim, 16)
     trainer = Trainer(
         sgd_step=build_step(cfg, model, opt, CPU, RunLength(2, 2, 1)),
-        batches=lambda epoch, start: [(a, b, torch.zeros(16), torch.arange(16)) for a, b in batches],
+        batches=lambda epoch, start: [
+            (a, b, torch.zeros(16), torch.arange(16)) for a, b in batches
+        ],
         steps_per_epoch=2,
         epochs=1,
         monitor=Watch(),

@@ -94,7 +94,7 @@ class SetPredictor(nn.Module):
         raise NotImplementedError
 
     def forward(self, z: Tensor) -> Tensor:
-        """p = W_p z for a batch z (B, d) -> (B, d); gradients reach z, never W_p."""
+        """The prediction p = W_p z of a batch z (B, d) -> (B, d); gradients reach z, not W_p."""
         return nn.functional.linear(z, self.weight.to(z.dtype))
 
     @torch.no_grad()
