@@ -20,13 +20,12 @@ from siamlab.models.siamese import create_model
 from siamlab.objectives import ObjectiveConfig, simsiam_loss
 from siamlab.results.store import open_run
 from siamlab.run.assemble import RunLength, build_model, build_step
-from siamlab.run.checkpointer import SaveSchedule
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint
 from siamlab.train.distributed import DistInfo
 from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer
-from tests.conftest import tiny_runs
+from tests.conftest import StepRecorder, resume_after_kill, tiny_runs
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -124,21 +123,7 @@ def test_a_training_step_blends_its_z_into_f_and_the_next_step_uses_the_new_w_p(
     torch.set_num_threads(1)
     cfg = tiny_runs(tmp_path, sets=["model.predictor.kind=directpred"])[0].config
     model = build_model(cfg, 0, CPU, DistInfo())
-    views = []
-
-    class Watch:
-        def on_step_end(self, view):
-            views.append((view.output, model.predictor.weight.clone()))
-
-        def on_epoch_end(self, view):
-            pass
-
-        def after_step(self, step):
-            pass
-
-        def after_epoch(self, epoch, step, is_last):
-            pass
-
+    watch = StepRecorder(lambda view: (view.output, model.predictor.weight.clone()))
     g = torch.Generator().manual_seed(3)
     batches = [tuple(torch.randn(16, 3, 8, 8, generator=g) for _ in range(2)) for _ in range(2)]
     opt = create_optimizer(model, cfg.optim, 16)
@@ -149,11 +134,11 @@ def test_a_training_step_blends_its_z_into_f_and_the_next_step_uses_the_new_w_p(
         ],
         steps_per_epoch=2,
         epochs=1,
-        monitor=Watch(),
-        saver=Watch(),
+        monitor=watch,
+        saver=watch,
     )
     assert trainer.fit(0, 2) == 2
-    (out1, w1), (out2, w2) = views
+    (out1, w1), (out2, w2) = watch.steps
     c1, c2 = batch_correlation(out1.z1, out1.z2), batch_correlation(out2.z1, out2.z2)
     torch.testing.assert_close(model.predictor.correlation, 0.3 * c1 + 0.7 * c2)
     torch.testing.assert_close(w1, directpred_weight(c1, 0.01).float())
@@ -191,28 +176,12 @@ def test_alone_the_batch_correlation_is_that_of_both_views():
     torch.testing.assert_close(batch_correlation(z1, z2), z.T @ z / 8)
 
 
-class _Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_a_resumed_directpred_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     """Killed after epoch 2 (step 8), between two refreshes of W_p (every 3 steps)."""
     sets = ["train.epochs=3", "model.predictor.kind=directpred", "model.predictor.update_every=3"]
     full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
-    spec = tiny_runs(tmp_path / "b", sets=sets)[0]
-    original = SaveSchedule.after_epoch
-
-    def kill_after_epoch_2(self, epoch, step, is_last):
-        original(self, epoch, step, is_last)
-        if epoch == 2:
-            raise _Killed
-
-    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_2)
-    with pytest.raises(_Killed):
-        train_run(spec, progress=False)
-    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
-    resumed = train_run(spec, progress=False)
+    resumed = resume_after_kill(tiny_runs(tmp_path / "b", sets=sets)[0], 2, monkeypatch)
     a, b = open_run(full.directory), open_run(resumed.directory)
     for name in ("loss", "z_std_train", "pred_cosine"):
         xr.testing.assert_equal(a[name], b[name])  # bit-identical on CPU
