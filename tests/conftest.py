@@ -3,6 +3,7 @@
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,6 +46,48 @@ def tiny_runs(
 def tiny(tmp_path: Path) -> RunSpec:
     """One tiny run on digits (2 epochs of 4 steps)."""
     return tiny_runs(tmp_path)[0]
+
+
+class Killed(Exception):
+    """Stands for a crash right after a checkpoint (see :func:`resume_after_kill`)."""
+
+
+def resume_after_kill(spec: RunSpec, epoch: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run ``spec``, kill it right after its checkpoint of ``epoch``, resume it; the outcome."""
+    from siamlab.run.checkpointer import SaveSchedule
+    from siamlab.run.train_run import train_run
+
+    original = SaveSchedule.after_epoch
+
+    def kill(self, done_epoch, step, is_last):
+        original(self, done_epoch, step, is_last)
+        if done_epoch == epoch:
+            raise Killed
+
+    monkeypatch.setattr(SaveSchedule, "after_epoch", kill)
+    with pytest.raises(Killed):
+        train_run(spec, progress=False)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    return train_run(spec, progress=False)
+
+
+class StepRecorder:
+    """A Trainer's monitor and saver in tests: keeps ``record(view)`` of each step."""
+
+    def __init__(self, record=lambda view: view) -> None:
+        self.record, self.steps = record, []
+
+    def on_step_end(self, view) -> None:
+        self.steps.append(self.record(view))
+
+    def on_epoch_end(self, view) -> None:
+        pass
+
+    def after_step(self, step) -> None:
+        pass
+
+    def after_epoch(self, epoch, step, is_last) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,9 @@ def _grads(model: nn.Module, objective: ObjectiveConfig) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("stop_grad", [True, False])
-@pytest.mark.parametrize("predictor", ["mlp", "linear", "none", "fixed"])
+@pytest.mark.parametrize(
+    "predictor", ["mlp", "linear", "none", "fixed", "directpred", "directcopy"]
+)
 @pytest.mark.parametrize("momentum", [0.0, 0.99])
 def test_which_parameters_receive_gradients(stop_grad, predictor, momentum):
     kind = "mlp" if predictor == "fixed" else predictor

@@ -14,6 +14,7 @@ from siamlab.models.backbone_config import BACKBONE_CONFIGS
 from siamlab.models.backbones import BACKBONES, create_backbone
 from siamlab.models.heads import PREDICTORS, create_predictor
 from siamlab.models.predictor_config import PREDICTOR_CONFIGS
+from siamlab.models.set_predictor import SetPredictor
 from siamlab.objectives import SIMILARITIES
 from siamlab.registry import Registry
 
@@ -68,6 +69,10 @@ def test_every_predictor_maps_b_d_to_b_d(name, trainable):
     n_trainable = sum(q.numel() for q in head.parameters() if q.requires_grad)
     if name == "none":
         assert torch.equal(p, z) and not list(head.parameters())
+    elif isinstance(head, SetPredictor):  # set from F, not trained: W_p is a buffer
+        assert not list(head.parameters())
+        torch.testing.assert_close(p, z @ head.weight.T)
+        assert not torch.allclose(p, z)
     else:
         assert (n_trainable > 0) == trainable and not torch.allclose(p, z)
 

@@ -176,13 +176,18 @@ class EvalFeatures:
         )
 
     def predictor_has_parameters(self) -> bool:
-        """Whether the predictor has parameters (False for an identity predictor)."""
+        """Whether the predictor is not an identity (see :func:`has_parameters`)."""
         return has_parameters(getattr(self._model, "predictor", None))
 
 
 def has_parameters(part: object) -> bool:
-    """Whether ``part`` is a module with parameters (False for None or an identity)."""
-    return isinstance(part, nn.Module) and any(True for _ in part.parameters())
+    """Whether ``part`` is a module with parameters or buffers (False for None, identity).
+
+    DirectPred and DirectCopy have no parameters; their W_p is a buffer.
+    """
+    if not isinstance(part, nn.Module):
+        return False
+    return any(True for _ in part.parameters()) or any(True for _ in part.buffers())
 
 
 class ProbeCache:

@@ -14,10 +14,13 @@ from torch import nn
 
 from siamlab.models.config import ProjectorConfig
 from siamlab.models.predictor_config import (
+    DirectCopyConfig,
+    DirectPredConfig,
     LinearPredictorConfig,
     MlpPredictorConfig,
     PredictorConfig,
 )
+from siamlab.models.set_predictor import DirectCopy, DirectPred
 from siamlab.registry import Registry
 
 
@@ -79,6 +82,20 @@ def _linear(cfg: PredictorConfig, dim: int) -> nn.Module:
 def _identity(cfg: PredictorConfig, dim: int) -> nn.Module:
     """No predictor (Table 1a)."""
     return nn.Identity()
+
+
+@PREDICTORS.register("directpred")
+def _directpred(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """A d x d linear head set from the EMA correlation of z (Tian et al. 2021), not trained."""
+    assert isinstance(cfg, DirectPredConfig)
+    return DirectPred(dim, cfg.rho, cfg.eps, cfg.update_every)
+
+
+@PREDICTORS.register("directcopy")
+def _directcopy(cfg: PredictorConfig, dim: int) -> nn.Module:
+    """W_p = F / ||F|| + eps I from the EMA correlation of z (Wang et al. 2021), not trained."""
+    assert isinstance(cfg, DirectCopyConfig)
+    return DirectCopy(dim, cfg.rho, cfg.eps, cfg.update_every, cfg.norm)
 
 
 def _frozen_unless(trainable: bool, head: nn.Module) -> nn.Module:

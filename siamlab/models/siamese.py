@@ -12,6 +12,7 @@ from torch import nn
 from siamlab.models.backbones import create_backbone
 from siamlab.models.config import ModelConfig
 from siamlab.models.heads import create_predictor, create_projector
+from siamlab.models.set_predictor import SetPredictor
 from siamlab.models.target import MomentumTarget
 
 
@@ -82,6 +83,17 @@ class SiameseNet(nn.Module):
         """One EMA step of the momentum target (no-op without one)."""
         if self.target is not None:
             self.target.update(self.backbone, self.projector, momentum)
+
+    def update_predictor(self, z1: torch.Tensor, z2: torch.Tensor, step: int) -> None:
+        """Refresh a set predictor (DirectPred, DirectCopy) from a step's z (B, d); else no-op.
+
+        Args:
+            z1: the online z of the first views (B, d).
+            z2: the online z of the second views (B, d).
+            step: the 1-based step just taken.
+        """
+        if isinstance(self.predictor, SetPredictor):
+            self.predictor.update(z1, z2, step)
 
 
 def create_model(cfg: ModelConfig) -> SiameseNet:

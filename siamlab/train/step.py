@@ -1,9 +1,10 @@
 """One SGD step of SimSiam, top to bottom as the paper's Algorithm 1 (Sec. 3).
 
 Two augmented views -> encoder f and predictor h -> targets with stop-gradient ->
-the symmetric loss (Eq. 4) -> backward -> the optimiser step. Everything else a run
-needs (data, schedules' values, the eta source) is handed in; nothing here records
-metrics or writes files.
+the symmetric loss (Eq. 4) -> backward -> the optimiser step, then the momentum
+target's EMA and (DirectPred / DirectCopy) the predictor set from the step's z.
+Everything else a run needs (data, schedules' values, the eta source) is handed in;
+nothing here records metrics or writes files.
 """
 
 import math
@@ -42,7 +43,8 @@ class SimSiamStep:
     """Everything one SGD step needs, and the step itself (:meth:`__call__`).
 
     Attributes:
-        model: the Siamese network (it owns the momentum target's EMA update).
+        model: the Siamese network (it owns the momentum target's EMA update and a set
+            predictor's update from the step's z).
         forward: the module that runs the training forward (``model``, its DDP wrapper
             or its compiled form; they share the weights).
         optimizer: SGD or LARS over ``model``'s trainable parameters.
@@ -100,6 +102,7 @@ class SimSiamStep:
         loss.backward()
         self.optimizer.step()  # update f and h
         self.model.update_target(self.momentum(step + 1))  # xi <- m xi + (1 - m) theta
+        self.model.update_predictor(out.z1, out.z2, step + 1)  # DirectPred: F, then W_p
         return StepResult(detached(out), value, lr, stats)
 
 
