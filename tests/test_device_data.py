@@ -10,7 +10,9 @@ import pydantic
 import pytest
 import torch
 
-from siamlab.data.batched import BatchedTwoViewDataset
+from siamlab.bench.runner import run_bench
+from siamlab.config.study import StudyFile, expand_study
+from siamlab.data.batched import BatchedTwoViewDataset, with_batched_views
 from siamlab.data.build import build_datasets
 from siamlab.data.config import AugmentConfig, DataConfig
 from siamlab.data.loader import train_loader
@@ -27,7 +29,7 @@ from siamlab.errors import DataError
 from siamlab.eta.build import view_loader
 from siamlab.results.store import open_run
 from siamlab.run.train_run import train_run
-from tests.conftest import tiny_runs
+from tests.conftest import TINY, tiny_runs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -192,8 +194,6 @@ def test_cuda_auto_puts_batched_views_on_the_gpu():
     assert resident_wanted(auto, views, gpu)
     cfg = DataConfig(dataset="digits", image_size=8, augment_batched=True, device_resident="auto")
     data = build_datasets(cfg, 0)
-    from siamlab.data.batched import with_batched_views
-
     data = with_resident_views(with_batched_views(data, cfg, 0, 1), cfg, gpu)
     assert data.train_views.images.device.type == "cuda"
 
@@ -206,3 +206,14 @@ def test_cuda_run_with_resident_data(tmp_path):
     outcome = train_run(tiny_runs(tmp_path, sets=sets)[0], progress=False)
     ds = open_run(outcome.directory)
     assert ds.attrs["status"] == "finished" and np.isfinite(ds["loss"].values).all()
+
+
+@pytest.mark.parametrize("resident", [False, True])
+def test_bench_times_both_batch_paths_in_one_run(tmp_path, resident):
+    sets = [*TINY, "data.augment_batched=true", f"data.device_resident={str(resident).lower()}"]
+    spec = expand_study(StudyFile(name="t"), "quick", [*sets, f"output.root={tmp_path}"])[0]
+    report = run_bench(spec, steps=1, block=1, warmup=0, loader_batches=2, peak_n=64)
+    own, other = report.loader, report.other_loader
+    assert other is not None and own.rate > 0 and other.rate > 0
+    names = ("device-resident batches", "data loader")
+    assert (own.name, other.name) == (names if resident else names[::-1])

@@ -145,9 +145,9 @@ class BatchedAugment:
         self.kernel = blur_kernel_size(size)
 
     def __call__(self, images: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Augment uint8 images (B, H, W, 3) with host uniforms (B, N_UNIFORMS) -> float (B, 3, S, S).
+        """Augment uint8 images (B, H, W, 3) with uniforms (B, N_UNIFORMS) -> float (B, 3, S, S).
 
-        The views are on the images' device (``self.device``); ``u`` stays on the host.
+        The views are made on the images' device (``self.device``); ``u`` stays on the host.
         """
         aug, b, dev = self.aug, images.shape[0], images.device
         x = images.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W) in [0, 1]
@@ -191,12 +191,16 @@ class BatchedTwoViewDataset(TwoViewDataset):
         self.labels = source.targets
         self.augment = BatchedAugment(aug, size)
 
-    def on_device(self, device: torch.device) -> BatchedTwoViewDataset:
-        """A resident copy: the uint8 images on ``device`` (one copy), views made there."""
+    def on_device(self, device: torch.device, resident: bool = True) -> BatchedTwoViewDataset:
+        """A copy with the uint8 images on ``device`` (one copy) and the views made there.
+
+        ``resident`` marks it for :mod:`siamlab.data.resident` (batches made by the
+        training process); False gives a dataset for a DataLoader again (host images).
+        """
         views = copy.copy(self)
         views.images = self.images.to(device)  # (N, H, W, 3) uint8
         views.augment = BatchedAugment(self.augment.aug, self.augment.size, device)
-        views.resident = True
+        views.resident = resident
         return views
 
     def uniforms(self, i: np.ndarray, pair: np.ndarray, view: int) -> torch.Tensor:
