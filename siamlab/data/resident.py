@@ -65,9 +65,8 @@ def resident_wanted(cfg: DataConfig, views: TwoViewDataset, device: torch.device
     Raises:
         DataError: ``true`` but the views are not batched (image files, or the PIL path).
     """
-    batched = isinstance(views, BatchedTwoViewDataset)
     if cfg.device_resident is True:
-        if not batched:
+        if not isinstance(views, BatchedTwoViewDataset):
             raise DataError(
                 "data.device_resident=true needs the batched views of an in-memory dataset "
                 f"(digits, npz, cifar10/100); {cfg.dataset.kind!r} with "
@@ -75,9 +74,11 @@ def resident_wanted(cfg: DataConfig, views: TwoViewDataset, device: torch.device
                 "data.device_resident=auto or false."
             )
         return True
-    if cfg.device_resident is False or not batched or device.type != "cuda":
+    if cfg.device_resident is False or device.type != "cuda":
         return False
-    images = views.images
+    if not isinstance(views, BatchedTwoViewDataset):
+        return False
+    images = views.images  # (N, H, W, 3) uint8
     free, _ = torch.cuda.mem_get_info(device)
     return images.numel() * images.element_size() <= AUTO_MEMORY_SHARE * free
 
