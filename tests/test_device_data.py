@@ -180,8 +180,9 @@ def test_cuda_views_match_the_cpu_views():
     made = _epochs(resident, ResidentBatches(resident, batches), sampler)
     for x, y in zip(made, cpu, strict=True):
         assert x[0].device.type == "cuda" and x[2].device.type == "cpu"
-        for j in (0, 1):  # the same draws; the kernels' float rounding only
-            torch.testing.assert_close(x[j].cpu(), y[j], atol=1e-4, rtol=0)
+        for j in (0, 1):  # the same draws (other draws differ by O(1)); float rounding only
+            diff = (x[j].cpu() - y[j]).abs()
+            assert float(diff.max()) < 1e-3 and float(diff.mean()) < 1e-5
         assert torch.equal(x[2], y[2]) and torch.equal(x[3], y[3])
 
 

@@ -115,15 +115,20 @@ def crop_boxes(
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor:
-    """Separable Gaussian blur of (n, 3, S, S) with per-sample ``sigma`` (n,), reflect padding."""
+    """Separable Gaussian blur of (n, 3, S, S) with per-sample ``sigma`` (n,), reflect padding.
+
+    On a GPU the convolutions run in float64: cuDNN may round float32 ones to TF32 (a
+    10-bit mantissa), and the views should match the host's up to float32 rounding.
+    """
     n, c, hgt, wid = x.shape
-    grid = torch.arange(k, dtype=x.dtype, device=x.device) - (k - 1) / 2  # (k,)
-    kern = torch.exp(-0.5 * (grid[None, :] / sigma[:, None]) ** 2)  # (n, k)
+    dtype = x.dtype if x.device.type == "cpu" else torch.float64
+    grid = torch.arange(k, dtype=dtype, device=x.device) - (k - 1) / 2  # (k,)
+    kern = torch.exp(-0.5 * (grid[None, :] / sigma[:, None].to(dtype)) ** 2)  # (n, k)
     kern = (kern / kern.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, k)
-    y = F.pad(x.reshape(1, n * c, hgt, wid), (k // 2,) * 4, mode="reflect")
+    y = F.pad(x.to(dtype).reshape(1, n * c, hgt, wid), (k // 2,) * 4, mode="reflect")
     y = F.conv2d(y, kern[:, None, :, None], groups=n * c)  # vertical
     y = F.conv2d(y, kern[:, None, None, :], groups=n * c)  # horizontal
-    return y.reshape(n, c, hgt, wid)
+    return y.reshape(n, c, hgt, wid).to(x.dtype)
 
 
 class BatchedAugment:
