@@ -84,6 +84,7 @@ class DataArm:
     seconds: float = 0.0
     images: int = 0
     waits: list[float] = field(default_factory=list)  # per epoch: iter() to first batch
+    block_rates: list[float] = field(default_factory=list)  # img/s of every timed block
     timing: bool = False
 
     def run(self, epochs: int) -> None:
@@ -96,8 +97,10 @@ class DataArm:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if self.timing:
-            self.seconds += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            self.seconds += dt
             self.images += n * self.batch
+            self.block_rates.append(n * self.batch / dt)
 
 
 def _first_batch_timed(source: Iterable[Any], arm: DataArm) -> Iterator[Any]:
@@ -173,11 +176,13 @@ def main() -> None:
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     base_rate = arms[0].images / arms[0].seconds
-    print(f"{'arm':40} {'img/s (step + data)':>20} {'vs first':>9} {'first-batch wait':>17}")
+    head = f"{'arm':40} {'img/s (step + data)':>20} {'blocks min-max':>15} {'vs first':>9}"
+    print(f"{head} {'first-batch wait':>17}")
     for arm in arms:
         rate = arm.images / arm.seconds
-        wait = statistics.median(arm.waits)
-        print(f"{arm.name:40} {rate:20,.0f} {rate / base_rate:8.2f}x {wait * 1e3:14.0f} ms")
+        spread = f"{min(arm.block_rates):,.0f}-{max(arm.block_rates):,.0f}"
+        wait = statistics.median(arm.waits) * 1e3
+        print(f"{arm.name:40} {rate:20,.0f} {spread:>15} {rate / base_rate:8.2f}x {wait:14.0f} ms")
 
 
 if __name__ == "__main__":
