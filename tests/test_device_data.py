@@ -28,6 +28,7 @@ from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.errors import DataError
 from siamlab.eta.build import view_loader
 from siamlab.results.store import open_run
+from siamlab.run.checkpointer import SaveSchedule
 from siamlab.run.train_run import train_run
 from tests.conftest import TINY, tiny_runs
 
@@ -146,25 +147,42 @@ def test_config_validation_and_auto():
     assert not resident_wanted(auto, data.train_views, CPU)
 
 
+class _Killed(Exception):
+    pass
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("eta", [[], ["objective.eta.mode=cached", "objective.eta.k=3"]])
-def test_runs_give_the_same_numbers_with_and_without_the_loader(tmp_path, eta):
-    """A run (and one with the k-step cache, windows across the epoch end) is unchanged."""
+def test_runs_give_the_same_numbers_with_and_without_the_loader(tmp_path, monkeypatch, eta):
+    """A run (and one with the k-step cache, windows across the epoch end) is unchanged.
+
+    The resident run is killed after epoch 1 and resumed on the DataLoader path: the key
+    may change on resume, and the result is still the loader run's.
+    """
     fast = ["data.augment_batched=true", "train.epochs=2", "train.max_steps=6", *eta]
-    arms = {
-        "loader": [*fast, "data.num_workers=1"],
-        "resident": [*fast, "data.device_resident=true", "data.num_workers=1"],
-    }
-    runs = {k: tiny_runs(tmp_path / k, sets=v)[0] for k, v in arms.items()}
-    outcomes = {k: train_run(spec, progress=False) for k, spec in runs.items()}
-    a, b = (open_run(outcomes[k].directory) for k in arms)
+    loader = [*fast, "data.num_workers=1"]
+    a = open_run(train_run(tiny_runs(tmp_path / "a", sets=loader)[0], progress=False).directory)
+    resident = tiny_runs(tmp_path / "b", sets=[*loader, "data.device_resident=true"])[0]
+    original = SaveSchedule.after_epoch
+
+    def kill_after_epoch_1(self, epoch, step, is_last):
+        original(self, epoch, step, is_last)
+        if epoch == 1:
+            raise _Killed
+
+    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_1)
+    with pytest.raises(_Killed):
+        train_run(resident, progress=False)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    resumed = train_run(tiny_runs(tmp_path / "b", sets=loader)[0], progress=False)
+    b = open_run(resumed.directory)
     assert a.attrs["status"] == b.attrs["status"] == "finished"
     timing = {"images_per_second"}
     names = set(a.data_vars) - timing
     assert names == set(b.data_vars) - timing and {"loss", "knn_top1", "z_std_train"} <= names
     for name in sorted(names):  # every step and epoch value, diagnostics and verdicts too
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
-    assert np.isfinite(a["loss"].values).all()
+    assert np.isfinite(a["loss"].values).all() and a.sizes["step"] == 6
 
 
 @cuda
