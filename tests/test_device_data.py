@@ -28,9 +28,8 @@ from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.errors import DataError
 from siamlab.eta.build import view_loader
 from siamlab.results.store import open_run
-from siamlab.run.checkpointer import SaveSchedule
 from siamlab.run.train_run import train_run
-from tests.conftest import TINY, tiny_runs
+from tests.conftest import TINY, kill_after_epoch, tiny_runs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -147,10 +146,6 @@ def test_config_validation_and_auto():
     assert not resident_wanted(auto, data.train_views, CPU)
 
 
-class _Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("eta", [[], ["objective.eta.mode=cached", "objective.eta.k=3"]])
 def test_runs_give_the_same_numbers_with_and_without_the_loader(tmp_path, monkeypatch, eta):
@@ -163,17 +158,7 @@ def test_runs_give_the_same_numbers_with_and_without_the_loader(tmp_path, monkey
     loader = [*fast, "data.num_workers=1"]
     a = open_run(train_run(tiny_runs(tmp_path / "a", sets=loader)[0], progress=False).directory)
     resident = tiny_runs(tmp_path / "b", sets=[*loader, "data.device_resident=true"])[0]
-    original = SaveSchedule.after_epoch
-
-    def kill_after_epoch_1(self, epoch, step, is_last):
-        original(self, epoch, step, is_last)
-        if epoch == 1:
-            raise _Killed
-
-    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_1)
-    with pytest.raises(_Killed):
-        train_run(resident, progress=False)
-    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    kill_after_epoch(resident, 1, monkeypatch)
     resumed = train_run(tiny_runs(tmp_path / "b", sets=loader)[0], progress=False)
     b = open_run(resumed.directory)
     assert a.attrs["status"] == b.attrs["status"] == "finished"
