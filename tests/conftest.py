@@ -14,6 +14,8 @@ import yaml
 from siamlab.config.study import RunSpec, StudyFile, expand_study
 from siamlab.results.recorder import Recorder
 from siamlab.results.store import open_study, write_run
+from siamlab.run.checkpointer import SaveSchedule
+from siamlab.run.train_run import train_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -40,6 +42,25 @@ def tiny_runs(
     """Runs of a tiny study on digits writing under ``tmp_path``."""
     study = StudyFile(name="tiny", variants=variants or {"default": {}}, seeds=seeds or [0])
     return expand_study(study, sets=[*TINY, f"output.root={tmp_path}", *(sets or [])])
+
+
+class Killed(Exception):
+    """What :func:`kill_after_epoch` raises in place of the process dying."""
+
+
+def kill_after_epoch(spec: RunSpec, epoch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train ``spec`` up to its checkpoint after 1-based ``epoch``, then stop as if killed."""
+    original = SaveSchedule.after_epoch
+
+    def killed(self: SaveSchedule, e: int, step: int, is_last: bool) -> None:
+        original(self, e, step, is_last)
+        if e == epoch:
+            raise Killed
+
+    monkeypatch.setattr(SaveSchedule, "after_epoch", killed)
+    with pytest.raises(Killed):
+        train_run(spec, progress=False)
+    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
 
 
 @pytest.fixture

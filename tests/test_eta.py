@@ -13,10 +13,9 @@ from siamlab.eta.table import EtaTable
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.results.store import open_run
-from siamlab.run.checkpointer import SaveSchedule
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint
-from tests.conftest import tiny_runs
+from tests.conftest import kill_after_epoch, tiny_runs
 
 
 def _run(tmp_path, *sets):
@@ -176,10 +175,6 @@ def test_memmap_and_memory_storage_train_identically(tmp_path):
     assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.work.npy").is_file()
 
 
-class _Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize(
     "mode",
     [
@@ -192,17 +187,7 @@ def test_resume_restores_eta(tmp_path, monkeypatch, mode):
     sets = ["train.epochs=3", *mode]
     full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
     spec = tiny_runs(tmp_path / "b", sets=sets)[0]
-    original = SaveSchedule.after_epoch
-
-    def kill_after_epoch_1(self, epoch, step, is_last):
-        original(self, epoch, step, is_last)
-        if epoch == 1:  # step 4: inside a k=3 window
-            raise _Killed
-
-    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_1)
-    with pytest.raises(_Killed):
-        train_run(spec, progress=False)
-    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    kill_after_epoch(spec, 1, monkeypatch)  # step 4: inside a k=3 window
     resumed = train_run(spec, progress=False)
     a, b = open_run(full.directory), open_run(resumed.directory)
     xr.testing.assert_equal(a["loss"], b["loss"])

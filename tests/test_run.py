@@ -7,11 +7,10 @@ import xarray as xr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from siamlab.results.store import open_run, open_study
-from siamlab.run.checkpointer import SaveSchedule
 from siamlab.run.train_run import train_run
 from siamlab.study.execute import run_study
 from siamlab.train.checkpoint import load_checkpoint
-from tests.conftest import tiny_runs
+from tests.conftest import kill_after_epoch, tiny_runs
 
 
 def test_tiny_run_writes_valid_results_and_tensorboard(tiny):
@@ -34,27 +33,13 @@ def test_tiny_run_writes_valid_results_and_tensorboard(tiny):
     np.testing.assert_allclose(losses, ds["loss"].values, rtol=1e-6)
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     sets = ["train.epochs=3"]
     full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
 
     interrupted = tiny_runs(tmp_path / "b", sets=sets)[0]
-    original = SaveSchedule.after_epoch
-
-    def kill_after_epoch_2(self, epoch, step, is_last):
-        original(self, epoch, step, is_last)
-        if epoch == 2:
-            raise _Killed
-
-    monkeypatch.setattr(SaveSchedule, "after_epoch", kill_after_epoch_2)
-    with pytest.raises(_Killed):
-        train_run(interrupted, progress=False)
+    kill_after_epoch(interrupted, 2, monkeypatch)
     assert open_run(interrupted.directory()).attrs["status"] == "running"
-    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
     resumed = train_run(interrupted, progress=False)
 
     a, b = open_run(full.directory), open_run(resumed.directory)

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 from siamlab.bench.breakdown import time_parts
+from siamlab.bench.loader_rate import LoaderRate, other_path, time_loader
 from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
 from siamlab.bench.reference import ReferenceStep, reference_loss
 from siamlab.config.study import RunSpec
 from siamlab.data.batched import with_batched_views
 from siamlab.data.build import DataBundle, build_datasets
-from siamlab.data.loader import train_loader
-from siamlab.data.views import EpochSampler, PairBatches
+from siamlab.data.resident import with_resident_views
 from siamlab.diagnostics.monitor import Monitor
 from siamlab.diagnostics.probe import EvalFeatures
 from siamlab.objectives import simsiam_loss
@@ -47,31 +47,17 @@ BASELINE = "siamlab fp32 (base)"  # the arm without speed options, when the conf
 
 
 @dataclass
-class LoaderRate:
-    """The training DataLoader alone: ``images`` in ``seconds`` after a first batch."""
-
-    batches: int
-    images: int
-    seconds: float
-    first_batch_s: float  # iterator start (workers) + first batch
-
-    @property
-    def rate(self) -> float:
-        """Steady images per second (after the first batch)."""
-        return self.images / self.seconds if self.seconds else float("nan")
-
-
-@dataclass
 class BenchReport:
     """Everything ``siamlab bench`` prints."""
 
     arms: list[Arm]
-    loader: LoaderRate
+    loader: LoaderRate  # the run's own batches (a DataLoader, or device-resident)
     peak_fp32: float
     peak_bf16: float
     threads: int
     device: str
     notes: list[str] = field(default_factory=list)
+    other_loader: LoaderRate | None = None  # batched views: the other of the two paths
 
     def arm(self, prefix: str) -> Arm | None:
         """The first arm whose name starts with ``prefix``."""
@@ -190,32 +176,6 @@ def _reference_arm(spec: RunSpec, device: torch.device, pool: list[Batch]) -> tu
     return Arm("reference", run_block, spec.config.train.batch_size), step.model
 
 
-def time_loader(
-    data: DataBundle, spec: RunSpec, device: torch.device, batches: int, keep: int
-) -> tuple[LoaderRate, list[Batch]]:
-    """Iterate the run's training loader (epoch 0) alone; return its rate and ``keep`` batches."""
-    cfg = spec.config
-    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
-    sampler = EpochSampler(len(data.train_eval), cfg.train.batch_size, spec.seed)
-    data.train_views.set_epoch(0)
-    sampler.set_epoch(0)
-    batch_sampler = PairBatches(sampler, pairs) if pairs > 1 else sampler
-    loader = train_loader(cfg.data, data.train_views, batch_sampler, device)
-    n = max(2, min(batches, len(loader)))
-    t0 = time.perf_counter()
-    it = iter(loader)
-    pool: list[Batch] = [next(it)]
-    t1 = time.perf_counter()
-    images = 0
-    for b in itertools.islice(it, n - 1):
-        images += b[0].shape[0]
-        if len(pool) < keep:
-            pool.append(b)
-    t2 = time.perf_counter()
-    del it  # stop the workers before training is timed
-    return LoaderRate(n, images, t2 - t1, t1 - t0), pool
-
-
 def run_bench(
     spec: RunSpec,
     steps: int = 20,
@@ -250,7 +210,10 @@ def run_bench(
     pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
     data = build_datasets(cfg.data, spec.seed, pairs)
     data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
+    data = with_resident_views(data, cfg.data, device)  # as data.device_resident says
     loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
+    other = other_path(data, device)
+    other_loader = None if other is None else time_loader(other, spec, device, loader_batches, 0)[0]
     with tempfile.TemporaryDirectory(prefix="siamlab-bench-") as tmp:
         out = cfg.output.model_copy(update={"root": tmp})
         spec = dataclasses.replace(spec, config=cfg.model_copy(update={"output": out}))
@@ -286,4 +249,5 @@ def run_bench(
         threads=torch.get_num_threads(),
         device=str(device),
         notes=notes,
+        other_loader=other_loader,
     )

@@ -51,12 +51,16 @@ def print_report(report: "BenchReport") -> None:
     console.print(f"  by part: {parts}", highlight=False)
     if report.speedup is not None:
         console.print(f"speed-up over siamlab fp32: {report.speedup:.2f}x", highlight=False)
-    ld, train = report.loader, report.arms[0].rate
-    console.print(
-        f"data loader alone: {_fmt(ld.rate)} img/s ({ld.batches} batches, first batch "
-        f"{ld.first_batch_s:.2f} s) = {ld.rate / train:.1f}x the training rate",
-        highlight=False,
-    )
+    train = report.arms[0].rate
+    for ld in (report.loader, report.other_loader):
+        if ld is None:
+            continue
+        console.print(
+            f"{ld.name} alone: {_fmt(ld.rate)} img/s ({ld.batches} batches, first batch "
+            f"{ld.first_batch_s:.2f} s) = {ld.rate / train:.1f}x the training rate"
+            + ("" if ld is report.loader else " (not the run's path)"),
+            highlight=False,
+        )
     console.print(
         f"matmul peak: fp32 {_fmt(report.peak_fp32, 1e9)} GFLOP/s, "
         f"bf16 {_fmt(report.peak_bf16, 1e9)} GFLOP/s; load average "

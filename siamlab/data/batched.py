@@ -12,10 +12,15 @@ from a counter-based hash of (seed, epoch, image, pair, view), never from a stre
 view does not depend on the batch it is in, on workers or on processes. The draws differ
 from the PIL path's (other generator, float instead of uint8 arithmetic), which is why the
 path is opt-in (``data.augment_batched``).
+
+The parameters (boxes, factors, which images an op touches) are computed on the host;
+the pixels are processed wherever the images are, so the same code runs on uint8 images
+kept on the training GPU (``data.device_resident``, :mod:`siamlab.data.resident`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import TYPE_CHECKING
@@ -25,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from siamlab.data.colour import grey, jitter
+from siamlab.data.colour import grey, jitter, rows_of
 from siamlab.data.config import AugmentConfig, DataConfig
 from siamlab.data.sources import ArraySource
 from siamlab.data.transforms import blur_kernel_size
@@ -110,15 +115,20 @@ def crop_boxes(
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor:
-    """Separable Gaussian blur of (n, 3, S, S) with per-sample ``sigma`` (n,), reflect padding."""
+    """Separable Gaussian blur of (n, 3, S, S) with per-sample ``sigma`` (n,), reflect padding.
+
+    On a GPU the convolutions run in float64: cuDNN may round float32 ones to TF32 (a
+    10-bit mantissa), and the views should match the host's up to float32 rounding.
+    """
     n, c, hgt, wid = x.shape
-    grid = torch.arange(k, dtype=x.dtype) - (k - 1) / 2  # (k,)
-    kern = torch.exp(-0.5 * (grid[None, :] / sigma[:, None]) ** 2)  # (n, k)
+    dtype = x.dtype if x.device.type == "cpu" else torch.float64
+    grid = torch.arange(k, dtype=dtype, device=x.device) - (k - 1) / 2  # (k,)
+    kern = torch.exp(-0.5 * (grid[None, :] / sigma[:, None].to(dtype)) ** 2)  # (n, k)
     kern = (kern / kern.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, k)
-    y = F.pad(x.reshape(1, n * c, hgt, wid), (k // 2,) * 4, mode="reflect")
+    y = F.pad(x.to(dtype).reshape(1, n * c, hgt, wid), (k // 2,) * 4, mode="reflect")
     y = F.conv2d(y, kern[:, None, :, None], groups=n * c)  # vertical
     y = F.conv2d(y, kern[:, None, None, :], groups=n * c)  # horizontal
-    return y.reshape(n, c, hgt, wid)
+    return y.reshape(n, c, hgt, wid).to(x.dtype)
 
 
 class BatchedAugment:
@@ -127,35 +137,41 @@ class BatchedAugment:
     Args:
         aug: the recipe (strengths, probabilities, normalisation; mean/std resolved).
         size: side S of the output views.
+        device: where the images are (and the views are made).
     """
 
-    def __init__(self, aug: AugmentConfig, size: int) -> None:
+    def __init__(self, aug: AugmentConfig, size: int, device: torch.device | None = None) -> None:
         if aug.mean is None or aug.std is None:
             raise ValueError("resolve mean/std first (siamlab.data.build.resolved_augment)")
         self.aug, self.size = aug, size
-        self.mean = torch.tensor(aug.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(aug.std).view(1, 3, 1, 1)
+        self.device = device or torch.device("cpu")
+        self.mean = torch.tensor(aug.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(aug.std, device=self.device).view(1, 3, 1, 1)
         self.kernel = blur_kernel_size(size)
 
     def __call__(self, images: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Augment uint8 images (B, H, W, 3) with uniforms (B, N_UNIFORMS) -> float (B, 3, S, S)."""
-        aug, b = self.aug, images.shape[0]
+        """Augment uint8 images (B, H, W, 3) with uniforms (B, N_UNIFORMS) -> float (B, 3, S, S).
+
+        The views are made on the images' device (``self.device``); ``u`` stays on the host.
+        """
+        aug, b, dev = self.aug, images.shape[0], images.device
         x = images.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W) in [0, 1]
         boxes = crop_boxes(u[:, U_CROP:U_JIT], x.shape[2], x.shape[3], aug.crop_scale)
         rois = torch.cat([torch.arange(b)[:, None], boxes], dim=1).to(x.dtype)  # (B, 5)
-        x = roi_align(x, rois, self.size, sampling_ratio=-1, aligned=True)  # (B, 3, S, S)
+        x = roi_align(x, rois.to(dev), self.size, sampling_ratio=-1, aligned=True)  # (B, 3, S, S)
         x = x.clamp_(0, 1)
         x = jitter(x, u[:, U_JIT:U_GRAY], aug.jitter, aug.jitter_p)
-        gray = u[:, U_GRAY] < aug.grayscale_p  # (B,)
-        if gray.any():
+        gray = rows_of(u[:, U_GRAY] < aug.grayscale_p, dev)  # (n,) or None
+        if gray is not None:
             x[gray] = grey(x[gray]).expand(-1, 3, -1, -1)
-        blur = u[:, U_BLUR] < aug.blur_p  # (B,)
-        if blur.any():
+        blur = u[:, U_BLUR] < aug.blur_p  # (B,) on the host
+        rows = rows_of(blur, dev)
+        if rows is not None:
             lo, hi = aug.blur_sigma
             sigma = (lo + (hi - lo) * u[blur, U_BLUR + 1]).to(x.dtype)  # (n,)
-            x[blur] = _gaussian_blur(x[blur], sigma, self.kernel)
+            x[rows] = _gaussian_blur(x[rows], sigma.to(dev), self.kernel)
         flip = (u[:, U_FLIP] < aug.flip_p)[:, None, None, None]  # (B, 1, 1, 1)
-        x = torch.where(flip, x.flip(-1), x)
+        x = torch.where(flip.to(dev), x.flip(-1), x)
         return ((x - self.mean) / self.std).contiguous()  # (B, 3, S, S)
 
 
@@ -165,8 +181,12 @@ class BatchedTwoViewDataset(TwoViewDataset):
     DataLoader calls ``__getitems__`` with a batch sampler's indices, so a batch costs a
     few tensor ops instead of 2B PIL pipelines. Items are ``(view1, view2, label, i)``
     like the PIL path's (flat index ``k = i * pairs + r``), so every consumer (the
-    loader, the eta cache pass) works unchanged.
+    loader, the eta cache pass) works unchanged. :meth:`batch` gives the same batch
+    already collated; :meth:`on_device` a copy whose images live on the training device
+    and whose batches are made there (``resident``: no DataLoader in the loop).
     """
+
+    resident = False  # True: the training process makes the batches (siamlab.data.resident)
 
     def __init__(
         self, source: ArraySource, aug: AugmentConfig, size: int, seed: int, pairs: int = 1
@@ -176,6 +196,18 @@ class BatchedTwoViewDataset(TwoViewDataset):
         self.labels = source.targets
         self.augment = BatchedAugment(aug, size)
 
+    def on_device(self, device: torch.device, resident: bool = True) -> BatchedTwoViewDataset:
+        """A copy with the uint8 images on ``device`` (one copy) and the views made there.
+
+        ``resident`` marks it for :mod:`siamlab.data.resident` (batches made by the
+        training process); False gives a dataset for a DataLoader again (host images).
+        """
+        views = copy.copy(self)
+        views.images = self.images.to(device)  # (N, H, W, 3) uint8
+        views.augment = BatchedAugment(self.augment.aug, self.augment.size, device)
+        views.resident = resident
+        return views
+
     def uniforms(self, i: np.ndarray, pair: np.ndarray, view: int) -> torch.Tensor:
         """The keyed uniforms (B, N_UNIFORMS) of one view of images ``i`` (pairs ``pair``)."""
         keys = {
@@ -184,17 +216,28 @@ class BatchedTwoViewDataset(TwoViewDataset):
         bases = np.array([keys[r] for r in pair.tolist()], dtype=np.uint64)  # (B,)
         return torch.from_numpy(keyed_uniforms(bases, i, N_UNIFORMS))
 
+    def batch(self, ks: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch at flat indices ``ks``, collated as a DataLoader would.
+
+        Returns:
+            view1, view2 (B, 3, S, S) on the images' device; labels and image indices
+            (B,) int64 on the host (the step and the eta sources index host tables).
+        """
+        i, pair = np.divmod(np.asarray(ks, dtype=np.int64), self.pairs)  # (B,), (B,)
+        images = self.images[torch.from_numpy(i).to(self.images.device)]  # (B, H, W, 3)
+        v1 = self.augment(images, self.uniforms(i, pair, 0))  # (B, 3, S, S)
+        v2 = self.augment(images, self.uniforms(i, pair, 1))  # (B, 3, S, S)
+        labels = torch.as_tensor(np.asarray(self.labels)[i], dtype=torch.int64)  # (B,)
+        return v1, v2, labels, torch.from_numpy(i)
+
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
         """One item, computed as a batch of one (the same values as inside any batch)."""
         return self.__getitems__([k])[0]
 
     def __getitems__(self, ks: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
         """The items at flat indices ``ks``: both views of each, augmented as one batch."""
-        i, pair = np.divmod(np.asarray(ks, dtype=np.int64), self.pairs)  # (B,), (B,)
-        images = self.images[torch.from_numpy(i)]  # (B, H, W, 3)
-        v1 = self.augment(images, self.uniforms(i, pair, 0))  # (B, 3, S, S)
-        v2 = self.augment(images, self.uniforms(i, pair, 1))  # (B, 3, S, S)
-        return [(v1[b], v2[b], int(self.labels[n]), int(n)) for b, n in enumerate(i)]
+        v1, v2, labels, i = self.batch(ks)
+        return [(v1[b], v2[b], int(labels[b]), int(n)) for b, n in enumerate(i.tolist())]
 
 
 def _no_pil(_: object) -> torch.Tensor:

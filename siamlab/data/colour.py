@@ -4,6 +4,9 @@ The same operations as torchvision's ``ColorJitter`` on tensors (brightness, con
 saturation blend with black, the mean grey and the greyscale image; hue rotates H in HSV),
 applied in a random order per image, each factor drawn uniformly from
 [max(0, 1 - s), 1 + s] (hue: [-s, s]). Used by :mod:`siamlab.data.batched`.
+
+The uniforms live on the host and the pixels on any device: which images an op touches
+is decided on the host and sent as index tensors, so a GPU batch needs no host sync.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
 
 def grey(x: torch.Tensor) -> torch.Tensor:
     """Luma of RGB images (n, 3, S, S) -> (n, 1, S, S)."""
-    return (x * torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * luma).sum(1, keepdim=True)
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -88,14 +92,21 @@ OPS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
 )
 
 
+def rows_of(mask: torch.Tensor, device: torch.device) -> torch.Tensor | None:
+    """The indices (n,) of the True entries of a host ``mask`` (B,), on ``device``; None if none."""
+    rows = torch.nonzero(mask)[:, 0]
+    return rows.to(device) if rows.numel() else None
+
+
 def jitter(
     x: torch.Tensor, u: torch.Tensor, strength: tuple[float, float, float, float], p: float
 ) -> torch.Tensor:
     """Apply ColorJitter with probability ``p`` per image.
 
     Args:
-        x: images (B, 3, S, S) in [0, 1].
-        u: uniforms (B, 9): apply, the four factors, four keys whose argsort is the order.
+        x: images (B, 3, S, S) in [0, 1], on any device.
+        u: host uniforms (B, 9): apply, the four factors, four keys whose argsort is the
+            order.
         strength: (brightness, contrast, saturation, hue).
         p: probability of jittering an image.
 
@@ -111,7 +122,9 @@ def jitter(
     active = [s > 0 for s in strength]  # torchvision skips an op of strength 0
     for slot in range(4):
         for op, fn in enumerate(OPS):
-            chosen = on & (order[:, slot] == op)
-            if active[op] and chosen.any():
-                x[chosen] = fn(x[chosen], factors[chosen, op].view(-1, 1, 1, 1))
+            chosen = on & (order[:, slot] == op)  # (B,) on the host
+            rows = rows_of(chosen, x.device) if active[op] else None
+            if rows is not None:
+                f = factors[chosen, op].to(x.device).view(-1, 1, 1, 1)  # (n, 1, 1, 1)
+                x[rows] = fn(x[rows], f)
     return x

@@ -20,7 +20,13 @@ from pydantic import (
 )
 
 from siamlab.config.kinds import flatten, kind_union, nest_flat
-from siamlab.data.dataset_config import DATASET_CONFIGS, DatasetConfig, DigitsConfig, NpzConfig
+from siamlab.data.dataset_config import (
+    DATASET_CONFIGS,
+    DatasetConfig,
+    DigitsConfig,
+    ImageFolderConfig,
+    NpzConfig,
+)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -148,6 +154,16 @@ class DataConfig(BaseModel):
             at a time: much faster, the same recipe, but other random draws than the
             PIL path, so off by default. ``auto``: batched when the images are in memory,
             the PIL path for image folders (a study that runs at every profile).
+        device_resident: keep the uint8 training images on the training device and make
+            each batch there, in the training process (index + batched augmentation, no
+            DataLoader or worker; :mod:`siamlab.data.resident`). The views are those of
+            the batched loader: the same keyed draws, bit-equal on CPU, equal up to the
+            GPU kernels' float rounding on CUDA. Needs the batched views; ``true`` on an
+            image-folder dataset or with ``augment_batched=false`` is refused. ``auto``:
+            on when the views are batched, the device is CUDA and the images take at
+            most a quarter of its free memory; otherwise the DataLoader (on CPU a
+            worker overlaps augmentation with the step, which the training process
+            cannot).
         augment: the two-view augmentation.
 
     """
@@ -163,6 +179,7 @@ class DataConfig(BaseModel):
     persistent_workers: bool = False
     prefetch_factor: int | None = Field(None, ge=1)
     augment_batched: bool | Literal["auto"] = False
+    device_resident: bool | Literal["auto"] = False
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="before")
@@ -171,6 +188,23 @@ class DataConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         return nest_flat(data, "dataset", DATASET_CONFIGS, "kind", "digits", "data.")
+
+    @model_validator(mode="after")
+    def _check_resident(self) -> DataConfig:
+        if self.device_resident is not True:
+            return self
+        if self.augment_batched is False:
+            raise ValueError(
+                "data.device_resident=true makes batches with the batched augmentation; "
+                "set data.augment_batched=true (or auto), or data.device_resident=false"
+            )
+        if isinstance(self.dataset, ImageFolderConfig):
+            raise ValueError(
+                "data.device_resident=true needs an in-memory dataset (digits, npz, "
+                "cifar10/100); imagefolder reads image files: set data.device_resident=false "
+                "(or auto)"
+            )
+        return self
 
     @model_serializer(mode="wrap")
     def _flat_dataset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

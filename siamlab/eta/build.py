@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from siamlab.data.batched import BatchedTwoViewDataset
 from siamlab.data.plan import BatchPlan
 from siamlab.data.views import TwoViewDataset
 from siamlab.eta.cached import CachedTargets, ViewLoader
@@ -21,11 +22,20 @@ from siamlab.train.distributed import DistInfo
 
 
 def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
-    """A function loading the views of given batches of an epoch (same keys as training)."""
+    """A function loading the views of given batches of an epoch (same keys as training).
+
+    Resident views (``data.device_resident``) make the batches on the device, as in
+    training; otherwise a DataLoader with ``num_workers`` loads them.
+    """
 
     def load(epoch: int, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         views = copy.copy(dataset)  # its own epoch; the training dataset is untouched
         views.set_epoch(epoch)
+        if isinstance(views, BatchedTwoViewDataset) and views.resident:
+            for ks in batches:
+                x1, x2, _, _ = views.batch(ks)  # (B, 3, S, S) each, on the device
+                yield x1, x2
+            return
         for x1, x2, _, _ in DataLoader(
             views,
             batch_sampler=batches,

@@ -61,9 +61,10 @@ def _save(value: object, path: Path) -> None:
     torch.save(value, path)
 
 
-# Config keys a run may resume under a changed value of: where results go, and whether it
-# stops on collapse (that changes when training ends, never what it computes).
-RESUMABLE = ("output.", "train.stop_on_collapse:")
+# Config keys a run may resume under a changed value of: where results go, whether it
+# stops on collapse (that changes when training ends, never what it computes), and where
+# its batches are made (the same views; siamlab.data.resident).
+RESUMABLE = ("output.", "train.stop_on_collapse:", "data.device_resident:")
 
 
 def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""A run's training data: two-view datasets, the keyed epoch sampler and its loader.
+"""A run's training data: two-view datasets, the keyed epoch sampler and its batches.
 
 Built once per run by :func:`build_training_data`; :func:`siamlab.run.assemble.build_run`
 trains on it, and :func:`siamlab.monitor.training_parts` hands the same batches to a
@@ -7,15 +7,13 @@ training loop of the caller's own, so both see the same images in the same order
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from siamlab.config.schema import RunConfig
 from siamlab.data.batched import with_batched_views
 from siamlab.data.build import DataBundle, build_datasets
-from siamlab.data.loader import train_loader
+from siamlab.data.resident import training_batches, with_resident_views
 from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.train.distributed import DistInfo
 from siamlab.train.loop import Batch
@@ -23,19 +21,20 @@ from siamlab.train.loop import Batch
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The datasets, the epoch sampler and the DataLoader of one run.
+    """The datasets, the epoch sampler and the batches of one run.
 
     Attributes:
         data: the training views and the eval sets (kNN bank, test split).
         sampler: this process's share of each epoch's global batches.
         pairs: augmented pairs per image (2 for ``objective.symmetry=asymmetric_2x``).
-        loader: yields ``(view1 (B, 3, S, S), view2, labels (B,), indices (B,))``.
+        loader: yields ``(view1 (B, 3, S, S), view2, labels (B,), indices (B,))``: the
+            DataLoader, or batches made on the training device (``data.device_resident``).
     """
 
     data: DataBundle
     sampler: EpochSampler
     pairs: int
-    loader: DataLoader[Any]
+    loader: Iterable[Batch]
 
     @property
     def steps_per_epoch(self) -> int:
@@ -60,8 +59,9 @@ def build_training_data(
     pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
     data = build_datasets(cfg.data, seed, pairs)
     data = with_batched_views(data, cfg.data, seed, pairs)  # as data.augment_batched says
+    data = with_resident_views(data, cfg.data, device)  # as data.device_resident says
     n_images, batch = len(data.train_eval), cfg.train.batch_size
     sampler = EpochSampler(n_images, batch, seed, rank=dist.rank, world_size=dist.world_size)
     batches = PairBatches(sampler, pairs) if pairs > 1 else sampler
-    loader = train_loader(cfg.data, data.train_views, batches, device)
+    loader = training_batches(cfg.data, data.train_views, batches, device)
     return TrainingData(data, sampler, pairs, loader)
