@@ -173,7 +173,7 @@ def test_memmap_and_memory_storage_train_identically(tmp_path):
     memory = _run(tmp_path / "m", *ma)
     memmap = _run(tmp_path / "d", *ma, "objective.eta.storage=memmap")
     xr.testing.assert_equal(memory["loss"], memmap["loss"])
-    assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.work.npy").is_file()
+    assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.slots.npy").is_file()
 
 
 class _Killed(Exception):
