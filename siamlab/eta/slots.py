@@ -97,14 +97,20 @@ class SlotFile:
         self._map = mmap.mmap(self._fh.fileno(), 0)
         if hasattr(mmap, "MADV_RANDOM"):  # no read-ahead: a row is one 4 KB page of 2048 fp16
             self._map.madvise(mmap.MADV_RANDOM)
-        flat = np.frombuffer(self._map, dtype=dtype, count=rows * 2 * dim, offset=found[2])
+        flat: np.ndarray = np.frombuffer(
+            self._map, dtype=dtype, count=rows * 2 * dim, offset=found[2]
+        )
         self.data = torch.from_numpy(flat.reshape(rows * 2, dim))  # (2N, d): slot s of r at 2r+s
         self.current = torch.zeros(rows, dtype=torch.uint8)  # (N,) the slot holding r's value
         self.checkpointed = torch.zeros(rows, dtype=torch.uint8)  # (N,) the last checkpoint's
 
     def _write_meta(self) -> None:
         text = json.dumps({"generation": self.generation}) + "\n"
-        atomic_write(self.folder / META_FILE, lambda tmp: tmp.write_text(text))
+
+        def write(tmp: Path) -> None:
+            tmp.write_text(text)
+
+        atomic_write(self.folder / META_FILE, write)
 
     def _meta_generation(self) -> int:
         try:
@@ -163,7 +169,7 @@ class SlotFile:
         """Load a full (N, d) array into slot 0 of every row (checkpoints of the old layout)."""
         if self.writer:
             for start in range(0, snapshot.shape[0], 65536):  # chunked: never all of it in RAM
-                chunk = torch.from_numpy(np.ascontiguousarray(snapshot[start : start + 65536]))
+                chunk = torch.from_numpy(np.array(snapshot[start : start + 65536]))  # a copy
                 self.data[2 * start : 2 * (start + len(chunk)) : 2] = chunk
         self.current.zero_()
         self.checkpointed.zero_()
