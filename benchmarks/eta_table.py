@@ -1,7 +1,7 @@
 """Throughput, checkpoint cost and memory of the moving-average eta table, before and after.
 
 Usage: python benchmarks/eta_table.py [--rows 1281167] [--dim 2048] [--steps 200]
-    [--dir /tmp] [--arms before,after] [--before-commit b17372e]
+    [--dir /tmp] [--arms after,before] [--before-commit b17372e]
 
 Creates a rows x dim float16 memmap table (5.2 GB at ImageNet size; sparse until
 written) and runs the moving-average update (read, blend, statistics, write; as
@@ -10,16 +10,21 @@ epoch sampler does: first each batch once (rows never written before, as in a fi
 epoch), then the same batches again in another order (rows written before, as in every
 later epoch). The batches are drawn before the clock starts. It reports rows/s of the
 whole update and of the table work inside it (the gathers and scatters: what stays on
-the host when the blend runs on a GPU), the time of a checkpoint snapshot and of a
-resume from it, the folder's size on disk, and the process's memory (RssAnon: private
-memory; RssFile: page-cache pages of the file mapped in, reclaimable by the kernel).
+the host when the blend runs on a GPU), page faults per row (read-ahead around a random
+row, or one fault per row written), the time of a checkpoint snapshot and of a resume
+from it, the folder's size on disk, and the process's memory (RssAnon: private memory;
+RssFile: page-cache pages of the file mapped in, reclaimable by the kernel).
 
 Both arms run in one process on the same batches: ``after`` is the current code,
 ``before`` the table and provider of ``--before-commit`` (read from git; the copy of the
 whole file per snapshot), so the two are measured side by side on the same machine.
+Each arm starts after ``os.sync()``, so neither pays for the other's writes still on
+their way to the disk.
 """
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +51,11 @@ def _memory_mb() -> dict[str, float]:
         if key in ("RssAnon", "RssFile", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024
     return fields
+
+
+def _faults() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt + usage.ru_majflt
 
 
 def _disk_mb(folder: Path) -> float:
@@ -117,13 +127,14 @@ def run_arm(
         phases = {"first": batches, "again": [batches[int(i)] for i in order]}
         step = 0
         for phase, batch_list in phases.items():
-            clock.seconds, t0 = 0.0, time.perf_counter()
+            clock.seconds, faults, t0 = 0.0, _faults(), time.perf_counter()
             for idx in batch_list:
                 targets.apply(out, idx, step)
                 step += 1
             seconds, rows = time.perf_counter() - t0, len(batch_list) * args.batch
             figures[f"{phase}_update"] = rows / seconds
             figures[f"{phase}_table"] = rows / clock.seconds
+            figures[f"{phase}_faults"] = (_faults() - faults) / rows
         mem = _memory_mb()
         figures["rss_anon"] = mem["RssAnon"] - start["RssAnon"]
         figures["rss_file"], figures["peak"] = mem["RssFile"], mem["VmHWM"]
@@ -140,8 +151,10 @@ def run_arm(
 ROWS = [  # (figure key, label, format)
     ("first_update", "update, rows never written (first epoch), rows/s", "{:,.0f}"),
     ("first_table", "  of which table work (gathers + scatters), rows/s", "{:,.0f}"),
+    ("first_faults", "  page faults per row", "{:.1f}"),
     ("again_update", "update, rows written before (later epochs), rows/s", "{:,.0f}"),
     ("again_table", "  of which table work, rows/s", "{:,.0f}"),
+    ("again_faults", "  page faults per row", "{:.1f}"),
     ("snapshot", "checkpoint snapshot, s", "{:.2f}"),
     ("resume", "resume from it, s", "{:.2f}"),
     ("disk", "folder on disk after both phases, MB", "{:,.0f}"),
@@ -158,7 +171,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--dir", default=None, help="folder for the memmap (default: a temp dir)")
-    ap.add_argument("--arms", default="before,after")
+    ap.add_argument("--arms", default="after,before", help="in the order they run")
     ap.add_argument("--before-commit", default=BEFORE_COMMIT)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -169,15 +182,17 @@ def main() -> None:
     arms: dict[str, tuple[type, type]] = {"after": (EtaTable, MovingAverageTargets)}
     if "before" in args.arms:
         arms["before"] = before_classes(args.before_commit)
-    results = {
-        arm: run_arm(arms[arm], args, batches) for arm in args.arms.split(",") if arm in arms
-    }
+    results = {}
+    for arm in args.arms.split(","):
+        if arm in arms:
+            os.sync()  # the other arm's dirty pages reach the disk before this one starts
+            results[arm] = run_arm(arms[arm], args, batches)
     size_gb = args.rows * args.dim * 2 / 1e9
     print(
         f"memmap float16 table {args.rows:,} x {args.dim} ({size_gb:.1f} GB of values), "
         f"{args.steps} batches of {args.batch} rows, each phase"
     )
-    names = list(results)
+    names = sorted(results, key=lambda n: n != "before")  # before, then after
     labels = [f"before ({args.before_commit})" if n == "before" else n for n in names]
     print(f"  {'':54}" + "".join(f"{label:>18}" for label in labels))
     for key, label, fmt in ROWS:
