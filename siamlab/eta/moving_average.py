@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from siamlab.eta.provider import mean_cosine, unit_drift, with_targets
-from siamlab.eta.table import EtaTable
+from siamlab.eta.table import EtaTable, RowBuffers
 from siamlab.models.siamese import SiameseOutput
 from siamlab.train.distributed import all_gather_cat, barrier, is_distributed
 
@@ -32,6 +32,14 @@ class MovingAverageTargets:
 
     def __init__(self, table: EtaTable, momentum: float) -> None:
         self.table, self.m = table, momentum
+        self._buffers: RowBuffers | None = None
+
+    def _host(self, device: torch.device) -> RowBuffers:
+        """The host buffers of a batch's stored rows (pinned when z lives on a GPU)."""
+        if self._buffers is None:
+            pin = device.type == "cuda"
+            self._buffers = RowBuffers(self.table.dim, self.table.dtype, pin)
+        return self._buffers
 
     def before_step(self, step: int) -> None:
         """Nothing to prepare: eta is updated as images are sampled."""
@@ -49,7 +57,9 @@ class MovingAverageTargets:
         idx = idx.cpu()
         device = out.z1.device
         z1, z2 = (z.detach().float() for z in (out.z1, out.z2))  # (B, d)
-        old = self.table.gather(idx).to(device).float()  # (B, d)
+        host = self._host(device)
+        rows = self.table.gather(idx, out=host.get("old", len(idx)))  # (B, d) as stored
+        old = rows.to(device, non_blocking=True).float()  # (B, d)
         seen = self.table.visited[idx]  # (B,)
         age = (step - self.table.last_step[idx][seen]).float()
         keep = torch.where(seen[:, None], self.m, 0.0).to(device)  # (B, 1); 0: first visit
@@ -57,7 +67,8 @@ class MovingAverageTargets:
         t1 = ((1 - keep) * z1).add_(kept)  # in place: the same values, fewer buffers
         t2 = ((1 - keep) * z2).add_(kept)
         new = (t1 + t2).div_(2)
-        stored = new.to(self.table.dtype).cpu()  # (B, d) what the table keeps
+        cast = new if new.device.type == "cpu" else new.to(self.table.dtype)  # cast on the GPU
+        stored = host.get("new", len(idx)).copy_(cast)  # (B, d) what the table keeps
         if is_distributed():  # every copy of the table gets every rank's rows
             self.table.write(all_gather_cat(idx), all_gather_cat(stored), step)
             barrier()  # a node's shared file is written before anyone reads it again

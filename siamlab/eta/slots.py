@@ -118,9 +118,9 @@ class SlotFile:
         except (OSError, KeyError, TypeError, ValueError):
             return -1
 
-    def read(self, rows: torch.Tensor) -> torch.Tensor:
-        """The values of ``rows`` (B,), sorted ascending, as stored (B, d)."""
-        return self.data.index_select(0, 2 * rows + self.current[rows])
+    def read(self, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The values of ``rows`` (B,), sorted ascending, as stored, into ``out`` (B, d)."""
+        return torch.index_select(self.data, 0, 2 * rows + self.current[rows], out=out)
 
     def write(self, rows: torch.Tensor, values: torch.Tensor) -> None:
         """Store ``values`` (B, d) at ``rows`` (B,), sorted ascending, in their free slots."""

@@ -26,6 +26,26 @@ def _ascending(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, order
 
 
+class RowBuffers:
+    """Host (B, d) buffers reused from step to step, by name; pinned for copies to a GPU.
+
+    A fresh tensor of megabytes per step costs a page fault per 4 KB whenever the C
+    allocator has handed the previous one back to the kernel; a reused one costs none.
+    """
+
+    def __init__(self, dim: int, dtype: torch.dtype, pin: bool = False) -> None:
+        self.dim, self.dtype, self.pin = dim, dtype, pin
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int) -> torch.Tensor:
+        """Buffer ``name`` with room for ``rows`` rows (its first ``rows`` rows; no copy)."""
+        buf = self._buffers.get(name)
+        if buf is None or len(buf) < rows:
+            buf = torch.empty(rows, self.dim, dtype=self.dtype, pin_memory=self.pin)
+            self._buffers[name] = buf
+        return buf[:rows]
+
+
 class EtaTable:
     """``rows`` x ``dim`` values plus, per row, whether and when it was last written.
 
@@ -70,31 +90,41 @@ class EtaTable:
             self.slots = SlotFile(path, rows, dim, self.np_dtype, writer)
         else:  # np.zeros: pages are mapped in as rows are first written
             self.values = torch.from_numpy(np.zeros((rows, dim), dtype=self.np_dtype))
+        self._scratch = RowBuffers(dim, self.dtype)  # sorted copies of a batch's rows
 
     @property
     def every_rank_state(self) -> bool:
         """A memmap checkpoint is a generation every process must switch to."""
         return self.slots is not None
 
-    def gather(self, idx: torch.Tensor) -> torch.Tensor:
+    def gather(self, idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ``idx`` (B,) in the storage dtype (B, d), in the order of ``idx``.
+
+        Args:
+            idx: the batch's rows.
+            out: a (B, d) host tensor of the storage dtype to fill (default: a new one).
 
         A row never written reads as zeros without being touched (no page fault, and
         nothing left in a reused file can leak into a fresh run).
         """
         rows, order = _ascending(idx.cpu())
+        out = torch.empty(len(rows), self.dim, dtype=self.dtype) if out is None else out
         seen = self.visited[rows]  # (B,)
         if bool(seen.all()):
-            found = self._read(rows)
-        else:
-            found = torch.zeros(len(rows), self.dim, dtype=self.dtype)
-            hit = seen.nonzero().squeeze(1)
-            if len(hit):
-                found.index_copy_(0, hit, self._read(rows[hit]))
-        return torch.empty_like(found).index_copy_(0, order, found)  # back to batch order
+            out.index_copy_(0, order, self._read(rows))  # back to batch order
+            return out
+        out.zero_()
+        hit = seen.nonzero().squeeze(1)
+        if len(hit):
+            out.index_copy_(0, order[hit], self._read(rows[hit]))
+        return out
 
     def _read(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.slots.read(rows) if self.slots else self.values.index_select(0, rows)
+        """Rows ``rows`` (sorted) into the scratch buffer."""
+        found = self._scratch.get("sorted", len(rows))
+        if self.slots is not None:
+            return self.slots.read(rows, found)
+        return torch.index_select(self.values, 0, rows, out=found)
 
     def read(self, idx: torch.Tensor) -> torch.Tensor:
         """Rows ``idx`` (B,) as float32 (B, d)."""
@@ -104,7 +134,8 @@ class EtaTable:
         """Store ``values`` (B, d) at rows ``idx`` (B,) and mark them visited at ``step``."""
         idx = idx.cpu()
         rows, order = _ascending(idx)
-        stored = values.detach().to(self.dtype).cpu().index_select(0, order)  # (B, d) sorted
+        host = self._scratch.get("cast", len(rows)).copy_(values.detach())  # storage dtype
+        stored = torch.index_select(host, 0, order, out=self._scratch.get("sorted", len(rows)))
         if self.slots is not None:
             self.slots.write(rows, stored)
         else:
