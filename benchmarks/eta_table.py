@@ -100,10 +100,10 @@ class _Clock:
                 setattr(table, name, self._timed(getattr(table, name)))
 
     def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return method(*args)
+                return method(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - start
 
