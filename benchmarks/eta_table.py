@@ -18,11 +18,13 @@ RssFile: page-cache pages of the file mapped in, reclaimable by the kernel).
 Both arms run in one process on the same batches: ``after`` is the current code,
 ``before`` the table and provider of ``--before-commit`` (read from git; the copy of the
 whole file per snapshot), so the two are measured side by side on the same machine.
-Each arm starts after ``os.sync()``, so neither pays for the other's writes still on
-their way to the disk.
+Each arm runs in a fresh process (the C allocator's state, which decides whether a
+step's temporaries cost page faults, starts the same) after ``os.sync()`` (neither pays
+for the other's writes still on their way to the disk).
 """
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -173,20 +175,26 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="folder for the memmap (default: a temp dir)")
     ap.add_argument("--arms", default="after,before", help="in the order they run")
     ap.add_argument("--before-commit", default=BEFORE_COMMIT)
+    ap.add_argument("--arm-json", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch.manual_seed(0)
     if args.steps * args.batch > args.rows:
         ap.error("--steps x --batch must not exceed --rows (one epoch's permutation)")
-    perm = torch.randperm(args.rows, generator=torch.Generator().manual_seed(0))
-    batches = list(perm[: args.steps * args.batch].split(args.batch))
-    arms: dict[str, tuple[type, type]] = {"after": (EtaTable, MovingAverageTargets)}
-    if "before" in args.arms:
-        arms["before"] = before_classes(args.before_commit)
+    if args.arm_json:  # one arm, in a process of its own: write its figures
+        torch.manual_seed(0)
+        perm = torch.randperm(args.rows, generator=torch.Generator().manual_seed(0))
+        batches = list(perm[: args.steps * args.batch].split(args.batch))
+        arm = args.arms
+        classes = before_classes(args.before_commit) if arm == "before" else None
+        figures = run_arm(classes or (EtaTable, MovingAverageTargets), args, batches)
+        args.arm_json.write_text(json.dumps(figures))
+        return
     results = {}
     for arm in args.arms.split(","):
-        if arm in arms:
-            os.sync()  # the other arm's dirty pages reach the disk before this one starts
-            results[arm] = run_arm(arms[arm], args, batches)
+        os.sync()  # the other arm's dirty pages reach the disk before this one starts
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--arms", arm, "--arm-json", out.name]
+            subprocess.run(cmd, check=True)
+            results[arm] = json.loads(Path(out.name).read_text())
     size_gb = args.rows * args.dim * 2 / 1e9
     print(
         f"memmap float16 table {args.rows:,} x {args.dim} ({size_gb:.1f} GB of values), "

@@ -64,9 +64,9 @@ class MovingAverageTargets:
         age = (step - self.table.last_step[idx][seen]).float()
         keep = torch.where(seen[:, None], self.m, 0.0).to(device)  # (B, 1); 0: first visit
         kept = keep * old  # old is 0 for a first visit (the table never read it)
-        t1 = ((1 - keep) * z1).add_(kept)  # in place: the same values, fewer buffers
-        t2 = ((1 - keep) * z2).add_(kept)
-        new = (t1 + t2).div_(2)
+        t1 = kept + (1 - keep) * z1
+        t2 = kept + (1 - keep) * z2
+        new = (t1 + t2) / 2
         cast = new if new.device.type == "cpu" else new.to(self.table.dtype)  # cast on the GPU
         stored = host.get("new", len(idx)).copy_(cast)  # (B, d) what the table keeps
         if is_distributed():  # every copy of the table gets every rank's rows
