@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 
+from siamlab.eta.table import EtaTable
 from siamlab.results.store import open_run
 from siamlab.train.checkpoint import load_checkpoint
 from siamlab.train.distributed import sum_over_ranks
@@ -93,6 +94,31 @@ def test_two_processes_update_the_same_eta_rows(tmp_path):
     assert torch.equal(ta["last_step"], tb["last_step"])
     torch.testing.assert_close(ta["values"], tb["values"], rtol=1e-4, atol=1e-4)
     _close(open_run(one)["loss"].values, open_run(two)["loss"].values, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_memmap_table_across_generations(tmp_path):
+    """Both ranks switch the table's generation at every checkpoint (after each epoch),
+    so epoch 3 reads what rank 0 wrote in epoch 2: a rank left on the old slot map would
+    read epoch 1's rows."""
+    extra = [
+        "train.epochs=3",
+        "objective.eta.mode=moving_average",
+        "model.predictor.kind=none",
+        "objective.eta.storage=memmap",
+        "train.checkpoint_every_epochs=1",
+    ]
+    one, two = _run(tmp_path, 1, extra), _run(tmp_path, 2, extra)
+    _close(open_run(one)["loss"].values, open_run(two)["loss"].values, rtol=1e-4)
+    every = torch.arange(256)
+    tables = []
+    for run, folder in ((one, one / "eta"), (two, two / "eta" / "node0")):
+        state = load_checkpoint(run / "checkpoints")
+        table = EtaTable(256, 64, "float32", "memmap", folder)
+        table.load_state_dict(state["targets"]["table"])
+        assert state["targets"]["table"]["generation"] == 3
+        tables.append(table.read(every))
+    torch.testing.assert_close(tables[0], tables[1], rtol=1e-4, atol=1e-4)
 
 
 def _sum_worker(rank: int, init: str, out: str) -> None:

@@ -6,6 +6,7 @@ import torch
 import xarray as xr
 
 from siamlab.data.plan import BatchPlan
+from siamlab.errors import ResultsError
 from siamlab.eta.cached import CachedTargets
 from siamlab.eta.moving_average import MovingAverageTargets
 from siamlab.eta.provider import with_targets
@@ -13,8 +14,10 @@ from siamlab.eta.table import EtaTable
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
 from siamlab.results.store import open_run
+from siamlab.run.checkpointer import Checkpointer, Part
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint
+from siamlab.train.distributed import DistInfo
 from tests.conftest import kill_after_epoch, tiny_runs
 
 
@@ -172,7 +175,7 @@ def test_memmap_and_memory_storage_train_identically(tmp_path):
     memory = _run(tmp_path / "m", *ma)
     memmap = _run(tmp_path / "d", *ma, "objective.eta.storage=memmap")
     xr.testing.assert_equal(memory["loss"], memmap["loss"])
-    assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.work.npy").is_file()
+    assert (tmp_path / "d" / "tiny" / "default" / "seed0" / "eta" / "eta.slots.npy").is_file()
 
 
 @pytest.mark.parametrize(
@@ -195,3 +198,131 @@ def test_resume_restores_eta(tmp_path, monkeypatch, mode):
     wa = load_checkpoint(full.directory / "checkpoints")["model"]
     wb = load_checkpoint(resumed.directory / "checkpoints")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _writes(tables, steps, generator, rows=64, batch=16, dim=8):
+    """The same random batches written into every table of ``tables``."""
+    for step in steps:
+        idx = torch.randperm(rows, generator=generator)[:batch]
+        values = torch.randn(batch, dim, generator=generator)
+        for table in tables:
+            table.write(idx, values, step)
+
+
+def _same_table(a, b):
+    every = torch.arange(a.rows)
+    assert torch.equal(a.visited, b.visited) and torch.equal(a.last_step, b.last_step)
+    torch.testing.assert_close(a.read(every), b.read(every), rtol=0, atol=0)
+
+
+def test_memmap_generations_restore_exactly_after_a_kill(tmp_path):
+    """A checkpoint is a generation (flush + slot map): what a killed run wrote after it,
+    or while checkpointing, never reaches the rows a resume reads."""
+    g = torch.Generator().manual_seed(0)
+    table = EtaTable(64, 8, "float16", "memmap", tmp_path)
+    mirror = EtaTable(64, 8, "float16", "memory")  # the same writes, never killed
+    _writes([table, mirror], range(0, 5), g)
+    table.state_dict()
+    _writes([table, mirror], range(5, 10), g)
+    saved, expected = table.state_dict(), mirror.state_dict()  # generation 2 -> last.pt
+    _writes([table], range(10, 17), g)  # then killed before the next checkpoint
+    table.state_dict()  # ... or inside it: generation 3 flushed, last.pt not replaced
+    resumed = EtaTable(64, 8, "float16", "memmap", tmp_path)  # a new process
+    resumed.load_state_dict(saved)
+    _same_table(resumed, mirror)
+    _writes([resumed, mirror], range(10, 20), g)  # and it continues as the mirror does
+    _same_table(resumed, mirror)
+    again = EtaTable(64, 8, "float16", "memmap", tmp_path)  # killed again: same checkpoint
+    again.load_state_dict(saved)
+    mirror.load_state_dict(expected)
+    _same_table(again, mirror)
+
+
+def test_memmap_checkpoint_copies_no_rows(tmp_path):
+    table = EtaTable(1000, 8, "float16", "memmap", tmp_path)
+    table.write(torch.arange(0, 1000, 7), torch.ones(143, 8), step=0)
+    state = table.state_dict()
+    assert set(state) == {"visited", "last_step", "generation", "slots"}
+    assert state["slots"].shape == (1000,) and state["slots"].dtype == torch.uint8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eta.slots.json", "eta.slots.npy"]
+
+
+def test_resume_refuses_a_recreated_table(tmp_path):
+    table = EtaTable(10, 4, "float16", "memmap", tmp_path)
+    table.write(torch.tensor([3]), torch.ones(1, 4), step=0)
+    state = table.state_dict()
+    for file in tmp_path.iterdir():
+        file.unlink()  # e.g. a node-local folder lost with its node
+    fresh = EtaTable(10, 4, "float16", "memmap", tmp_path)
+    with pytest.raises(ResultsError, match="generation 0, older than the checkpoint's 1"):
+        fresh.load_state_dict(state)
+
+
+def test_unwritten_rows_read_as_zero_in_a_reused_file(tmp_path):
+    old = EtaTable(10, 4, "float32", "memmap", tmp_path)
+    old.write(torch.arange(10), torch.full((10, 4), 5.0), step=0)
+    old.state_dict()
+    fresh = EtaTable(10, 4, "float32", "memmap", tmp_path)  # a fresh run, same folder
+    fresh.write(torch.tensor([2]), torch.ones(1, 4), step=0)
+    expected = torch.zeros(10, 4)
+    expected[2] = 1
+    torch.testing.assert_close(fresh.read(torch.arange(10)), expected, rtol=0, atol=0)
+
+
+def test_memmap_resumes_a_checkpoint_of_the_copying_layout(tmp_path):
+    """Checkpoints written before the two-slot file held a path to a full copy."""
+    values = np.arange(40, dtype=np.float16).reshape(10, 4)
+    np.save(tmp_path / "eta.snapshot.npy", values)
+    visited = torch.zeros(10, dtype=torch.bool)
+    visited[[1, 4]] = True
+    state = {
+        "visited": visited,
+        "last_step": torch.where(visited, 3, -1),
+        "snapshot": str(tmp_path / "eta.snapshot.npy"),
+    }
+    table = EtaTable(10, 4, "float16", "memmap", tmp_path / "eta")
+    table.load_state_dict(state)
+    rows = torch.tensor([1, 4])
+    torch.testing.assert_close(table.read(rows), torch.from_numpy(values[[1, 4]]).float())
+    table.write(rows, torch.zeros(2, 4), step=4)  # then continues in the new layout
+    resumed = EtaTable(10, 4, "float16", "memmap", tmp_path / "eta")
+    resumed.load_state_dict(table.state_dict())
+    _same_table(resumed, table)
+
+
+def test_gather_and_write_keep_the_batch_order():
+    table = EtaTable(20, 3, "float32", "memory")
+    idx = torch.tensor([17, 2, 9, 0])  # unsorted, as the sampler gives them
+    values = torch.arange(12, dtype=torch.float32).reshape(4, 3)
+    table.write(idx, values, step=0)
+    torch.testing.assert_close(table.read(idx), values, rtol=0, atol=0)
+    torch.testing.assert_close(table.read(torch.tensor([9, 17])), values[[2, 0]])
+    with pytest.raises(ValueError, match="twice"):
+        table.write(torch.tensor([1, 1]), torch.zeros(2, 3), step=1)
+
+
+class _Marks:
+    def __init__(self):
+        self.calls = 0
+
+    def state_dict(self):
+        self.calls += 1
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_every_rank_part_marks_its_generation_on_other_ranks(tmp_path):
+    """Under torchrun every rank's table switches generation; only rank 0 saves."""
+    every, main_only = _Marks(), _Marks()
+    parts = [Part("targets", every, every_rank=True), Part("model", main_only)]
+    Checkpointer(tmp_path, {}, parts, results=None, dist=DistInfo(1, 2)).save(4, "running")
+    assert every.calls == 1 and main_only.calls == 0
+    assert not (tmp_path / "checkpoints").exists()  # rank 1 writes no last.pt
+
+
+def test_moving_average_provider_asks_every_rank_for_a_memmap_checkpoint(tmp_path):
+    memmap = MovingAverageTargets(EtaTable(4, 2, "float16", "memmap", tmp_path), 0.8)
+    memory = MovingAverageTargets(EtaTable(4, 2, "float16", "memory"), 0.8)
+    assert memmap.every_rank_state and not memory.every_rank_state

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from siamlab.eta.provider import mean_cosine, unit_drift, with_targets
-from siamlab.eta.table import EtaTable
+from siamlab.eta.table import EtaTable, RowBuffers
 from siamlab.models.siamese import SiameseOutput
 from siamlab.train.distributed import all_gather_cat, barrier, is_distributed
 
@@ -32,6 +32,14 @@ class MovingAverageTargets:
 
     def __init__(self, table: EtaTable, momentum: float) -> None:
         self.table, self.m = table, momentum
+        self._buffers: RowBuffers | None = None
+
+    def _host(self, device: torch.device) -> RowBuffers:
+        """The host buffers of a batch's stored rows (pinned when z lives on a GPU)."""
+        if self._buffers is None:
+            pin = device.type == "cuda"
+            self._buffers = RowBuffers(self.table.dim, self.table.dtype, pin)
+        return self._buffers
 
     def before_step(self, step: int) -> None:
         """Nothing to prepare: eta is updated as images are sampled."""
@@ -41,30 +49,40 @@ class MovingAverageTargets:
     ) -> tuple[SiameseOutput, dict[str, float]]:
         """Update eta for the batch's images and use it as their targets.
 
-        The table stores values, so eta is built from copies of z without their graph
-        (the stop-gradient of the loss is :func:`siamlab.objectives.stop_gradient`'s).
+        The blend runs where z is (the GPU in a GPU run): only the batch's stored rows
+        travel, in the table's dtype. The table stores values, so eta is built from
+        copies of z without their graph (the stop-gradient of the loss is
+        :func:`siamlab.objectives.stop_gradient`'s).
         """
         idx = idx.cpu()
-        z1, z2 = (z.detach().float().cpu() for z in (out.z1, out.z2))  # stored values (B, d)
-        old = self.table.read(idx)  # (B, d)
+        device = out.z1.device
+        z1, z2 = (z.detach().float() for z in (out.z1, out.z2))  # (B, d)
+        host = self._host(device)
+        rows = self.table.gather(idx, out=host.get("old", len(idx)))  # (B, d) as stored
+        old = rows.to(device, non_blocking=True).float()  # (B, d)
         seen = self.table.visited[idx]  # (B,)
         age = (step - self.table.last_step[idx][seen]).float()
-        keep = torch.where(seen[:, None], torch.full_like(z1[:, :1], self.m), 0.0)  # (B, 1)
-        t1 = keep * old + (1 - keep) * z1
-        t2 = keep * old + (1 - keep) * z2
+        keep = torch.where(seen[:, None], self.m, 0.0).to(device)  # (B, 1); 0: first visit
+        kept = keep * old  # old is 0 for a first visit (the table never read it)
+        t1 = kept + (1 - keep) * z1
+        t2 = kept + (1 - keep) * z2
         new = (t1 + t2) / 2
+        cast = new if new.device.type == "cpu" else new.to(self.table.dtype)  # cast on the GPU
+        stored = host.get("new", len(idx)).copy_(cast)  # (B, d) what the table keeps
         if is_distributed():  # every copy of the table gets every rank's rows
-            self.table.write(all_gather_cat(idx), all_gather_cat(new), step)
+            self.table.write(all_gather_cat(idx), all_gather_cat(stored), step)
             barrier()  # a node's shared file is written before anyone reads it again
         else:
-            self.table.write(idx, new, step)
-        stats = {
-            "eta_drift": unit_drift(new[seen], old[seen]),
-            "eta_cosine": mean_cosine(z1[seen], old[seen]),
-            "eta_age": float(age.mean()) if len(age) else float("nan"),
-        }
-        device, dtype = out.z1.device, out.z1.dtype
-        return with_targets(out, t1.to(device, dtype), t2.to(device, dtype)), stats
+            self.table.write(idx, stored, step)
+        stats = _stats(new, old, z1, seen.to(device))
+        stats["eta_age"] = float(age.mean()) if len(age) else float("nan")
+        dtype = out.z1.dtype
+        return with_targets(out, t1.to(dtype), t2.to(dtype)), stats
+
+    @property
+    def every_rank_state(self) -> bool:
+        """Every rank takes part in a checkpoint of a memmap table (its generation)."""
+        return self.table.every_rank_state
 
     def state_dict(self) -> dict[str, Any]:
         """The table's state."""
@@ -73,3 +91,12 @@ class MovingAverageTargets:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the table."""
         self.table.load_state_dict(state["table"])
+
+
+def _stats(
+    new: torch.Tensor, old: torch.Tensor, z1: torch.Tensor, seen: torch.Tensor
+) -> dict[str, float]:
+    """Drift of eta and cosine of z1 with it over the rows seen before (B, d), (B,)."""
+    if not bool(seen.all()):  # a mask copies: only when some rows are first visits
+        new, old, z1 = new[seen], old[seen], z1[seen]
+    return {"eta_drift": unit_drift(new, old), "eta_cosine": mean_cosine(z1, old)}

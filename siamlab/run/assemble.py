@@ -186,7 +186,10 @@ def build_run(
         Part("monitor", monitor),  # e.g. an epoch's running loss mid-epoch
     ]
     if eta is not None:
-        parts.append(Part("targets", eta, per_rank=getattr(eta, "per_rank_state", False)))
+        per_rank, every_rank = (
+            getattr(eta, k, False) for k in ("per_rank_state", "every_rank_state")
+        )
+        parts.append(Part("targets", eta, per_rank=per_rank, every_rank=every_rank))
     checkpointer = Checkpointer(directory, config, parts, results, dist)
     saves = SaveSchedule(
         checkpointer, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe

@@ -4,8 +4,11 @@ The parts are the model, the optimiser, the recorder, torch's CPU random stream,
 run's creation time, the monitor's hook state and the eta source (see
 :func:`siamlab.run.assemble.build_run`). Under torchrun rank 0 writes ``last.pt``;
 a part marked ``per_rank`` (cached eta: each process caches its own share of the
-batches) is written by every rank to its own file beside it. Each save is followed by
-the results that match it.
+batches) is written by every rank to its own file beside it, and one marked
+``every_rank`` (a memmap eta table: each process keeps the slot map of the checkpointed
+generation) has its ``state_dict`` called on every rank, rank 0's being saved; the
+ranks meet before ``last.pt`` names the new generation. Each save is followed by the
+results that match it.
 """
 
 from collections.abc import Sequence
@@ -38,11 +41,17 @@ class Stateful(Protocol):
 
 @dataclass(frozen=True)
 class Part:
-    """A named stateful part; ``per_rank``: each process keeps its own state."""
+    """A named stateful part.
+
+    ``per_rank``: each process keeps and saves its own state. ``every_rank``: each
+    process's ``state_dict`` must run at a checkpoint (it marks a generation), but
+    rank 0's state is the one saved.
+    """
 
     name: str
     obj: Stateful
     per_rank: bool = False
+    every_rank: bool = False
 
 
 class CpuRandomStream:
@@ -123,10 +132,12 @@ class Checkpointer:
         for part in self.parts:
             path = self._own_file(part)
             if path is None:
-                state[part.name] = part.obj.state_dict() if self.dist.is_main else None
+                own = part.obj.state_dict() if self.dist.is_main or part.every_rank else None
+                state[part.name] = own if self.dist.is_main else None
             else:
                 atomic_write(path, partial(_save, part.obj.state_dict()))
                 state[part.name] = None
+        barrier()  # every rank's part of this checkpoint is on disk before last.pt names it
         if self.dist.is_main:
             save_checkpoint(self.folder, state)
             self.results.write(status)

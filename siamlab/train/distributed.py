@@ -2,7 +2,8 @@
 
 siamlab runs under PyTorch's own launcher (``torchrun``): it reads RANK, WORLD_SIZE
 and LOCAL_RANK from the environment. Without them every helper here acts as for a
-single process. Backend: nccl on CUDA, gloo on CPU.
+single process. Backend: nccl for CUDA tensors on a CUDA job, with gloo beside it for
+the CPU tensors some helpers exchange (scalars, eta rows); gloo alone on CPU.
 """
 
 import os
@@ -27,13 +28,22 @@ class DistInfo:
         return self.rank == 0
 
 
+def backend(device_type: str) -> str:
+    """The process group's backend for a job on ``device_type``.
+
+    nccl carries only CUDA tensors; :func:`all_gather_cat`, :func:`mean_over_ranks` and
+    :func:`any_rank` exchange CPU tensors, which go through gloo in the same group.
+    """
+    return "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group described by torchrun's environment (once per process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return DistInfo()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend(device_type))
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
