@@ -69,26 +69,9 @@ def tiny(tmp_path: Path) -> RunSpec:
     return tiny_runs(tmp_path)[0]
 
 
-class Killed(Exception):
-    """Stands for a crash right after a checkpoint (see :func:`resume_after_kill`)."""
-
-
 def resume_after_kill(spec: RunSpec, epoch: int, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run ``spec``, kill it right after its checkpoint of ``epoch``, resume it; the outcome."""
-    from siamlab.run.checkpointer import SaveSchedule
-    from siamlab.run.train_run import train_run
-
-    original = SaveSchedule.after_epoch
-
-    def kill(self, done_epoch, step, is_last):
-        original(self, done_epoch, step, is_last)
-        if done_epoch == epoch:
-            raise Killed
-
-    monkeypatch.setattr(SaveSchedule, "after_epoch", kill)
-    with pytest.raises(Killed):
-        train_run(spec, progress=False)
-    monkeypatch.setattr(SaveSchedule, "after_epoch", original)
+    kill_after_epoch(spec, epoch, monkeypatch)
     return train_run(spec, progress=False)
 
 
