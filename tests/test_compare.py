@@ -92,6 +92,8 @@ def test_verdict_over_seeds_text_and_onset():
         (["healthy@1", "healthy@2"], "no_collapse", "yes"),
         (["collapsed@5", "healthy@1", "collapsed@7"], "collapse", "2/3"),
         (["dimensional_collapse@8"], "collapse", "no"),  # complete collapse only
+        (["partial_collapse@6"], "collapse", "yes"),  # on its way: a short run
+        (["partial_collapse@6"], "no_collapse", "no"),
         (["dimensional_collapse@8"], "dimensional_collapse", "yes"),
         (["unstable@2"], "unstable", "yes"),
         (["unstable@2"], "diverges", "yes"),  # a diverged run's verdict is unstable

@@ -131,15 +131,23 @@ def test_epochs_come_from_the_file_else_its_name(tmp_path):
 
 
 def test_the_verdict_from_embeddings_alone():
-    cfg = VerdictConfig()  # collapsed below residual norm 0.2, dimensional below erank 0.05
+    cfg = VerdictConfig(  # the thresholds spelled out, whatever the defaults
+        collapsed_residual_norm=0.2,
+        dimensional_erank_fraction=0.05,
+        partial_residual_norm=0.7,
+        partial_erank_fraction=0.25,
+    )
     judge = lambda norm, frac: judge_embeddings(  # noqa: E731
         cfg, {"z_residual_norm": norm, "z_residual_erank_fraction": frac}, "z", 4
     )[0]
-    assert [judge(0.05, 0.3), judge(0.9, 0.01), judge(0.9, 0.3)] == [
+    assert [judge(0.05, 0.3), judge(0.9, 0.01), judge(0.5, 0.1), judge(0.9, 0.3)] == [
         "collapsed",
         "dimensional_collapse",
+        "partial_collapse",  # the centre dominates and the residual has few directions
         "healthy",
     ]
+    assert judge(0.5, 0.9) == "healthy"  # a large offset over a full-rank residual
+    assert judge(0.9, 0.1) == "healthy"  # low rank, but the centre does not dominate
     assert judge(math.nan, math.nan) == "unstable"  # non-finite: no residual measured
     one = fold([(40, "collapsed", "e")], hold_for(cfg, 1))[-1]
     assert (one.verdict, one.provisional) == ("collapsed", False)  # one checkpoint: alone

@@ -48,8 +48,16 @@ def test_tune_finds_a_point_that_gets_every_tuning_run_right(calib):
 def test_the_confusion_table_counts_right_and_wrong(calib):
     runs = calib.synthetic_runs(seeds=(0,))
     table = calib.confusion(runs, VerdictConfig(unstable_noise_ratio=50.0))
-    assert "| unstable | 1 | 0 | 0 | 0 | 0 |" in table  # judged healthy: wrong
-    assert "1 of 2 run verdicts right (50%)" in table
+    assert "| unstable | 1 | 0 | 0 | 0 | 0 | 0 |" in table  # judged healthy: wrong
+    assert "1 of 2 run verdicts right (50%; 1 if a collapse must be complete" in table
+
+
+def test_a_collapse_on_its_way_counts_as_right_for_a_complete_collapse_only(calib):
+    run = calib.LabelledRun("x", "digits", 0, "collapsed", "finished", [])
+    assert calib.right(run, "collapsed") and calib.right(run, "partial_collapse")
+    assert not calib.right(run, "healthy") and not calib.right(run, "dimensional_collapse")
+    healthy = calib.LabelledRun("y", "digits", 0, "healthy", "finished", [])
+    assert not calib.right(healthy, "partial_collapse")
 
 
 def test_main_writes_the_report_from_results_roots(calib, tmp_path):

@@ -20,6 +20,7 @@ VERDICT_STYLE = {
     "healthy": "green",
     "collapsed": "bold red",
     "dimensional_collapse": "red",
+    "partial_collapse": "red",
     "unstable": "yellow",
     "not_converging": "yellow",
 }

@@ -1,7 +1,7 @@
 """The verdict of a checkpoint, from its embeddings alone.
 
-A checkpoint holds weights, not the training loss, so of the training verdict's five states
-(:mod:`siamlab.diagnostics.verdict_rule`) three can be told from the embeddings and two
+A checkpoint holds weights, not the training loss, so of the training verdict's six states
+(:mod:`siamlab.diagnostics.verdict_rule`) four can be told from the embeddings and two
 cannot:
 
 - ``collapsed``: the residual of z/|z| around its centre has vanished
@@ -11,7 +11,11 @@ cannot:
   this rule says ``collapsed`` -- the representation *is* collapsed, whatever the cause.
 - ``dimensional_collapse``: the residual spans few effective dimensions
   (``z_residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
-- ``healthy``: neither.
+- ``partial_collapse``: the centre holds most of each embedding
+  (``z_residual_norm < partial_residual_norm``) and the residual spans few directions
+  (``z_residual_erank_fraction < partial_erank_fraction``): a collapse under way or
+  stalled on its way.
+- ``healthy``: none of these.
 - ``unstable`` only when the embeddings are not finite (no residual could be measured).
   An oscillating loss (the training rule's other ``unstable``) and ``not_converging``
   need the training loss: never said here.
@@ -66,6 +70,11 @@ def judge_embeddings(
         return "dimensional_collapse", (
             f"{branch} residual erank/min(d,N) {frac:.3g} < {cfg.dimensional_erank_fraction:g} "
             f"(residual norm {norm:.2f})"
+        )
+    if norm < cfg.partial_residual_norm and frac < cfg.partial_erank_fraction:
+        return "partial_collapse", (
+            f"{branch} residual norm {norm:.2f} < {cfg.partial_residual_norm:.3g} (the centre "
+            f"dominates) and residual erank/min(d,N) {frac:.3g} < {cfg.partial_erank_fraction:g}"
         )
     return "healthy", f"{branch} residual norm {norm:.2f}, erank/min(d,N) {frac:.2f}"
 

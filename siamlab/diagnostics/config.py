@@ -43,6 +43,13 @@ class VerdictConfig(BaseModel):
         dimensional_erank_fraction: tuned; effective rank of the re-normalised residual
             over min(d, N) under which few directions are left (lr x 100 on digits:
             0.006; healthy: 0.3-0.4).
+        partial_residual_norm: ``z_residual_norm`` under which the common centre holds
+            more than half of each embedding's squared norm (``||o||^2 > E||r||^2``); not
+            tuned: 1/sqrt(2).
+        partial_erank_fraction: tuned; with the centre dominating, a residual effective
+            rank fraction under this is ``partial_collapse`` (README, "How often the
+            verdict is right"); healthy residuals measure 0.3-0.48, offset-dominated
+            full-rank ones (an offset of 3 sqrt(d) over an isotropic cloud) ~1.
         not_converging_progress: tuned; fraction of the way from the start loss to -1
             under which the loss has not converged (a fixed random predictor on digits
             comes 22% of the way, SimSiam ~67%).
@@ -60,6 +67,8 @@ class VerdictConfig(BaseModel):
     hold_evaluations: int = Field(default=3, ge=1)
     collapsed_residual_norm: float = Field(default=0.2, gt=0, lt=1)
     dimensional_erank_fraction: float = Field(default=0.05, ge=0, le=1)
+    partial_residual_norm: float = Field(default=0.7071, gt=0, lt=1)
+    partial_erank_fraction: float = Field(default=0.25, ge=0, le=1)
     not_converging_progress: float = Field(default=0.4, ge=0, le=1)
     improving_drop: float = Field(default=0.02, ge=0)
     unstable_noise_ratio: float = Field(default=4.0, gt=0)

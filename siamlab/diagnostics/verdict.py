@@ -94,8 +94,8 @@ class VerdictJudge:
         _epoch_var("start_loss", "mean judged loss of the run's first verdict.start_steps steps"),
         _epoch_var(
             "verdict",
-            "this epoch's state: healthy | collapsed | dimensional_collapse | unstable | "
-            "not_converging ('' where not judged)",
+            "this epoch's state: healthy | collapsed | dimensional_collapse | "
+            "partial_collapse | unstable | not_converging ('' where not judged)",
         ),
         _epoch_var("verdict_evidence", "which measurement crossed which threshold"),
         _epoch_var("run_verdict", "the run's verdict as of this epoch (hysteresis)"),

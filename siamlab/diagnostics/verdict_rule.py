@@ -11,12 +11,20 @@ Per evaluated epoch, from the centred geometry of z on the held-out split
    went down to get there (SimSiam Fig. 2; Zhang et al., ICLR 2022).
 3. ``dimensional_collapse`` -- the residual spans few effective dimensions
    (``residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
-4. ``not_converging`` -- the loss made less than ``not_converging_progress`` of its way
+4. ``partial_collapse`` -- the images crowd around their common centre and what still
+   tells them apart spans few directions: the centre holds most of each embedding
+   (``residual_norm < partial_residual_norm``, 1/sqrt(2): ``||o||^2 > E||r||^2``), the
+   residual's effective rank is low (``residual_erank_fraction <
+   partial_erank_fraction``), and the loss went down to get there. A complete collapse
+   under way, or stalled on its way (no stop-gradient in a short run; the no-predictor
+   control of Sec. 5.2 on digits, which sits there for 120 epochs).
+5. ``not_converging`` -- the loss made less than ``not_converging_progress`` of its way
    from the run's start to -1 and is no longer falling (the paper's fixed random
    predictor, Table 1 b). A run still falling, or too young to have a trend (its first
    ``hold_evaluations - 1`` evaluations), is "not converged yet" and stays healthy.
-5. ``healthy`` -- none of the above. A large common offset over a full-rank residual is
-   healthy: every image is still distinct, in every direction.
+6. ``healthy`` -- none of the above. A large common offset over a full-rank residual is
+   healthy: every image is still distinct, in every direction (the offset alone, with a
+   residual of healthy rank, is not ``partial_collapse`` either).
 
 Per run, a state is *entered* once it holds for ``hold_evaluations`` consecutive
 evaluations (hysteresis): a run near a threshold does not flip its verdict every epoch.
@@ -41,6 +49,7 @@ VERDICTS: tuple[str, ...] = (
     "dimensional_collapse",
     "unstable",
     "not_converging",
+    "partial_collapse",  # last: TensorBoard's verdict_code (an index here) stays as it was
 )
 
 
@@ -133,6 +142,16 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
         return "dimensional_collapse", (
             f"z residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
             f"{cfg.dimensional_erank_fraction:g} (residual norm {s.residual_norm:.2f})"
+        )
+    if (
+        s.residual_norm < cfg.partial_residual_norm
+        and s.residual_erank_fraction < cfg.partial_erank_fraction
+        and s.progress >= cfg.not_converging_progress
+    ):
+        return "partial_collapse", (
+            f"z residual norm {s.residual_norm:.2f} < {cfg.partial_residual_norm:.3g} (the centre "
+            f"dominates) and residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
+            f"{cfg.partial_erank_fraction:g}, loss {s.loss:.3f}"
         )
     falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
     if s.progress < cfg.not_converging_progress:

@@ -29,23 +29,28 @@ from siamlab.plots.style import (
 )
 from siamlab.results.runinfo import as_study, scalar_metrics
 
-MEASURES = (  # variable suffix, title, y label, the verdict attr of its threshold
-    ("centre_norm", "centre", "‖o‖, o = E[z/‖z‖]", None),
-    ("residual_norm", "residual norm", "√E‖z/‖z‖ − o‖²", "verdict_collapsed_residual_norm"),
-    ("residual_std", "residual std", "std(r/‖r‖)·√d", None),
+MEASURES = (  # variable suffix, title, y label, the verdict attrs of its thresholds
+    ("centre_norm", "centre", "‖o‖, o = E[z/‖z‖]", ()),
+    (
+        "residual_norm",
+        "residual norm",
+        "√E‖z/‖z‖ − o‖²",
+        ("verdict_collapsed_residual_norm", "verdict_partial_residual_norm"),
+    ),
+    ("residual_std", "residual std", "std(r/‖r‖)·√d", ()),
     (
         "residual_erank_fraction",
         "residual effective rank",
         "erank(r/‖r‖) / min(d, N)",
-        "verdict_dimensional_erank_fraction",
+        ("verdict_dimensional_erank_fraction", "verdict_partial_erank_fraction"),
     ),
 )
 BRANCH_STYLE = {"z": ("-", 1.0), "p": ("--", 0.6), "h": (":", 0.6)}  # linestyle, alpha
 UNIT_RANGE = frozenset({"centre_norm", "residual_norm", "residual_erank_fraction"})
 
 
-def _threshold(ds: xr.Dataset, attr: str | None) -> float | None:
-    value = ds.attrs.get(attr) if attr else None
+def _threshold(ds: xr.Dataset, attr: str) -> float | None:
+    value = ds.attrs.get(attr)
     try:
         number = float(value) if value is not None else math.nan
     except (TypeError, ValueError):
@@ -80,7 +85,7 @@ def plot_centred(ds: xr.Dataset) -> Figure:
     with paper_style():
         fig = new_figure(len(MEASURES), height=0.9 * PANEL_HEIGHT, rows=2)
         thresholds = False
-        for ax, (suffix, title, ylabel, attr) in zip(fig.axes, MEASURES, strict=True):
+        for ax, (suffix, title, ylabel, attrs) in zip(fig.axes, MEASURES, strict=True):
             branches = [b for b in BRANCH_STYLE if f"{b}_{suffix}" in present]
             _panel(ax, ds, suffix, branches)
             ax.set(title=title, xlabel="epoch", ylabel=ylabel)
@@ -89,9 +94,10 @@ def plot_centred(ds: xr.Dataset) -> Figure:
             else:
                 ax.set_ylim(bottom=0)
                 reference_line(ax, 1.0)  # isotropic residual
-            if (value := _threshold(ds, attr)) is not None:
-                reference_line(ax, value)
-                thresholds = True
+            for attr in attrs:  # collapsed / dimensional, then partial_collapse's
+                if (value := _threshold(ds, attr)) is not None:
+                    reference_line(ax, value)
+                    thresholds = True
         shown = [b for b in BRANCH_STYLE if any(f"{b}_{s}" in present for s, *_ in MEASURES)]
         styles = [(b, *BRANCH_STYLE[b]) for b in shown] if len(shown) > 1 else []
         variants = [str(v) for v in ds["variant"].values]

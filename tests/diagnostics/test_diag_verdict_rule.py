@@ -21,6 +21,8 @@ CFG = VerdictConfig(
     hold_evaluations=3,
     collapsed_residual_norm=0.1,
     dimensional_erank_fraction=0.05,
+    partial_residual_norm=0.7,
+    partial_erank_fraction=0.25,
     not_converging_progress=0.2,
     improving_drop=0.02,
     unstable_noise_ratio=3.0,
@@ -67,6 +69,7 @@ def test_the_baseline_is_healthy_and_every_state_is_reachable():
         _state(finite=False),
         _state(residual_norm=0.05),
         _state(residual_erank_fraction=0.01),
+        _state(residual_norm=0.5, residual_erank_fraction=0.1),
         _state(loss=-0.15, earlier_loss=-0.15),
     }
     assert reached == set(VERDICTS)
@@ -132,6 +135,27 @@ def test_not_converging_unless_the_loss_is_still_falling():
 def test_a_large_offset_over_a_full_rank_residual_is_healthy():
     """Offset 3 sqrt(d) over an isotropic cloud: residual norm sqrt(1 - 0.9) = 0.32."""
     assert _state(residual_norm=math.sqrt(1 - 9 / 10), residual_erank_fraction=0.95) == "healthy"
+
+
+def test_partial_collapse_needs_a_dominant_centre_a_low_rank_residual_and_progress():
+    """The no-predictor control stalled on its way (digits: norm 0.57, erank 0.0x)."""
+    state, evidence = judge_epoch(
+        CFG, dataclasses.replace(HEALTHY, residual_norm=0.57, residual_erank_fraction=0.08)
+    )
+    assert state == "partial_collapse"
+    assert "0.57 < 0.7" in evidence and "0.08 < 0.25" in evidence and "-0.900" in evidence
+    assert _state(residual_norm=0.57, residual_erank_fraction=0.25) == "healthy"  # strict
+    assert _state(residual_norm=0.7, residual_erank_fraction=0.08) == "healthy"  # strict
+    # a healthy-rank residual under a large centre is healthy (the offset alone is not it)
+    assert _state(residual_norm=0.4, residual_erank_fraction=0.45) == "healthy"
+    # a low-rank residual that is most of the embedding: healthy (or dimensional, below 0.05)
+    assert _state(residual_norm=0.9, residual_erank_fraction=0.08) == "healthy"
+    # the loss did not go down: not a collapse at all, the run does not converge
+    assert _state(residual_norm=0.57, residual_erank_fraction=0.08, loss=-0.15,
+                  earlier_loss=-0.15) == "not_converging"  # fmt: skip
+    # the more specific states win: a vanished residual, then few directions
+    assert _state(residual_norm=0.05, residual_erank_fraction=0.08) == "collapsed"
+    assert _state(residual_norm=0.57, residual_erank_fraction=0.01) == "dimensional_collapse"
 
 
 def _fold(states: str, hold: int = 3, start: int = 1) -> list[RunVerdict]:
