@@ -123,7 +123,11 @@ class PredictorAlignmentHook:
         # place: fresh (d, d) float64 results cost page faults, more than the matmul
         scaled = self._scaled
         assert scaled is not None
-        scaled.copy_(self._gram).div_(n).mul_(1 - self.rho)
+        scaled.copy_(self._gram)
+        if n & (n - 1):
+            scaled.div_(n).mul_(1 - self.rho)
+        else:  # n = 2^k: x / n is exact, so x (1 - rho) / n rounds as (x / n) (1 - rho)
+            scaled.mul_((1 - self.rho) / n)
         self._corr = self._corr.to(z.device).mul_(self.rho).add_(scaled)
         return {}
 

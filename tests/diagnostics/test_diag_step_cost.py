@@ -87,16 +87,17 @@ def test_unit_rows_are_computed_once_per_view_and_targets_default_to_z():
         StepView(1, 0, 0.0, 0.1, out._replace(h1=None), 64).unit_rows("h1")
 
 
-def test_in_place_f_is_the_ema_formula_bit_for_bit_and_restarts_each_epoch():
+@pytest.mark.parametrize("b", [30, 64])  # N = 2B = 60, or a power of 2 (one pass less)
+def test_in_place_f_is_the_ema_formula_bit_for_bit_and_restarts_each_epoch(b):
     g = torch.Generator().manual_seed(4)
     hook, rho, saved = PredictorAlignmentHook(rho=0.3), 0.3, None
     f = torch.zeros(())
     for step in range(1, 13):
-        epoch = (step - 1) // 5  # 5 steps an epoch, N = 2B = 60 (not a power of 2)
-        z1, z2 = torch.randn(30, 16, generator=g), torch.randn(30, 16, generator=g)
-        hook.on_step(StepView(step, epoch, 0.0, 0.1, SiameseOutput(z1, z2, z1, z2, z1, z2), 30))
+        epoch = (step - 1) // 5  # 5 steps an epoch
+        z1, z2 = (torch.randn(b, 16, generator=g) * 10 ** (step % 5 - 2) for _ in range(2))
+        hook.on_step(StepView(step, epoch, 0.0, 0.1, SiameseOutput(z1, z2, z1, z2, z1, z2), b))
         z = torch.cat([z1, z2])
-        corr = (z.T @ z).double() / 60
+        corr = (z.T @ z).double() / (2 * b)
         f = corr if step % 5 == 1 else rho * f + (1 - rho) * corr
         assert torch.equal(hook._corr, f), step
         if step == 7:
@@ -104,7 +105,7 @@ def test_in_place_f_is_the_ema_formula_bit_for_bit_and_restarts_each_epoch():
     assert saved is not None and torch.equal(saved["corr"], at_save)  # a copy, not F
     resumed = PredictorAlignmentHook(rho=0.3)
     resumed.load_state_dict(saved)
-    resumed.on_step(StepView(8, 1, 0.0, 0.1, SiameseOutput(*[torch.ones(30, 16)] * 6), 30))
+    resumed.on_step(StepView(8, 1, 0.0, 0.1, SiameseOutput(*[torch.ones(b, 16)] * 6), b))
     assert torch.equal(saved["corr"], at_save)  # the loaded state is not written either
 
 
