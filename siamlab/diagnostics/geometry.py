@@ -73,10 +73,18 @@ def alignment(x: Tensor, y: Tensor, alpha: float = 2) -> float:
         ValueError: If the shapes differ, are not 2-D, or ``N = 0``.
 
     """
-    xn, yn = _unit_rows(x, "x"), _unit_rows(y, "y")  # (N, D)
+    return float(unit_alignment(_unit_rows(x, "x"), _unit_rows(y, "y"), alpha).item())
+
+
+def unit_alignment(xn: Tensor, yn: Tensor, alpha: float = 2) -> Tensor:
+    """:func:`alignment` of rows already l2-normalised, as a 0-d tensor.
+
+    Raises:
+        ValueError: If the shapes differ or ``N = 0``.
+    """
     _check_pairs(xn, yn)
     dist = torch.linalg.vector_norm(xn - yn.to(xn.dtype), dim=1)  # (N,)
-    return float(dist.pow(alpha).mean().item())
+    return dist.pow(alpha).mean()
 
 
 def uniformity(x: Tensor, t: float = 2, block_size: int = 1024) -> float:
@@ -143,6 +151,14 @@ def branch_cosine(a: Tensor, b: Tensor) -> float:
         ValueError: If the shapes differ, are not 2-D, or ``N = 0``.
 
     """
-    an, bn = _unit_rows(a, "a"), _unit_rows(b, "b")  # (N, D)
+    return float(unit_branch_cosine(_unit_rows(a, "a"), _unit_rows(b, "b")).item())
+
+
+def unit_branch_cosine(an: Tensor, bn: Tensor) -> Tensor:
+    """:func:`branch_cosine` of rows already l2-normalised, as a 0-d tensor.
+
+    Raises:
+        ValueError: If the shapes differ or ``N = 0``.
+    """
     _check_pairs(an, bn)
-    return float((an * bn.to(an.dtype)).sum(dim=1).mean().item())
+    return (an * bn.to(an.dtype)).sum(dim=1).mean()

@@ -84,6 +84,8 @@ class PredictorAlignmentHook:
     epochs: int = 0  # the run's epochs (0: unknown, F is kept in every epoch)
     _corr: Tensor | None = None
     _epoch: int = -1
+    _gram: Tensor | None = None  # scratch: this step's z^T z (float32)
+    _scaled: Tensor | None = None  # scratch: (1 - rho) z^T z / n (float64)
 
     @classmethod
     def build(cls, ctx: HookContext) -> "PredictorAlignmentHook":
@@ -109,20 +111,36 @@ class PredictorAlignmentHook:
         if view.epoch != self._epoch:  # F restarts every epoch
             self._corr, self._epoch = None, view.epoch
         z = torch.cat([view.output.z1, view.output.z2]).float()  # (2B, d)
-        corr = (z.T @ z).double() / z.shape[0]  # (d, d)
-        if self._corr is not None:
-            corr = self.rho * self._corr.to(corr.device) + (1 - self.rho) * corr
-        self._corr = corr
+        n, d = z.shape
+        if self._gram is None or self._gram.shape != (d, d) or self._gram.device != z.device:
+            self._gram = z.new_empty(d, d)  # (d, d) float32
+            self._scaled = z.new_empty(d, d, dtype=torch.float64)  # (d, d)
+        torch.mm(z.T, z, out=self._gram)
+        if self._corr is None:
+            self._corr = self._gram.double().div_(n)  # (d, d), own storage
+            return {}
+        # rho F + (1 - rho) (z^T z / n), op by op as written (the same bits), but in
+        # place: fresh (d, d) float64 results cost page faults, more than the matmul
+        scaled = self._scaled
+        assert scaled is not None
+        scaled.copy_(self._gram)
+        if n & (n - 1):
+            scaled.div_(n).mul_(1 - self.rho)
+        else:  # n = 2^k: x / n is exact, so x (1 - rho) / n rounds as (x / n) (1 - rho)
+            scaled.mul_((1 - self.rho) / n)
+        self._corr = self._corr.to(z.device).mul_(self.rho).add_(scaled)
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """The epoch's running F (for a mid-epoch checkpoint)."""
-        corr = None if self._corr is None else self._corr.cpu()
+        """The epoch's running F (for a mid-epoch checkpoint; a copy: F updates in place)."""
+        corr = None if self._corr is None else self._corr.detach().cpu().clone()
         return {"corr": corr, "epoch": self._epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self._corr, self._epoch = state["corr"], int(state["epoch"])
+        """Restore :meth:`state_dict` (a copy of its F, which then updates in place)."""
+        corr = state["corr"]
+        self._corr = None if corr is None else corr.clone()
+        self._epoch = int(state["epoch"])
 
     def on_epoch(self, view: EpochView, probes: ProbeCache) -> Values:
         corr = self._corr if self._epoch == view.epoch - 1 else None  # this epoch's F only

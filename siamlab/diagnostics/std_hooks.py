@@ -7,9 +7,11 @@ collapsed.
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+
 from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.probe import ProbeCache
-from siamlab.diagnostics.std import channel_std, mean_channel_std
+from siamlab.diagnostics.std import channel_std, mean_channel_std, unit_mean_channel_std
 from siamlab.results.schema import TRAIN_VIEW1, ResultVar
 from siamlab.train.views import EpochView, StepView
 
@@ -41,7 +43,9 @@ class TrainStdHook:
         return cls(ctx.cfg.std_every_steps)
 
     def on_step(self, view: StepView) -> Values:
-        return {"z_std_train": mean_channel_std(view.output.z1)}
+        """From the view's float64 unit rows of z1 (shared with the centre ratio)."""
+        zn = view.unit_rows("z1", torch.float64)  # (B, d)
+        return {"z_std_train": float(unit_mean_channel_std(zn).item())}
 
 
 @dataclass

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from siamlab.diagnostics.geometry import alignment, branch_cosine
+from siamlab.diagnostics.geometry import unit_alignment, unit_branch_cosine
 from siamlab.diagnostics.gradients import module_grad_norms
 from siamlab.diagnostics.hooks import HookContext, Values
-from siamlab.diagnostics.std import centre_ratio
+from siamlab.diagnostics.std import unit_centre_ratio
 from siamlab.results.schema import TRAIN_BOTH_VIEWS, TRAIN_VIEW1, ResultVar
 from siamlab.train.views import StepView
 
@@ -29,6 +29,11 @@ def pair_cosines(a: Tensor, b: Tensor) -> Tensor:
     a, b = a.detach(), b.detach()
     dtype = a.dtype if a.dtype in (torch.float32, torch.float64) else torch.float32
     return F.cosine_similarity(a.to(dtype), b.to(dtype), dim=1, eps=1e-12)
+
+
+def unit_pair_cosines(an: Tensor, bn: Tensor) -> Tensor:
+    """:func:`pair_cosines` of rows already l2-normalised (eps 1e-12), shape ``(B,)``."""
+    return (an * bn.to(an.dtype)).sum(dim=1)
 
 
 @dataclass
@@ -126,16 +131,36 @@ class BatchGeometryHook:
         return cls(ctx.cfg.geometry_every_steps)
 
     def on_step(self, view: StepView) -> Values:
+        """The batch's values from the view's shared unit rows, moved to the host at once.
+
+        ``cos(p, t)`` is the dot product of the unit rows, as ``F.cosine_similarity``
+        computes it (:func:`pair_cosines`; the same bits, ``tests/diagnostics``), so
+        z's rows are normalised once for it and the alignment, and z1's float64 rows
+        once for the centre ratio and the train std.
+        """
         out = view.output
-        t1, t2 = out.targets()
-        per_image = (pair_cosines(out.p1, t2) + pair_cosines(out.p2, t1)) / 2  # (B,)
-        sem = float(per_image.std(correction=1)) / math.sqrt(per_image.numel())
+        unit = view.unit_rows
+        per_image = (
+            unit_pair_cosines(unit("p1"), unit("t2")) + unit_pair_cosines(unit("p2"), unit("t1"))
+        ) / 2  # (B,)
+        parts = [
+            per_image.mean(),
+            per_image.std(correction=1),
+            unit_alignment(unit("z1"), unit("z2")),
+            unit_centre_ratio(unit("z1", torch.float64)),
+        ]
+        has_h = out.h1 is not None and out.h2 is not None  # another library's loop may lack h
+        if has_h:
+            parts.append(unit_branch_cosine(unit("h1"), unit("h2")))
+        host = torch.stack([x.double() for x in parts]).tolist()  # one device sync
         values: Values = {
-            "pz_cosine_train": float(per_image.mean()),
-            "pz_cosine_sem_train": sem if per_image.numel() > 1 else math.nan,
-            "z_alignment_train": alignment(out.z1, out.z2),
+            "pz_cosine_train": host[0],
+            "pz_cosine_sem_train": host[1] / math.sqrt(per_image.numel())
+            if per_image.numel() > 1
+            else math.nan,
+            "z_alignment_train": host[2],
         }
-        if out.h1 is not None and out.h2 is not None:  # a loop of another library may lack h
-            values["h_branch_cosine_train"] = branch_cosine(out.h1, out.h2)
-        values["z_centre_ratio_train"] = centre_ratio(out.z1)
+        if has_h:
+            values["h_branch_cosine_train"] = host[4]
+        values["z_centre_ratio_train"] = host[3]
         return values

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from siamlab.diagnostics.hooks import Value
@@ -27,32 +28,41 @@ class TensorBoardSink:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def write(self, scope: str, index: int, values: Mapping[str, Value]) -> None:
-        """Log ``values`` at ``index``; flush at an epoch's end."""
+        """Log ``values`` at ``index``; flush at an epoch's end.
+
+        All scalars of a call go into one event (``add_scalar`` writes one event per
+        scalar, the sink's main cost at every step); TensorBoard reads the same
+        ``(tag, step, value)`` series either way.
+        """
         curves: dict[str, np.ndarray] = {}
+        scalars: list[tuple[str, float]] = []
+        known = variables()
         for name, value in values.items():
             if isinstance(value, str):
                 self.writer.add_text(f"{scope}/{name}", value, index)
                 if name == "verdict" and value in VERDICTS:
-                    self.writer.add_scalar(f"{scope}/verdict_code", VERDICTS.index(value), index)
+                    scalars.append((f"{scope}/verdict_code", VERDICTS.index(value)))
                 continue
             arr = np.asarray(value)
-            known = variables()
             dims = known[name].dims if name in known else ()
             if arr.ndim == 0:
-                self.writer.add_scalar(f"{scope}/{name}", float(arr), index)
+                scalars.append((f"{scope}/{name}", float(arr)))
             elif dims[1:] == ("module",):
                 for label, v in zip(DIMS["module"].labels, arr, strict=True):
                     if np.isfinite(v):
-                        self.writer.add_scalar(f"{scope}/{name}/{label}", float(v), index)
+                        scalars.append((f"{scope}/{name}/{label}", float(v)))
             elif dims[1:] == ("component",):
                 curves[name] = arr
             elif dims[1:] == ("stage",):
                 for stage, v in zip(dim_coordinate("stage", arr.size), arr, strict=True):
-                    self.writer.add_scalar(f"{scope}/{name}/{stage}", float(v), index)
+                    scalars.append((f"{scope}/{name}/{stage}", float(v)))
             elif dims[1:] == ("stage", "component"):
                 continue  # metrics.nc and `siamlab plot --kind stages` (a figure: ~0.15 s)
             else:
                 self.writer.add_histogram(f"{scope}/{name}", arr, index)
+        if scalars:
+            summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in scalars])
+            self.writer._get_file_writer().add_summary(summary, index)  # as add_scalar does
         for tag, names in (("spectra", SPECTRA), ("predictor", PREDICTOR_CURVES)):
             chosen = {n: curves[n] for n in names if n in curves}
             if chosen:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from siamlab.models.siamese import SiameseOutput
@@ -46,6 +47,37 @@ class StepView:
     batch_size: int
     gradients: Gradients = field(default_factory=lambda: MappingProxyType({}))
     target_stats: Mapping[str, float] = field(default_factory=dict)
+    _units: dict[tuple[str, torch.dtype | None], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def unit_rows(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``output.<name>`` (B, k) with l2-normalised rows, computed once per view.
+
+        ``F.normalize(x.to(dtype), dim=1)`` (eps 1e-12: a zero row stays zero), so the
+        step hooks that read the same rows (the train std and the centre ratio: z1 in
+        float64; the views' alignment and the prediction-target cosines: z, p in float32)
+        share one pass and get the values they would compute themselves.
+
+        Args:
+            name: a field of :class:`SiameseOutput` (``z1``, ``p2``, ...); ``t1``/``t2``
+                are the targets, ``z1``/``z2`` when the encoder is its own target.
+            dtype: None = the tensor's own if float32/float64, else float32.
+
+        Raises:
+            ValueError: the output has no such tensor (an h that was not handed in).
+        """
+        if name in ("t1", "t2") and getattr(self.output, name) is None:
+            name = "z" + name[1]
+        key = (name, dtype)
+        if key not in self._units:
+            x = getattr(self.output, name)
+            if x is None or x.ndim != 2:
+                raise ValueError(f"the step's {name} is not a (B, k) tensor")
+            if dtype is None:
+                dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+            self._units[key] = F.normalize(x.detach().to(dtype), dim=1)  # (B, k)
+        return self._units[key]
 
 
 @dataclass(frozen=True)
