@@ -27,6 +27,19 @@ def test_bad_key_exits_2_with_a_suggestion():
     assert "Traceback" not in result.output
 
 
+def test_unknown_predictor_key_exits_2_listing_the_mlp_keys_and_trains_nothing(tmp_path):
+    sets = ["model.predictor.made_up=1", "train.epochs=1", f"output.root={tmp_path}"]
+    args = ["run", str(STUDY_DIR / "baseline.yaml"), *(a for s in sets for a in ("--set", s))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert (
+        "unknown key 'model.predictor.made_up' (valid keys here for model.predictor.kind " in text
+    )
+    assert "mlp: bn_hidden, bn_output, hidden_dim, kind, trainable)" in text
+    assert "Traceback" not in result.output and not any(tmp_path.iterdir())
+
+
 def test_negative_seed_exits_2_and_names_seeds(tmp_path):
     study = tmp_path / "neg.yaml"
     study.write_text("name: neg\nvariants: {default: {}}\nseeds: [0, -1]\n")

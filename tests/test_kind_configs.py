@@ -48,6 +48,53 @@ def test_a_key_that_does_not_apply_is_an_error(raw, message):
     assert message in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "message", "not_listed"),
+    [
+        (
+            {"model": {"predictor": {"made_up": 1}}},  # the default kind, mlp
+            "unknown key 'model.predictor.made_up' (valid keys here for model.predictor.kind "
+            "mlp: bn_hidden, bn_output, hidden_dim, kind, trainable)",
+            ["rho", "eps", "update_every", "norm"],
+        ),
+        (
+            {"model": {"predictor": {"kind": "directpred", "made_up": 1}}},
+            "(valid keys here for model.predictor.kind directpred: eps, kind, rho, update_every)",
+            ["hidden_dim", "norm"],
+        ),
+        (
+            {"model": {"predictor": {"kind": "none", "made_up": 1}}},
+            "(valid keys here for model.predictor.kind none: kind)",
+            ["trainable"],
+        ),
+        (
+            {"model": {"made_up": 1}},  # flat: the default backbone resnet50's options
+            "(valid keys here for model.backbone resnet50: backbone, bn_preset, cifar_stem, dim,",
+            ["width"],
+        ),
+        (
+            {"objective": {"eta": {"made_up": 1}}},
+            "(valid keys here for objective.eta.mode off: mode)",
+            ["storage", "momentum"],
+        ),
+        (
+            {"model": {"predictor": {"update_evry": 1}}},
+            "did you mean 'model.predictor.update_every'? That one applies to "
+            "model.predictor.kind directpred, directcopy only, and model.predictor.kind is mlp "
+            "(valid keys here for model.predictor.kind mlp:",
+            ["rho,"],
+        ),
+    ],
+)
+def test_an_unknown_key_lists_the_keys_of_the_chosen_kind(raw, message, not_listed):
+    with pytest.raises(ConfigError) as exc:
+        validate_config(raw)
+    text = str(exc.value)
+    assert message in text, text
+    listed = text.split("(valid keys here", 1)[1]
+    assert not [k for k in not_listed if k in listed], text
+
+
 def test_preset_and_agreeing_flags_and_momentum_schedule_are_accepted():
     cfg = validate_config({"model": {"bn_preset": "all", "projector": {"bn_hidden": True}}})
     assert cfg.model.predictor.bn_output is True  # type: ignore[union-attr]

@@ -15,7 +15,9 @@ from siamlab.cli import app
 from siamlab.errors import ResultsError
 from siamlab.plots import KINDS, plot, save_figure
 from siamlab.plots.frames import BOOTSTRAP_POINTS, band_frame
+from siamlab.plots.ranges import VALUE_RANGES, value_range
 from siamlab.results.intervals import mean_interval
+from siamlab.results.schema import variables
 from siamlab.results.store import open_run, open_study
 from tests.conftest import TOY_D as D
 from tests.conftest import TOY_EPOCHS as EPOCHS
@@ -176,6 +178,28 @@ def test_seed_band_is_the_95_interval_over_seeds(study):
     half = stats.t.ppf(0.975, 2) / np.sqrt(3)
     assert band_at(ax, 1, EPOCHS) == (pytest.approx(51 - half), pytest.approx(51 + half))
     assert ax.get_lines()[1].get_ydata()[-1] == pytest.approx(51)
+
+
+def test_bands_of_non_negative_variables_stay_at_or_above_0_signed_ones_are_not_clipped(study):
+    """Good's seeds at 0, 0, 0.3 (std) and 0, 0, 6 % (kNN): mean - t half-width < 0."""
+    ds = study.copy(deep=True)
+    for name, top in (("z_std_eval", 0.3), ("knn_top1", 0.06)):
+        ds[name].loc[{"variant": "good"}] = 0.0
+        ds[name].loc[{"variant": "good", "seed": 2}] = top
+    loss, std, knn = plot(ds, "curves").axes
+    t = stats.t.ppf(0.975, 2)  # seeds 0, 0, 3m: mean m, half-width t m, so lo = m (1 - t) < 0
+    for ax, mean in ((std, 0.1), (knn, 2.0)):
+        assert band_at(ax, 1, EPOCHS) == (0.0, pytest.approx(mean * (1 + t)))
+        assert ax.get_lines()[1].get_ydata()[-1] == pytest.approx(mean)  # the mean as it was
+    iv = mean_interval([-0.5 - 0.01 * s for s in range(3)])  # good's step 20 (epoch 5)
+    assert band_at(loss, 1, EPOCHS) == (pytest.approx(iv.lo), pytest.approx(iv.hi))
+
+
+def test_every_value_range_names_a_declared_variable():
+    assert set(VALUE_RANGES) <= set(variables())
+    assert all(lo < hi for lo, hi in VALUE_RANGES.values())
+    assert value_range("knn_top1", 100) == (0.0, 100.0)
+    assert value_range("loss") == (-math.inf, math.inf)
 
 
 def test_five_seeds_band_is_the_bootstrap_t(tmp_path):

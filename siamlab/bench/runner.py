@@ -135,9 +135,8 @@ def _siamlab_arm(
     model = build_model(cfg, spec.seed, device, alone)
     optimizer = create_optimizer(model, cfg.optim, batch)
     features = EvalFeatures(model, device)
-    steps = (length.total_steps, 0)
     monitor = build_monitor(
-        spec, features, data, alone, spec.directory(), Recorder(), steps, False, False
+        spec, features, data, alone, spec.directory(), Recorder(), length, 0, False, False
     )
     callbacks = _StepsOnly(monitor)
 

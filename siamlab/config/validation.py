@@ -2,13 +2,14 @@
 
 import difflib
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from siamlab.config.kinds import option_keys
+from siamlab.config.kinds import option_keys, owners
 from siamlab.config.schema import RunConfig
-from siamlab.config.unions import UNIONS
+from siamlab.config.unions import UNIONS, Union
 from siamlab.errors import ConfigError
 
 BY_PATH = {u.path: u for u in UNIONS}
@@ -28,12 +29,35 @@ def _user_path(loc: tuple[str | int, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _keys_at(path: tuple[str, ...]) -> list[str]:
-    """The valid keys of the mapping at ``path`` (every kind's options for a union)."""
+def _union_at(dotted: str) -> Union | None:
+    """The union whose options sit in the mapping at ``dotted`` (nested or flat)."""
+    return BY_PATH.get(dotted) or BY_PATH.get(FLAT.get(dotted, ""))
+
+
+def _chosen_kind(raw: Mapping[str, Any], union: Union) -> str | None:
+    """The kind ``raw`` picks for ``union`` (its default where unset); None if unregistered."""
+    node: Any = raw
+    for key in union.tag_path():
+        node = node.get(key) if isinstance(node, Mapping) else None
+    if isinstance(node, Mapping):  # a flat tag written as a mapping of its own
+        node = node.get(union.tag)
+    kind = union.default if node is None else node
+    return kind if isinstance(kind, str) and kind in union.registry else None
+
+
+def _options(union: Union, kind: str | None) -> set[str]:
+    """The option keys of ``kind`` (of every kind where None), the tag excluded."""
+    if kind is None:
+        return option_keys(union.registry, union.tag)
+    return set(union.registry.get(kind).model_fields) - {union.tag}
+
+
+def _keys_at(path: tuple[str, ...], kind: str | None) -> list[str]:
+    """The valid keys of the mapping at ``path``; a union's options those of ``kind``."""
     dotted = ".".join(path)
-    if dotted in BY_PATH:
-        union = BY_PATH[dotted]
-        return sorted(option_keys(union.registry, union.tag) | {union.tag})
+    union = _union_at(dotted)
+    if dotted in BY_PATH and union is not None:
+        return sorted(_options(union, kind) | {union.tag})
     model: type[BaseModel] = RunConfig
     for key in path:
         field = model.model_fields.get(key)
@@ -47,13 +71,40 @@ def _keys_at(path: tuple[str, ...]) -> list[str]:
             return []
         model = sub
     keys = set(model.model_fields)
-    if dotted in FLAT:
-        keys |= set(_keys_at(tuple(FLAT[dotted].split("."))))
-        keys.discard("kind")
+    if union is not None:  # flat: the chosen kind's options sit beside its tag
+        keys |= _options(union, kind)
     return sorted(keys)
 
 
-def _describe(error: Any) -> str:
+def _other_kinds(union: Union, kind: str) -> dict[str, list[str]]:
+    """Options of kinds other than ``kind`` -> the kinds that have them."""
+    return {
+        k: owners(union.registry, k) for k in sorted(_options(union, None) - _options(union, kind))
+    }
+
+
+def _unknown_key(loc: tuple[str, ...], raw: Mapping[str, Any]) -> str:
+    """The message for key ``loc[-1]`` that the mapping at ``loc[:-1]`` does not have.
+
+    Where that mapping holds a union's options, the valid keys are those of the kind
+    ``raw`` chose, and a near miss of another kind's option says which kinds have it.
+    """
+    path, parent = ".".join(loc), loc[:-1]
+    union = _union_at(".".join(parent))
+    kind = None if union is None else _chosen_kind(raw, union)
+    valid = _keys_at(parent, kind)
+    label = "" if union is None else ".".join(union.tag_path())
+    other = {} if union is None or kind is None else _other_kinds(union, kind)
+    close = difflib.get_close_matches(loc[-1], [*valid, *other], n=1)
+    hint = f"; did you mean {'.'.join([*parent, close[0]])!r}?" if close else ""
+    if close and close[0] in other:
+        kinds = ", ".join(other[close[0]])
+        hint += f" That one applies to {label} {kinds} only, and {label} is {kind}"
+    where = f" for {label} {kind}" if union is not None and kind is not None else ""
+    return f"unknown key {path!r}{hint} (valid keys here{where}: {', '.join(valid)})"
+
+
+def _describe(error: Any, raw: Mapping[str, Any]) -> str:
     loc = _user_path(tuple(error["loc"]))
     path = ".".join(loc)
     if error["type"] == "kind_key":  # an option of another kind: the message says it all
@@ -64,10 +115,7 @@ def _describe(error: Any) -> str:
         what = BY_PATH[path].registry.kind if path in BY_PATH else "name"
         return f"{path}: unknown {what} {ctx.get('tag')!r}; registered: {kinds}"
     if error["type"] == "extra_forbidden":
-        valid = _keys_at(loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
-        hint = f"; did you mean {'.'.join([*loc[:-1], close[0]])!r}?" if close else ""
-        return f"unknown key {path!r}{hint} (valid keys here: {', '.join(valid)})"
+        return _unknown_key(loc, raw)
     if error["type"] == "value_error":  # our own validators: the message says it all
         msg = str(error["msg"]).removeprefix("Value error, ")
         return msg if path and msg.startswith(path) else f"{path or 'config'}: {msg}"
@@ -88,5 +136,5 @@ def validate_config(raw: dict[str, Any], where: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(e) for e in exc.errors()]
+        lines = [_describe(e, raw) for e in exc.errors()]
         raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines)) from None

@@ -45,6 +45,9 @@ class HookContext:
         num_classes: classes of the data (kNN monitor).
         has_targets: the run trains towards eta targets (paper Sec. 5).
         predictor_has_parameters: the predictor is not an identity.
+        last_epoch: the 1-based epoch the run really ends in (the trainer's
+            ``EpochView.is_last``): below ``epochs`` where ``train.max_steps`` cuts the
+            run; 0 = ``epochs``.
     """
 
     cfg: DiagnosticsConfig
@@ -52,6 +55,12 @@ class HookContext:
     num_classes: int
     has_targets: bool
     predictor_has_parameters: bool
+    last_epoch: int = 0
+
+    @property
+    def final_epoch(self) -> int:
+        """The run's last epoch: ``last_epoch``, or ``epochs`` where that is not given."""
+        return self.last_epoch or self.epochs
 
     def every(self, schedule: EpochSchedule) -> int:
         """An epoch schedule of ``cfg`` resolved for this run."""

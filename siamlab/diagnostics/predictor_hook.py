@@ -81,7 +81,7 @@ class PredictorAlignmentHook:
     rho: float = 0.3
     top: int = 16
     skip: bool = False
-    epochs: int = 0  # the run's epochs (0: unknown, F is kept in every epoch)
+    last_epoch: int = 0  # the run's, where max_steps cuts it too (0: unknown, F always kept)
     _corr: Tensor | None = None
     _epoch: int = -1
     _gram: Tensor | None = None  # scratch: this step's z^T z (float32)
@@ -97,13 +97,14 @@ class PredictorAlignmentHook:
             cfg.correlation_rho,
             cfg.predictor_top,
             skip=not ctx.predictor_has_parameters,
-            epochs=ctx.epochs,
+            last_epoch=ctx.final_epoch,
         )
 
     def _wanted(self, epoch0: int) -> bool:
         """F of epoch ``epoch0`` (0-based) is read only if its epoch part is due."""
         epoch = epoch0 + 1
-        return not self.epochs or epoch_due(epoch, epoch == self.epochs, self.epoch_every)
+        last = self.last_epoch
+        return not last or epoch_due(epoch, epoch == last, self.epoch_every)
 
     def on_step(self, view: StepView) -> Values:
         if self.skip or not self._wanted(view.epoch):  # F restarts every epoch: exact

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
 from siamlab.plots.frames import band_frame, series_frame, variant_labels
+from siamlab.plots.ranges import value_range
 from siamlab.plots.style import (
     PANEL_HEIGHT,
     add_legend,
@@ -62,7 +63,8 @@ def _panel(ax: Axes, ds: xr.Dataset, suffix: str, branches: list[str]) -> None:
     variants = [str(v) for v in ds["variant"].values]
     for branch in branches:
         style, alpha = BRANCH_STYLE[branch]
-        bands = band_frame(series_frame(ds, f"{branch}_{suffix}"))
+        name = f"{branch}_{suffix}"
+        bands = band_frame(series_frame(ds, name), value_range(name))
         seed_bands(ax, bands, variants, branch == "z", linestyle=style, alpha=alpha)  # z only
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
 

@@ -15,6 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
 from siamlab.plots.frames import band_frame, series_frame, steps_per_epoch, variant_labels
+from siamlab.plots.ranges import value_range
 from siamlab.plots.style import (
     add_legend,
     new_figure,
@@ -39,7 +40,8 @@ def line_panel(
     """Draw ``name`` on ``ax``: one line per variant (mean over seeds), its 95% band.
 
     The band is the compare table's interval over seeds at each point
-    (:func:`~siamlab.plots.frames.band_frame`); a variant of one seed is a line alone.
+    (:func:`~siamlab.plots.frames.band_frame`), clipped to the values ``name`` can take
+    (:func:`~siamlab.plots.ranges.value_range`); a variant of one seed is a line alone.
 
     Args:
         ax: the axes to draw on.
@@ -51,7 +53,7 @@ def line_panel(
     df = series_frame(ds, name, scale)
     df["x"] = df["x"] * x_scale
     variants = [str(v) for v in ds["variant"].values]
-    seed_bands(ax, band_frame(df), variants)
+    seed_bands(ax, band_frame(df, value_range(name, scale)), variants)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # readable in narrow panels
 
 

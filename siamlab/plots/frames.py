@@ -7,6 +7,7 @@ import pandas as pd
 import xarray as xr
 
 from siamlab.errors import ResultsError
+from siamlab.plots.ranges import UNBOUNDED
 from siamlab.results.intervals import BOOTSTRAP_FROM, mean_intervals
 from siamlab.results.runinfo import FINISHED, last_epoch, run_exists
 
@@ -25,15 +26,18 @@ def series_frame(ds: xr.Dataset, name: str, scale: float = 1.0) -> pd.DataFrame:
     return df.dropna(subset=["value"]).astype({"value": float})
 
 
-def band_frame(df: pd.DataFrame) -> pd.DataFrame:
+def band_frame(df: pd.DataFrame, bounds: tuple[float, float] = UNBOUNDED) -> pd.DataFrame:
     """Per variant and x: the mean over seeds and its 95% interval (``lo``, ``hi``, ``n``).
 
     ``df``: a :func:`series_frame`. The interval is the compare table's
     (:func:`~siamlab.results.intervals.mean_intervals`: Student t for 2-4 seeds,
     bootstrap-t from 5), except that a series of more than :data:`BOOTSTRAP_POINTS`
     points gets Student t throughout (a bootstrap per point would take seconds); NaN
-    bounds where one seed has a value.
+    bounds where one seed has a value. ``bounds``: the values the quantity can take
+    (:func:`~siamlab.plots.ranges.value_range`); ``lo`` and ``hi`` are clipped to them
+    (a std's band never dips below 0), ``mean`` is not.
     """
+    floor, ceiling = bounds
     parts = []
     for variant, runs in df.groupby("variant", sort=False):
         wide = runs.pivot(index="x", columns="seed", values="value").sort_index()  # (x, seed)
@@ -47,8 +51,8 @@ def band_frame(df: pd.DataFrame) -> pd.DataFrame:
                     "variant": variant,
                     "x": wide.index.to_numpy(),
                     "mean": [i.mean for i in iv],
-                    "lo": [i.lo for i in iv],
-                    "hi": [i.hi for i in iv],
+                    "lo": np.clip([i.lo for i in iv], floor, ceiling),
+                    "hi": np.clip([i.hi for i in iv], floor, ceiling),
                     "n": [i.n for i in iv],
                 }
             )

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from siamlab.errors import ResultsError
 from siamlab.plots.frames import at_epoch, band_frame, profile_frame, series_frame, variant_labels
+from siamlab.plots.ranges import value_range
 from siamlab.plots.style import (
     add_legend,
     log_axis,
@@ -43,7 +44,8 @@ def _rank_panel(ax: Axes, ds: xr.Dataset, stage: str, variants: list[str]) -> No
     """Effective rank (wide, light) and RankMe (thin, on top) of ``stage`` over epochs."""
     for name, _, style in RANKS:
         one = ds.assign({name: ds[name].sel(stage=stage, drop=True)})
-        seed_bands(ax, band_frame(series_frame(one, name)), variants, **style)
+        bands = band_frame(series_frame(one, name), value_range(name))
+        seed_bands(ax, bands, variants, **style)
     ax.set_ylim(0, 1.1 * max(float(np.nanmax(ds[n].sel(stage=stage))) for n, _, _ in RANKS))
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
 

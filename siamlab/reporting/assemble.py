@@ -21,6 +21,7 @@ from siamlab.reporting.recorder_sink import RecorderSink
 from siamlab.reporting.tensorboard import TensorBoardSink
 from siamlab.results.recorder import Recorder
 from siamlab.train.distributed import DistInfo, all_gather_cat
+from siamlab.train.length import RunLength
 from siamlab.train.views import StepView
 
 PROBE_BATCH = 256  # batch of the eval-mode passes over the probe sets
@@ -64,7 +65,8 @@ def build_monitor(
     dist: DistInfo,
     run_dir: Path,
     recorder: Recorder,
-    steps: tuple[int, int],
+    length: RunLength,
+    start_step: int,
     progress: bool,
     has_targets: bool,
 ) -> Monitor:
@@ -77,12 +79,13 @@ def build_monitor(
         dist: this process's place in the job (torchrun gathers the global batch).
         run_dir: the run's folder (TensorBoard under ``tb/``).
         recorder: where results go.
-        steps: (total planned steps, step the run starts or resumes from).
+        length: steps per epoch, planned epochs, all steps (the run's last epoch: the
+            one ``train.max_steps`` may cut).
+        start_step: the step the run starts or resumes from.
         progress: show a progress bar.
         has_targets: the run trains towards eta targets (enables ``eta_stats``).
     """
     cfg, diag = spec.config, spec.config.diagnostics
-    total, start_step = steps
     sets = probe_sets(data.train_eval, data.test_eval, diag)
     sinks: list[Sink] = []
     if dist.is_main:
@@ -91,9 +94,14 @@ def build_monitor(
             sinks.append(TensorBoardSink(run_dir / "tb", purge_step=start_step + 1))
         if progress:
             desc = f"{spec.variant}/seed{spec.seed}"
-            sinks.append(ProgressSink(total, start_step, cfg.model.dim, desc))
+            sinks.append(ProgressSink(length.total_steps, start_step, cfg.model.dim, desc))
     ctx = HookContext(
-        diag, cfg.train.epochs, data.num_classes, has_targets, features.predictor_has_parameters()
+        diag,
+        length.epochs,
+        data.num_classes,
+        has_targets,
+        features.predictor_has_parameters(),
+        length.last_epoch,
     )
     return Monitor(
         default_hooks(ctx),

@@ -42,19 +42,11 @@ from siamlab.train.distributed import (
     convert_batchnorm,
     mean_over_ranks,
 )
+from siamlab.train.length import RunLength
 from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
 from siamlab.train.speed import autocast_dtype, prepare_model
 from siamlab.train.step import SimSiamStep
-
-
-@dataclass(frozen=True)
-class RunLength:
-    """How long a run trains: batches per epoch, epochs, and all steps (max_steps cap)."""
-
-    steps_per_epoch: int
-    epochs: int
-    total_steps: int
 
 
 @dataclass(frozen=True)
@@ -173,9 +165,9 @@ def build_run(
     results = ResultsFile(spec, directory, recorder, dist)
     start_step = 0 if saved is None else int(saved["step"])
     features = EvalFeatures(model, device)
-    steps = (length.total_steps, start_step)
+    has_targets = eta is not None
     monitor = build_monitor(
-        spec, features, data, dist, directory, recorder, steps, progress, eta is not None
+        spec, features, data, dist, directory, recorder, length, start_step, progress, has_targets
     )
     parts = [
         Part("model", model),

@@ -20,6 +20,7 @@ from siamlab.diagnostics.spectrum_hook import SpectrumHook, accumulate
 from siamlab.diagnostics.std_hooks import EvalStdHook
 from siamlab.diagnostics.step_hooks import BatchGeometryHook, GradNormHook
 from siamlab.models.siamese import SiameseOutput
+from siamlab.train.length import RunLength
 from siamlab.train.views import EpochView, StepView, module_gradients, step_view
 
 
@@ -227,6 +228,24 @@ def test_predictor_alignment_keeps_f_only_in_epochs_it_reports():
         if kept[-1]:
             assert torch.equal(hook._corr, always._corr)
     assert kept == [True, True, False, True, True]
+
+
+def test_predictor_alignment_keeps_f_in_the_epoch_max_steps_ends_the_run_in():
+    d = 8
+    net = Net(d, predictor=nn.Linear(d, d))
+    cfg = DiagnosticsConfig(predictor_every_epochs=2)
+    cut = RunLength(steps_per_epoch=4, epochs=5, total_steps=10)  # ends in epoch 3
+    assert cut.last_epoch == 3 and RunLength(4, 5, 20).last_epoch == 5
+    assert RunLength(4, 5, 8).last_epoch == 2 and RunLength(4, 5, 1).last_epoch == 1
+    hook = PredictorAlignmentHook.build(HookContext(cfg, 5, 2, False, True, cut.last_epoch))
+    z = torch.randn(32, d)
+    out = SiameseOutput(z, z, z, z, z, z)
+    kept = []
+    for epoch0 in range(3):  # due: epoch 1 (first), 2, 3 (the run's last)
+        hook._corr = None
+        hook.on_step(_step(net, out, epoch=epoch0))
+        kept.append(hook._corr is not None)
+    assert kept == [True, True, True]
 
 
 class ListSink:

@@ -49,6 +49,14 @@ def test_identity_predictor_skips_alignment_and_has_nan_grad_norm(tmp_path):
     assert np.isfinite(ds["grad_norm"].sel(module="backbone")).all()
 
 
+def test_a_run_cut_by_max_steps_reports_alignment_at_its_last_epoch(tmp_path):
+    # 4 steps an epoch: 10 steps end in epoch 3 of 4, due (the run's last) though 3 % 2 != 0
+    sets = ["train.epochs=4", "train.max_steps=10", "diagnostics.predictor_every_epochs=2"]
+    ds = open_run(train_run(tiny_runs(tmp_path, sets=sets)[0], progress=False).directory)
+    assert list(ds["epoch"].values) == [1, 2, 3]
+    assert np.isfinite(ds["pred_cosine"].sel(epoch=[1, 2, 3])).all()
+
+
 def test_a_blown_up_run_is_unstable_and_does_not_crash_the_diagnostics(tmp_path):
     spec = tiny_runs(tmp_path, sets=["optim.base_lr=1e6"])[0]
     outcome = train_run(spec, progress=False)
