@@ -74,12 +74,12 @@ def test_an_array_of_two_runs_equals_the_sequential_study(slurm, tmp_path):
 
 
 def test_a_preempted_task_is_requeued_and_resumes_bit_identically(slurm, tmp_path):
-    sets = ["train.epochs=12"]
+    sets = ["train.epochs=30"]  # 120 steps: a window to see it running, even under load
     (spec,) = tiny_runs(tmp_path / "slurm", sets=sets)
     (job,) = submit_slurm([spec], CLUSTER, **QUIET).job_ids
     study = spec.directory().parents[1]
     rows = _wait(study, lambda rows: rows[0].state == "running" and rows[0].step >= 4)
-    assert rows[0].job == job and rows[0].total == 48  # siamlab status while it trains
+    assert rows[0].job == job and rows[0].total == 120  # siamlab status while it trains
     subprocess.run(["scancel", "--signal=USR2", job], check=True)  # Slurm's warning signal
     _wait(study, lambda rows: open_run(spec.directory()).attrs["status"] == "preempted")
     deadline = time.monotonic() + 60
