@@ -148,6 +148,13 @@ def test_the_verdict_from_embeddings_alone():
     ]
     assert judge(0.5, 0.9) == "healthy"  # a large offset over a full-rank residual
     assert judge(0.9, 0.1) == "healthy"  # low rank, but the centre does not dominate
+    crowded = judge_embeddings(
+        cfg.model_copy(update={"partial_residual_std": 0.9}),
+        {"z_residual_norm": 0.47, "z_residual_erank_fraction": 0.3, "z_residual_std": 0.68},
+        "z",
+        4,
+    )
+    assert crowded[0] == "partial_collapse" and "std*sqrt(d) 0.68 < 0.9" in crowded[1]
     assert judge(math.nan, math.nan) == "unstable"  # non-finite: no residual measured
     one = fold([(40, "collapsed", "e")], hold_for(cfg, 1))[-1]
     assert (one.verdict, one.provisional) == ("collapsed", False)  # one checkpoint: alone

@@ -66,3 +66,11 @@ def test_main_writes_the_report_from_results_roots(calib, tmp_path):
     assert out.read_text().strip() == text.strip()
     assert text.startswith("# Verdict calibration")
     assert "synthetic/oscillating/seed1" in text
+
+
+def test_the_tuning_part_can_name_several_data_sets(calib):
+    parts = calib.tuning_parts("digits:0,cifar:0")
+    assert parts == {("digits", 0), ("cifar", 0), ("synthetic", 0)}
+    assert calib.describe_parts(parts) == "cifar seed 0 + digits seed 0 + synthetic seed 0"
+    with pytest.raises(SystemExit, match="expected DATA:SEED"):
+        calib.tuning_parts("digits")

@@ -13,8 +13,8 @@ cannot:
   (``z_residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
 - ``partial_collapse``: the centre holds most of each embedding
   (``z_residual_norm < partial_residual_norm``) and the residual spans few directions
-  (``z_residual_erank_fraction < partial_erank_fraction``): a collapse under way or
-  stalled on its way.
+  (``z_residual_erank_fraction < partial_erank_fraction`` or ``z_residual_std <
+  partial_residual_std``): a collapse under way or stalled on its way.
 - ``healthy``: none of these.
 - ``unstable`` only when the embeddings are not finite (no residual could be measured).
   An oscillating loss (the training rule's other ``unstable``) and ``not_converging``
@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from siamlab.diagnostics.config import VerdictConfig
-from siamlab.diagnostics.verdict_rule import RunVerdict, run_verdict
+from siamlab.diagnostics.verdict_rule import RunVerdict, few_directions, run_verdict
 
 NEEDS_LOSS = ("not_converging", "unstable by an oscillating loss")
 
@@ -71,10 +71,11 @@ def judge_embeddings(
             f"{branch} residual erank/min(d,N) {frac:.3g} < {cfg.dimensional_erank_fraction:g} "
             f"(residual norm {norm:.2f})"
         )
-    if norm < cfg.partial_residual_norm and frac < cfg.partial_erank_fraction:
+    spread = float(values.get(f"{branch}_residual_std", math.nan))  # NaN: not measured
+    if norm < cfg.partial_residual_norm and (few := few_directions(cfg, frac, spread)):
         return "partial_collapse", (
             f"{branch} residual norm {norm:.2f} < {cfg.partial_residual_norm:.3g} (the centre "
-            f"dominates) and residual erank/min(d,N) {frac:.3g} < {cfg.partial_erank_fraction:g}"
+            f"dominates) and {' and '.join(few)}"
         )
     return "healthy", f"{branch} residual norm {norm:.2f}, erank/min(d,N) {frac:.2f}"
 

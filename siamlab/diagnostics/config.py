@@ -69,6 +69,7 @@ class VerdictConfig(BaseModel):
     dimensional_erank_fraction: float = Field(default=0.05, ge=0, le=1)
     partial_residual_norm: float = Field(default=0.7071, gt=0, lt=1)
     partial_erank_fraction: float = Field(default=0.25, ge=0, le=1)
+    partial_residual_std: float = Field(default=0.9, ge=0, le=1)
     not_converging_progress: float = Field(default=0.4, ge=0, le=1)
     improving_drop: float = Field(default=0.02, ge=0)
     unstable_noise_ratio: float = Field(default=4.0, gt=0)

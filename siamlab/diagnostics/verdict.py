@@ -46,7 +46,8 @@ def signals_from_epochs(epochs: list[dict[str, Any]], cfg: VerdictConfig) -> lis
 
     Args:
         epochs: per evaluated epoch, in order: ``epoch``, ``cosine_loss``, ``start_loss``,
-            ``z_residual_norm``, ``z_residual_erank_fraction``, ``loss_jitter``,
+            ``z_residual_norm``, ``z_residual_erank_fraction``, ``z_residual_std``,
+            ``loss_jitter``,
             ``loss_noise`` and ``z_std_eval`` (missing = NaN).
         cfg: the thresholds (``hold_evaluations`` sets the trend window).
     """
@@ -62,6 +63,7 @@ def signals_from_epochs(epochs: list[dict[str, Any]], cfg: VerdictConfig) -> lis
                 earlier_loss=earlier,
                 residual_norm=_get(e, "z_residual_norm"),
                 residual_erank_fraction=_get(e, "z_residual_erank_fraction"),
+                residual_std=_get(e, "z_residual_std"),
                 jitter=_get(e, "loss_jitter"),
                 noise=_get(e, "loss_noise"),
                 finite=math.isfinite(_get(e, "z_std_eval")),
@@ -217,7 +219,7 @@ class VerdictJudge:
         )
 
 
-RESIDUAL = ("z_residual_norm", "z_residual_erank_fraction")
+RESIDUAL = ("z_residual_norm", "z_residual_erank_fraction", "z_residual_std")
 
 
 def verdict_attrs(

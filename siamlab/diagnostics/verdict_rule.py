@@ -14,8 +14,10 @@ Per evaluated epoch, from the centred geometry of z on the held-out split
 4. ``partial_collapse`` -- the images crowd around their common centre and what still
    tells them apart spans few directions: the centre holds most of each embedding
    (``residual_norm < partial_residual_norm``, 1/sqrt(2): ``||o||^2 > E||r||^2``), the
-   residual's effective rank is low (``residual_erank_fraction <
-   partial_erank_fraction``), and the loss went down to get there. A complete collapse
+   residual is left in few directions (its effective rank ``residual_erank_fraction <
+   partial_erank_fraction``, or its per-channel spread ``residual_std <
+   partial_residual_std``: the paper's std of the l2-normalised output, taken on the
+   residual), and the loss went down to get there. A complete collapse
    under way, or stalled on its way (no stop-gradient in a short run; the no-predictor
    control of Sec. 5.2 on digits, which sits there for 120 epochs).
 5. ``not_converging`` -- the loss made less than ``not_converging_progress`` of its way
@@ -90,6 +92,8 @@ class EpochSignals:
         jitter: :func:`loss_jitter` of the epoch's step losses.
         noise: mean standard error of the step loss over the epoch's batches.
         finite: the loss and the eval-mode embeddings were finite.
+        residual_std: ``z_residual_std`` there (std·sqrt(d) of ``r / ||r||``; 1 when the
+            residual directions spread evenly over the channels).
     """
 
     epoch: int
@@ -101,6 +105,7 @@ class EpochSignals:
     jitter: float
     noise: float
     finite: bool = True
+    residual_std: float = math.nan
 
     @property
     def progress(self) -> float:
@@ -112,6 +117,22 @@ class EpochSignals:
     def noise_ratio(self) -> float:
         """Jitter over the sampling noise of the step loss (~1 when healthy)."""
         return self.jitter / self.noise if self.noise > 0 else math.nan
+
+
+def few_directions(cfg: VerdictConfig, erank_fraction: float, residual_std: float) -> list[str]:
+    """What says a residual is left in few directions (``partial_collapse``); [] if nothing.
+
+    Args:
+        cfg: the thresholds (``partial_erank_fraction``, ``partial_residual_std``).
+        erank_fraction: the residual's effective rank over min(d, N).
+        residual_std: std*sqrt(d) of the re-normalised residual (NaN: not measured).
+    """
+    few = []
+    if erank_fraction < cfg.partial_erank_fraction:
+        few.append(f"residual erank/min(d,N) {erank_fraction:.3g} < {cfg.partial_erank_fraction:g}")
+    if residual_std < cfg.partial_residual_std:
+        few.append(f"residual std*sqrt(d) {residual_std:.2f} < {cfg.partial_residual_std:g}")
+    return few
 
 
 def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
@@ -143,15 +164,12 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
             f"z residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
             f"{cfg.dimensional_erank_fraction:g} (residual norm {s.residual_norm:.2f})"
         )
-    if (
-        s.residual_norm < cfg.partial_residual_norm
-        and s.residual_erank_fraction < cfg.partial_erank_fraction
-        and s.progress >= cfg.not_converging_progress
-    ):
+    dominant = s.residual_norm < cfg.partial_residual_norm  # the centre holds most of z/|z|
+    few = few_directions(cfg, s.residual_erank_fraction, s.residual_std)
+    if dominant and few and s.progress >= cfg.not_converging_progress:
         return "partial_collapse", (
-            f"z residual norm {s.residual_norm:.2f} < {cfg.partial_residual_norm:.3g} (the centre "
-            f"dominates) and residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
-            f"{cfg.partial_erank_fraction:g}, loss {s.loss:.3f}"
+            f"z residual norm {s.residual_norm:.2f} < {cfg.partial_residual_norm:.3g} (the "
+            f"centre dominates) and {' and '.join(few)}, loss {s.loss:.3f}"
         )
     falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
     if s.progress < cfg.not_converging_progress:

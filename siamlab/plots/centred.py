@@ -38,7 +38,7 @@ MEASURES = (  # variable suffix, title, y label, the verdict attrs of its thresh
         "√E‖z/‖z‖ − o‖²",
         ("verdict_collapsed_residual_norm", "verdict_partial_residual_norm"),
     ),
-    ("residual_std", "residual std", "std(r/‖r‖)·√d", ()),
+    ("residual_std", "residual std", "std(r/‖r‖)·√d", ("verdict_partial_residual_std",)),
     (
         "residual_erank_fraction",
         "residual effective rank",

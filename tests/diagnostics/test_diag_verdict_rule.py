@@ -23,6 +23,7 @@ CFG = VerdictConfig(
     dimensional_erank_fraction=0.05,
     partial_residual_norm=0.7,
     partial_erank_fraction=0.25,
+    partial_residual_std=0.9,
     not_converging_progress=0.2,
     improving_drop=0.02,
     unstable_noise_ratio=3.0,
@@ -37,6 +38,7 @@ HEALTHY = EpochSignals(
     residual_erank_fraction=0.4,
     jitter=0.01,
     noise=0.01,
+    residual_std=0.98,
 )
 
 
@@ -153,6 +155,21 @@ def test_partial_collapse_needs_a_dominant_centre_a_low_rank_residual_and_progre
     # the loss did not go down: not a collapse at all, the run does not converge
     assert _state(residual_norm=0.57, residual_erank_fraction=0.08, loss=-0.15,
                   earlier_loss=-0.15) == "not_converging"  # fmt: skip
+    # or its directions crowd a few channels: the paper's std, taken on the residual
+    # (no stop-gradient on the CIFAR subset: norm 0.47, erank 0.21, residual std 0.68)
+    state, evidence = judge_epoch(
+        CFG,
+        dataclasses.replace(
+            HEALTHY, residual_norm=0.47, residual_erank_fraction=0.3, residual_std=0.68
+        ),
+    )
+    assert state == "partial_collapse" and "std*sqrt(d) 0.68 < 0.9" in evidence
+    assert "erank" not in evidence  # only what crossed is named
+    assert _state(residual_norm=0.47, residual_erank_fraction=0.3, residual_std=0.9) == "healthy"
+    assert _state(residual_norm=0.47, residual_erank_fraction=0.3, residual_std=math.nan) == (
+        "healthy"
+    )  # not measured: not judged
+    assert _state(residual_norm=0.9, residual_erank_fraction=0.3, residual_std=0.5) == "healthy"
     # the more specific states win: a vanished residual, then few directions
     assert _state(residual_norm=0.05, residual_erank_fraction=0.08) == "collapsed"
     assert _state(residual_norm=0.57, residual_erank_fraction=0.01) == "dimensional_collapse"
