@@ -36,23 +36,29 @@ class VerdictConfig(BaseModel):
     Attributes:
         hold_evaluations: consecutive evaluations a state must hold before the run's
             verdict enters it (hysteresis; non-finite values enter ``unstable`` at once).
-        collapsed_residual_norm: tuned; ``z_residual_norm`` (sqrt(1 - ||E z/|z| ||^2))
+        collapsed_residual_norm: tuned (README, "How often the verdict is right";
+            docs/verdict-calibration.md); ``z_residual_norm`` (sqrt(1 - ||E z/|z| ||^2))
             under which the images have collapsed to one point (no stop-grad on digits
-            ends at 0.06, healthy runs at 0.9-0.97). An offset of 3 sqrt(d) over an
+            ends at 0.05, healthy runs at 0.95-0.97). An offset of 3 sqrt(d) over an
             isotropic cloud keeps 0.32 (and is healthy).
         dimensional_erank_fraction: tuned; effective rank of the re-normalised residual
             over min(d, N) under which few directions are left (lr x 100 on digits:
-            0.006; healthy: 0.3-0.4).
+            0.007; healthy: 0.31-0.39; the moving-average eta of Sec. 5.2 on CIFAR 0.075).
         partial_residual_norm: ``z_residual_norm`` under which the common centre holds
             more than half of each embedding's squared norm (``||o||^2 > E||r||^2``); not
-            tuned: 1/sqrt(2).
+            tuned: 1/sqrt(2). No stop-grad / no predictor on the CIFAR subset end at
+            0.47-0.65, heads without BN at 0.67 (healthy by the next two), SimSiam 0.95.
         partial_erank_fraction: tuned; with the centre dominating, a residual effective
-            rank fraction under this is ``partial_collapse`` (README, "How often the
-            verdict is right"); healthy residuals measure 0.3-0.48, offset-dominated
-            full-rank ones (an offset of 3 sqrt(d) over an isotropic cloud) ~1.
+            rank fraction under this is ``partial_collapse`` (no stop-grad / no predictor
+            on the CIFAR subset: 0.14-0.21; healthy 0.31-0.39, heads without BN 0.31,
+            an offset of 3 sqrt(d) over an isotropic cloud ~1).
+        partial_residual_std: tuned; with the centre dominating, a residual std*sqrt(d)
+            under this is ``partial_collapse`` too: the residual directions crowd a few
+            channels (no stop-grad / no predictor on the CIFAR subset: 0.68-0.82;
+            healthy runs, heads without BN included, 0.96-0.99).
         not_converging_progress: tuned; fraction of the way from the start loss to -1
-            under which the loss has not converged (a fixed random predictor on digits
-            comes 22% of the way, SimSiam ~67%).
+            under which the loss has not converged (a fixed random predictor comes 22%
+            of the way on digits, 19% on the CIFAR subset; SimSiam ~60-67%).
         improving_drop: fall of the loss over the last ``hold_evaluations`` evaluations
             above which a run below ``not_converging_progress`` is still converging.
         unstable_noise_ratio: loss jitter (RMS 2nd difference / sqrt(6)) over the step
@@ -66,10 +72,10 @@ class VerdictConfig(BaseModel):
 
     hold_evaluations: int = Field(default=3, ge=1)
     collapsed_residual_norm: float = Field(default=0.2, gt=0, lt=1)
-    dimensional_erank_fraction: float = Field(default=0.05, ge=0, le=1)
+    dimensional_erank_fraction: float = Field(default=0.03, ge=0, le=1)
     partial_residual_norm: float = Field(default=0.7071, gt=0, lt=1)
-    partial_erank_fraction: float = Field(default=0.25, ge=0, le=1)
-    partial_residual_std: float = Field(default=0.9, ge=0, le=1)
+    partial_erank_fraction: float = Field(default=0.2, ge=0, le=1)
+    partial_residual_std: float = Field(default=0.85, ge=0, le=1)
     not_converging_progress: float = Field(default=0.4, ge=0, le=1)
     improving_drop: float = Field(default=0.02, ge=0)
     unstable_noise_ratio: float = Field(default=4.0, gt=0)
