@@ -55,7 +55,7 @@ class VerdictConfig(BaseModel):
         partial_residual_std: tuned; with the centre dominating, a residual std*sqrt(d)
             under this is ``partial_collapse`` too: the residual directions crowd a few
             channels (no stop-grad / no predictor on the CIFAR subset: 0.68-0.82;
-            healthy runs, heads without BN included, 0.96-0.99).
+            healthy runs 0.97-0.99, heads without BN 0.93).
         not_converging_progress: tuned; fraction of the way from the start loss to -1
             under which the loss has not converged (a fixed random predictor comes 22%
             of the way on digits, 19% on the CIFAR subset; SimSiam ~60-67%).

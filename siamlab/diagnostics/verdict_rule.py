@@ -181,9 +181,10 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
                 f"to -1 < {100 * cfg.not_converging_progress:.0f}%, and no longer falling"
             )
         return "healthy", f"not converged yet: loss {s.loss:.3f} still falling"
+    spread = f", std*sqrt(d) {s.residual_std:.2f}" if math.isfinite(s.residual_std) else ""
     return "healthy", (
         f"z residual norm {s.residual_norm:.2f}, erank/min(d,N) "
-        f"{s.residual_erank_fraction:.2f}, loss {s.loss:.3f}"
+        f"{s.residual_erank_fraction:.2f}{spread}, loss {s.loss:.3f}"
     )
 
 

@@ -66,6 +66,7 @@ def test_loss_jitter_closed_forms():
 def test_the_baseline_is_healthy_and_every_state_is_reachable():
     state, evidence = judge_epoch(CFG, HEALTHY)
     assert state == "healthy" and "residual norm 0.80" in evidence
+    assert "erank/min(d,N) 0.40, std*sqrt(d) 0.98" in evidence  # why not partial_collapse
     reached = {
         _state(),
         _state(finite=False),
