@@ -161,7 +161,7 @@ def toy_run_verdict(variant: str, seed: int, epochs: int) -> dict[str, str | int
         "verdict_provisional": int(provisional),
         "verdict_collapsed_residual_norm": 0.1,
         "verdict_dimensional_erank_fraction": 0.05,
-        "verdict_partial_residual_norm": 0.7071,
+        "verdict_partial_residual_norm": 0.8,
         "verdict_partial_erank_fraction": 0.3,
         "verdict_partial_residual_std": 0.9,
     }

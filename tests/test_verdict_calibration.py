@@ -41,8 +41,9 @@ def test_tune_finds_a_point_that_gets_every_tuning_run_right(calib):
     cfg, best = calib.tune(runs, VerdictConfig())
     assert best == len(runs)
     assert all(calib.judge_run(r, cfg).verdict == r.expected for r in runs)
-    for name, values in calib.GRID.items():
+    for name, values in {**calib.GRID, **calib.PARTIAL_GRID}.items():
         assert getattr(cfg, name) in values
+    assert set(calib.TUNED) == set(calib.GRID) | set(calib.PARTIAL_GRID)
 
 
 def test_the_confusion_table_counts_right_and_wrong(calib):

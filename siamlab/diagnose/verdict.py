@@ -11,7 +11,7 @@ cannot:
   this rule says ``collapsed`` -- the representation *is* collapsed, whatever the cause.
 - ``dimensional_collapse``: the residual spans few effective dimensions
   (``z_residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
-- ``partial_collapse``: the centre holds most of each embedding
+- ``partial_collapse``: the centre holds a large part of each embedding
   (``z_residual_norm < partial_residual_norm``) and the residual spans few directions
   (``z_residual_erank_fraction < partial_erank_fraction`` or ``z_residual_std <
   partial_residual_std``): a collapse under way or stalled on its way.

@@ -44,10 +44,12 @@ class VerdictConfig(BaseModel):
         dimensional_erank_fraction: tuned; effective rank of the re-normalised residual
             over min(d, N) under which few directions are left (lr x 100 on digits:
             0.007; healthy: 0.31-0.39; the moving-average eta of Sec. 5.2 on CIFAR 0.075).
-        partial_residual_norm: ``z_residual_norm`` under which the common centre holds
-            more than half of each embedding's squared norm (``||o||^2 > E||r||^2``); not
-            tuned: 1/sqrt(2). No stop-grad / no predictor on the CIFAR subset end at
-            0.47-0.65, heads without BN at 0.67 (healthy by the next two), SimSiam 0.95.
+        partial_residual_norm: tuned (stage two, jointly with the next two);
+            ``z_residual_norm`` under which the common centre holds a large part of each
+            embedding (0.8: ``||o||^2 > 0.36``, as ``||o||^2 + E||r||^2 = 1``). No
+            stop-grad / no predictor on the CIFAR subset end at 0.47-0.71, heads without
+            BN at 0.67 (healthy by the next two), the moving-average eta of Sec. 5.2 at
+            0.89 (healthy: low erank, but no dominant centre), SimSiam 0.95-0.97.
         partial_erank_fraction: tuned; with the centre dominating, a residual effective
             rank fraction under this is ``partial_collapse`` (no stop-grad / no predictor
             on the CIFAR subset: 0.14-0.21; healthy 0.31-0.39, heads without BN 0.31,
@@ -73,7 +75,7 @@ class VerdictConfig(BaseModel):
     hold_evaluations: int = Field(default=3, ge=1)
     collapsed_residual_norm: float = Field(default=0.2, gt=0, lt=1)
     dimensional_erank_fraction: float = Field(default=0.03, ge=0, le=1)
-    partial_residual_norm: float = Field(default=0.7071, gt=0, lt=1)
+    partial_residual_norm: float = Field(default=0.8, gt=0, lt=1)
     partial_erank_fraction: float = Field(default=0.2, ge=0, le=1)
     partial_residual_std: float = Field(default=0.85, ge=0, le=1)
     not_converging_progress: float = Field(default=0.4, ge=0, le=1)

@@ -12,8 +12,8 @@ Per evaluated epoch, from the centred geometry of z on the held-out split
 3. ``dimensional_collapse`` -- the residual spans few effective dimensions
    (``residual_erank_fraction < dimensional_erank_fraction``; Jing et al., ICLR 2022).
 4. ``partial_collapse`` -- the images crowd around their common centre and what still
-   tells them apart spans few directions: the centre holds most of each embedding
-   (``residual_norm < partial_residual_norm``, 1/sqrt(2): ``||o||^2 > E||r||^2``), the
+   tells them apart spans few directions: the centre holds a large part of each embedding
+   (``residual_norm < partial_residual_norm``, 0.8: ``||o||^2 > 0.36``), the
    residual is left in few directions (its effective rank ``residual_erank_fraction <
    partial_erank_fraction``, or its per-channel spread ``residual_std <
    partial_residual_std``: the paper's std of the l2-normalised output, taken on the
@@ -164,7 +164,7 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
             f"z residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
             f"{cfg.dimensional_erank_fraction:g} (residual norm {s.residual_norm:.2f})"
         )
-    dominant = s.residual_norm < cfg.partial_residual_norm  # the centre holds most of z/|z|
+    dominant = s.residual_norm < cfg.partial_residual_norm  # the centre holds much of z/|z|
     few = few_directions(cfg, s.residual_erank_fraction, s.residual_std)
     if dominant and few and s.progress >= cfg.not_converging_progress:
         return "partial_collapse", (
