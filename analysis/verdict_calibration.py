@@ -120,9 +120,22 @@ def records_of(ds: xr.Dataset, start_steps: int) -> list[dict[str, Any]]:
     return out
 
 
+def training_key(config_yaml: str, seed: int) -> str:
+    """What makes two runs the same training: the config without verdict and output settings.
+
+    Two studies can hold the same run under different names (stopgrad's ``stop_grad`` is
+    predictor's ``lr_cosine``); the verdict thresholds and the output folder change
+    nothing that is trained, so such a pair is one labelled run, counted once.
+    """
+    config = yaml.safe_load(config_yaml) or {}
+    config.pop("output", None)
+    config.get("diagnostics", {}).pop("verdict", None)
+    return yaml.safe_dump(config, sort_keys=True) + f"seed: {seed}"
+
+
 def load_runs(roots: Sequence[Path], start_steps: int) -> list[LabelledRun]:
-    """Every run under ``roots`` whose ``paper`` attr has an outcome."""
-    runs = []
+    """Every run under ``roots`` whose ``paper`` attr has an outcome, each training once."""
+    runs, seen = [], set()
     for path in sorted(p for root in roots for p in root.glob("*/*/seed*/metrics.nc")):
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             paper = yaml.safe_load(ds.attrs.get("paper", "") or "{}")
@@ -130,6 +143,10 @@ def load_runs(roots: Sequence[Path], start_steps: int) -> list[LabelledRun]:
             if outcome not in EXPECTED or not np.isfinite(ds["z_std_eval"].values).any():
                 continue
             data = "cifar" if "npz" in ds.attrs.get("config", "") else "digits"
+            key = training_key(ds.attrs.get("config", ""), int(ds.attrs["seed"]))
+            if key in seen:  # the same training under another study's name
+                continue
+            seen.add(key)
             study, variant, seed = path.parts[-4], path.parts[-3], path.parts[-2]
             runs.append(
                 LabelledRun(

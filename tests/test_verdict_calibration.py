@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from siamlab.diagnostics.config import VerdictConfig
 
@@ -75,3 +76,15 @@ def test_the_tuning_part_can_name_several_data_sets(calib):
     assert calib.describe_parts(parts) == "cifar seed 0 + digits seed 0 + synthetic seed 0"
     with pytest.raises(SystemExit, match="expected DATA:SEED"):
         calib.tuning_parts("digits")
+
+
+def test_one_training_under_two_study_names_is_one_labelled_run(calib):
+    base = {"optim": {"base_lr": 0.05}, "diagnostics": {"verdict": {"hold_evaluations": 3}}}
+    other_names = {**base, "output": {"root": "elsewhere"}}
+    other_thresholds = {**base, "diagnostics": {"verdict": {"hold_evaluations": 5}}}
+    key = calib.training_key(yaml.safe_dump(base), 0)
+    assert calib.training_key(yaml.safe_dump(other_names), 0) == key
+    assert calib.training_key(yaml.safe_dump(other_thresholds), 0) == key
+    assert calib.training_key(yaml.safe_dump(base), 1) != key
+    other_lr = {**base, "optim": {"base_lr": 0.5}}
+    assert calib.training_key(yaml.safe_dump(other_lr), 0) != key

@@ -52,11 +52,11 @@ class VerdictConfig(BaseModel):
             0.89 (healthy: low erank, but no dominant centre), SimSiam 0.95-0.97.
         partial_erank_fraction: tuned; with the centre dominating, a residual effective
             rank fraction under this is ``partial_collapse`` (no stop-grad / no predictor
-            on the CIFAR subset: 0.14-0.21; healthy 0.31-0.39, heads without BN 0.31,
+            on the CIFAR subset: 0.14-0.21, seeds 0-4; healthy 0.31-0.39, heads without BN 0.31,
             an offset of 3 sqrt(d) over an isotropic cloud ~1).
         partial_residual_std: tuned; with the centre dominating, a residual std*sqrt(d)
             under this is ``partial_collapse`` too: the residual directions crowd a few
-            channels (no stop-grad / no predictor on the CIFAR subset: 0.68-0.82;
+            channels (no stop-grad / no predictor on the CIFAR subset: 0.68-0.87;
             healthy runs 0.97-0.99, heads without BN 0.93).
         not_converging_progress: tuned; fraction of the way from the start loss to -1
             under which the loss has not converged (a fixed random predictor comes 22%

@@ -69,13 +69,13 @@ class StepView:
         """
         if name in ("t1", "t2") and getattr(self.output, name) is None:
             name = "z" + name[1]
-        key = (name, dtype)
+        x = getattr(self.output, name)
+        if x is None or x.ndim != 2:
+            raise ValueError(f"the step's {name} is not a (B, k) tensor")
+        if dtype is None:
+            dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        key = (name, dtype)  # resolved first: unit_rows("z1") and (z1, float32) share rows
         if key not in self._units:
-            x = getattr(self.output, name)
-            if x is None or x.ndim != 2:
-                raise ValueError(f"the step's {name} is not a (B, k) tensor")
-            if dtype is None:
-                dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
             self._units[key] = F.normalize(x.detach().to(dtype), dim=1)  # (B, k)
         return self._units[key]
 
