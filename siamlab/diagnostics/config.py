@@ -47,7 +47,7 @@ class VerdictConfig(BaseModel):
         partial_residual_norm: tuned (stage two, jointly with the next two);
             ``z_residual_norm`` under which the common centre holds a large part of each
             embedding (0.8: ``||o||^2 > 0.36``, as ``||o||^2 + E||r||^2 = 1``). No
-            stop-grad / no predictor on the CIFAR subset end at 0.47-0.71, heads without
+            stop-grad / no predictor on the CIFAR subset end at 0.47-0.75, heads without
             BN at 0.67 (healthy by the next two), the moving-average eta of Sec. 5.2 at
             0.89 (healthy: low erank, but no dominant centre), SimSiam 0.95-0.97.
         partial_erank_fraction: tuned; with the centre dominating, a residual effective
