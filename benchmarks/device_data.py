@@ -43,6 +43,7 @@ from siamlab.train.device import configure_torch, select_device
 from siamlab.train.distributed import DistInfo
 from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer
+from siamlab.train.speed import resolve_speed
 from siamlab.train.views import EpochView, StepView
 
 ARMS = {  # name: (what it is, its --set keys)
@@ -119,9 +120,9 @@ def _first_batch_timed(source: Iterable[Any], arm: DataArm) -> Iterator[Any]:
 def build_arm(name: str, profile: str, sets: list[str]) -> DataArm:
     """The Trainer of the profile's config with one data path."""
     spec = expand_study(StudyFile(name="device_data"), profile, sets)[0]
-    cfg = spec.config
-    configure_torch(cfg.train)
-    device = select_device(cfg.train.device)
+    configure_torch(spec.config.train)
+    device = select_device(spec.config.train.device)
+    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
     data = build_datasets(cfg.data, spec.seed)
     data = with_resident_views(with_batched_views(data, cfg.data, spec.seed, 1), cfg.data, device)
     batch = cfg.train.batch_size
@@ -146,7 +147,7 @@ def build_arm(name: str, profile: str, sets: list[str]) -> DataArm:
         epochs=10**6,
         monitor=quiet,
         saver=quiet,
-        channels_last=cfg.train.channels_last,
+        channels_last=cfg.train.channels_last is True,
     )
     arm = DataArm(name, trainer, batch, device)
     return arm

@@ -29,6 +29,7 @@ TINY = [
     "train.batch_size=64",
     "train.epochs=2",
     "train.threads=1",
+    "train.checkpoint_every_epochs=1",  # the quick profile's 10 would leave only the last
     "diagnostics.knn_k=10",
 ]
 

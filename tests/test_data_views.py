@@ -71,6 +71,26 @@ def test_eval_dataset() -> None:
     assert torch.equal(x, ds[5][0]) and len(ds) == 12
 
 
+@pytest.mark.parametrize(("keep_bytes", "kept"), [(1 << 20, True), (1000, False), (0, False)])
+def test_eval_dataset_keeps_its_images_when_they_fit(keep_bytes, kept) -> None:
+    calls = []
+    transform = eval_transform(AugmentConfig(), 16)
+
+    def counted(img):
+        calls.append(1)
+        return transform(img)
+
+    plain = EvalDataset(_source(side=16), transform)
+    ds = EvalDataset(_source(side=16), counted, keep_bytes)  # 12 images of 3 KB
+    first = [x for x, _, _ in DataLoader(ds, batch_size=5)]
+    again = [x for x, _, _ in DataLoader(ds, batch_size=5)]
+    assert len(calls) == 12 * (1 if kept else 2)
+    want = [x for x, _, _ in DataLoader(plain, batch_size=5)]
+    for a, b, c in zip(first, again, want, strict=True):
+        assert torch.equal(a, c) and torch.equal(b, c)
+    assert ds[3][1:] == plain[3][1:]
+
+
 def _all(sampler: EpochSampler) -> list[list[int]]:
     return list(sampler)
 

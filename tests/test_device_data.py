@@ -10,6 +10,7 @@ import pydantic
 import pytest
 import torch
 
+import siamlab.data.resident as resident_module
 from siamlab.bench.runner import run_bench
 from siamlab.config.study import StudyFile, expand_study
 from siamlab.data.batched import BatchedTwoViewDataset, with_batched_views
@@ -129,7 +130,7 @@ def test_each_rank_augments_its_own_shard():
             torch.testing.assert_close(torch.cat([p[j] for p in parts]), full[j], atol=1e-6, rtol=0)
 
 
-def test_config_validation_and_auto():
+def test_config_validation_and_auto(monkeypatch):
     with pytest.raises(pydantic.ValidationError, match="augment_batched"):
         DataConfig(device_resident=True)
     with pytest.raises(pydantic.ValidationError, match="in-memory"):
@@ -142,8 +143,16 @@ def test_config_validation_and_auto():
         resident_wanted(cfg.model_copy(update={"device_resident": True}), data.train_views, CPU)
     views = _views()
     auto = DataConfig(augment_batched=True, device_resident="auto")
-    assert not resident_wanted(auto, views, CPU)  # auto: CUDA only
-    assert not resident_wanted(auto, data.train_views, CPU)
+    assert not resident_wanted(auto, data.train_views, CPU)  # the PIL path: the DataLoader
+    threads = torch.get_num_threads()
+    try:  # on CPU: in the training process when torch's threads take every core
+        for cores, threads_now, wanted in ((4, 4, True), (4, 2, False), (2, 3, True)):
+            cpus = range(cores)
+            monkeypatch.setattr(resident_module.os, "sched_getaffinity", lambda _, c=cpus: c)
+            torch.set_num_threads(threads_now)
+            assert resident_wanted(auto, views, CPU) is wanted
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

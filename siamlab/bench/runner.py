@@ -39,7 +39,7 @@ from siamlab.train.device import configure_torch, select_device
 from siamlab.train.distributed import DistInfo
 from siamlab.train.loop import Batch, Trainer
 from siamlab.train.optim import create_optimizer
-from siamlab.train.speed import bf16_supported
+from siamlab.train.speed import bf16_supported, resolve_speed, speed_label
 from siamlab.train.views import EpochView, StepView
 
 SPEED_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": False}
@@ -118,12 +118,6 @@ class _NoSaves:
         pass
 
 
-def _speed_tag(spec: RunSpec) -> str:
-    t = spec.config.train
-    tags = [t.precision, "CL" if t.channels_last else "", "compile" if t.compile else ""]
-    return "+".join(x for x in tags if x)
-
-
 def _siamlab_arm(
     spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
 ) -> tuple[Arm, torch.nn.Module, Monitor]:
@@ -151,7 +145,7 @@ def _siamlab_arm(
         epochs=1,
         monitor=callbacks,
         saver=_NoSaves(),
-        channels_last=cfg.train.channels_last,
+        channels_last=cfg.train.channels_last is True,
     )
     done = [0]
 
@@ -194,8 +188,9 @@ def run_bench(
         peak_n: side of the matmul that measures the peak FLOP/s.
     """
     configure_torch(spec.config.train)
-    cfg = spec.config
-    device = select_device(cfg.train.device)
+    device = select_device(spec.config.train.device)
+    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
+    spec = dataclasses.replace(spec, config=cfg)  # precision / channels_last "auto" resolved
     notes = []
     if cfg.objective.eta.mode != "off":
         notes.append("objective.eta is not benchmarked: the SimSiam step is timed")
@@ -224,7 +219,7 @@ def run_bench(
         arms, monitors = [], []
         x1, x2 = (t.to(device) for t in pool[0][:2])
         for s in specs:
-            name = BASELINE if s is not spec else f"siamlab {_speed_tag(s)}"
+            name = BASELINE if s is not spec else f"siamlab {speed_label(s.config.train)}"
             arm, model, monitor = _siamlab_arm(s, data, device, pool, name)
             arm.flops = step_flops(
                 model, lambda m, a, b: simsiam_loss(m(a, b), cfg.objective), x1, x2

@@ -1,6 +1,7 @@
 """``siamlab run`` and ``siamlab validate``: execute or check a study file."""
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -107,6 +108,16 @@ def _report(reports: "list[StudyReport]") -> None:
         right=[SUMMARY[k] for k in keys],
     )
     console.print(table)
+    ran = Counter(r.precision for r in reports if r.precision)
+    if ran:
+        says = ", ".join(f"{p} ({n} run{'s' * (n > 1)})" for p, n in ran.items())
+        fast = " bf16 = autocast of the training forward, CL = channels_last;" * any(
+            p.startswith("bf16") for p in ran
+        )
+        console.print(
+            f"precision: {says};{fast} the exact path: --set train.precision=fp32",
+            highlight=False,
+        )
     for r in reports:
         if r.error:
             err.print(f"[red]{r.name} failed:[/] {r.error}", highlight=False)

@@ -12,11 +12,15 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Minutes on a 2-core CPU: sklearn's bundled digits, a small convnet. lr = 0.1 x 128/256
     # = 0.05 keeps stop-grad healthy and lets the no-stop-grad control collapse within
     # 40 epochs (440 steps); one loader worker overlaps augmentation with the SGD step.
+    # precision / channels_last "auto": bf16 autocast + NHWC where the CPU has AVX512-BF16 /
+    # AMX (or on CUDA), fp32 elsewhere; benchmarks/fast_default.py shows the verdicts and
+    # diagnostics of studies/em_hypothesis.yaml within the seed spread of fp32 (README, Speed).
     "quick": {
         "data": {
             "dataset": "digits",
             "image_size": 16,
             "num_workers": 1,
+            "device_resident": "auto",  # batched views: in the training process on 2 cores
             "augment": {
                 "crop_scale": [0.3, 1.0],
                 "blur_p": 0.0,
@@ -30,7 +34,15 @@ PROFILES: dict[str, dict[str, Any]] = {
             "projector": {"layers": 2, "hidden_dim": 512},
         },
         "optim": {"base_lr": 0.1, "weight_decay": 5e-4},
-        "train": {"epochs": 40, "batch_size": 128},
+        # a checkpoint and metrics.nc every 10th epoch and at the end (writing them every
+        # epoch took a fifth of a run; a kill loses at most ~10 s of training here)
+        "train": {
+            "epochs": 40,
+            "batch_size": 128,
+            "precision": "auto",
+            "channels_last": "auto",
+            "checkpoint_every_epochs": 10,
+        },
         "diagnostics": {"knn_k": 20},
     },
     # The paper's CIFAR-10 recipe (supplement D).

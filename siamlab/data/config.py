@@ -159,11 +159,12 @@ class DataConfig(BaseModel):
             DataLoader or worker; :mod:`siamlab.data.resident`). The views are those of
             the batched loader: the same keyed draws, bit-equal on CPU, equal up to the
             GPU kernels' float rounding on CUDA. Needs the batched views; ``true`` on an
-            image-folder dataset or with ``augment_batched=false`` is refused. ``auto``:
-            on when the views are batched, the device is CUDA and the images take at
-            most a quarter of its free memory; otherwise the DataLoader (on CPU a
-            worker overlaps augmentation with the step, which the training process
-            cannot).
+            image-folder dataset or with ``augment_batched=false`` is refused. ``auto``
+            (the quick profile's): on when the views are batched and either the device
+            is CUDA and the images take at most a quarter of its free memory, or the
+            device is the CPU and torch's threads take every core (a DataLoader worker
+            would only take turns with them); otherwise the DataLoader, whose worker
+            overlaps augmentation with the step on a spare core.
         augment: the two-view augmentation.
 
     """

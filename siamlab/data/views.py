@@ -79,18 +79,39 @@ class TwoViewDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int, int]]):
 
 
 class EvalDataset(Dataset[tuple[torch.Tensor, int, int]]):
-    """Deterministically preprocessed images for kNN banks and test sets: ``(image, label, i)``."""
+    """Deterministically preprocessed images for kNN banks and test sets: ``(image, label, i)``.
 
-    def __init__(self, source: ImageSource, transform: Transform) -> None:
+    Args:
+        source: the images.
+        transform: the deterministic eval preprocessing (:func:`eval_transform`).
+        keep_bytes: keep each preprocessed image after its first use when all of them fit
+            in this many bytes (in-memory datasets: every evaluation after the first reads
+            the same tensors instead of preprocessing again); 0 = never (image folders).
+    """
+
+    def __init__(self, source: ImageSource, transform: Transform, keep_bytes: int = 0) -> None:
         self.source = source
         self.transform = transform
+        self.keep_bytes = keep_bytes
+        self._kept: torch.Tensor | None = None  # (N, 3, S, S), filled on first use
+        self._has = torch.zeros(0, dtype=torch.bool)  # (N,)
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         i = int(i)
-        return self.transform(self.source.image(i)), int(self.source.targets[i]), i  # (3, S, S)
+        label = int(self.source.targets[i])
+        if self._kept is not None and self._has[i]:
+            return self._kept[i], label, i
+        image = self.transform(self.source.image(i))  # (3, S, S)
+        if self.keep_bytes and self._kept is None and not self._has.numel():
+            fits = image.numel() * image.element_size() * len(self) <= self.keep_bytes
+            self._has = torch.zeros(len(self) if fits else 1, dtype=torch.bool)
+            self._kept = image.new_empty((len(self), *image.shape)) if fits else None
+        if self._kept is not None:
+            self._kept[i], self._has[i] = image, True
+        return image, label, i
 
 
 class EpochSampler(Sampler[list[int]]):

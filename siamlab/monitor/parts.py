@@ -20,10 +20,11 @@ from siamlab.errors import ConfigError
 from siamlab.models.siamese import SiameseNet
 from siamlab.run.assemble import RunLength, build_model, lr_schedule, run_length
 from siamlab.run.training_data import TrainingData, build_training_data
+from siamlab.train.config import TrainConfig
 from siamlab.train.device import configure_torch, select_device
 from siamlab.train.distributed import DistInfo
 from siamlab.train.optim import create_optimizer
-from siamlab.train.speed import to_device
+from siamlab.train.speed import resolve_speed, to_device
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class TrainingParts:
         device: where the model is and the batches go.
         data: the datasets, the keyed epoch sampler and the DataLoader.
         length: steps per epoch, epochs, all steps.
+        train: the run's train config with ``precision`` and ``channels_last`` resolved for
+            ``device`` (no ``auto``): the precision ``siamlab run`` trains this config in,
+            and the layout of :attr:`model` and :meth:`batches`.
     """
 
     spec: RunSpec
@@ -49,6 +53,7 @@ class TrainingParts:
     device: torch.device
     data: TrainingData
     length: RunLength
+    train: TrainConfig
 
     @property
     def config(self) -> RunConfig:
@@ -76,7 +81,7 @@ class TrainingParts:
         The views of image i depend only on (seed, epoch, i), the order only on (seed,
         epoch): the batches ``siamlab run`` trains on.
         """
-        layout = self.config.train.channels_last
+        layout = self.train.channels_last is True
         for x1, x2, _, _ in self.data.batches(epoch):
             yield to_device(x1, self.device, layout), to_device(x2, self.device, layout)
 
@@ -93,8 +98,9 @@ def training_parts(
 
     Applies ``train.threads`` and ``train.deterministic`` to torch, as ``siamlab run``
     does, and picks ``train.device``. One process (no torchrun); nothing is written. The
-    step's own options (``train.precision``, ``train.compile``, a momentum target's EMA
-    update) are the loop's to apply.
+    step's own options (the precision in ``parts.train.precision``, ``train.compile``, a
+    momentum target's EMA update) are the loop's to apply: a plain fp32 loop equals
+    ``siamlab run`` of the config with ``train.precision=fp32``.
 
     Args:
         study: a study file (``studies/*.yaml``).
@@ -136,11 +142,12 @@ def parts_of(spec: RunSpec) -> TrainingParts:
         )
     configure_torch(cfg.train)
     device, dist = select_device(cfg.train.device), DistInfo()
+    train = resolve_speed(cfg.train, device)  # precision / channels_last: no "auto" left
     data = build_training_data(cfg, spec.seed, dist, device)
     model = build_model(cfg, spec.seed, device, dist)
-    if cfg.train.channels_last:  # as siamlab's step does (the batches follow, batches())
+    if train.channels_last is True:  # as siamlab's step does (the batches follow, batches())
         model.to(memory_format=torch.channels_last)
     optimizer = create_optimizer(model, cfg.optim, cfg.train.batch_size)
     length = run_length(cfg, data.steps_per_epoch)
     set_lr = lr_schedule(cfg, optimizer, length)
-    return TrainingParts(spec, model, optimizer, set_lr, device, data, length)
+    return TrainingParts(spec, model, optimizer, set_lr, device, data, length, train)

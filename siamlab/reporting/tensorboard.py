@@ -4,12 +4,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from siamlab.diagnostics.hooks import Value
 from siamlab.diagnostics.verdict import VERDICTS
+from siamlab.reporting.curves import CurveFigure
 from siamlab.results.schema import DIMS, dim_coordinate, variables
 
 
@@ -26,6 +26,7 @@ class TensorBoardSink:
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        self.figures = {tag: CurveFigure(tag) for tag in ("spectra", "predictor")}
 
     def write(self, scope: str, index: int, values: Mapping[str, Value]) -> None:
         """Log ``values`` at ``index``; flush at an epoch's end.
@@ -66,7 +67,8 @@ class TensorBoardSink:
         for tag, names in (("spectra", SPECTRA), ("predictor", PREDICTOR_CURVES)):
             chosen = {n: curves[n] for n in names if n in curves}
             if chosen:
-                self.writer.add_figure(f"{scope}/{tag}", curve_figure(chosen, tag), index)
+                image = self.figures[tag].render(chosen)  # (H, W, 3) uint8
+                self.writer.add_image(f"{scope}/{tag}", image, index, dataformats="HWC")
         if scope == "epoch":
             self.writer.flush()
 
@@ -77,27 +79,3 @@ class TensorBoardSink:
 
 SPECTRA = ("z_spectrum", "p_spectrum", "h_spectrum")
 PREDICTOR_CURVES = ("pred_cosines", "pred_eigenvalues")
-
-
-def curve_figure(curves: dict[str, np.ndarray], kind: str) -> Figure:
-    """A matplotlib figure (Agg) of vectors over ``component``.
-
-    ``spectra``: log10 of each spectrum over its largest eigenvalue (Jing et al. 2022,
-    Fig. 2 style); ``predictor``: one panel per curve on a linear scale.
-    """
-    if kind == "spectra":
-        fig = Figure(figsize=(5, 3.5))
-        ax = fig.add_subplot()
-        for name, arr in curves.items():
-            top = arr[0] if arr.size and arr[0] > 0 else 1.0
-            ax.plot(np.arange(1, arr.size + 1), np.log10(np.maximum(arr / top, 1e-300)), label=name)
-        ax.set(xlabel="component (descending)", ylabel="log10(eigenvalue / largest)")
-        ax.legend()
-    else:
-        fig = Figure(figsize=(4 * len(curves), 3.5))
-        for i, (name, arr) in enumerate(curves.items(), start=1):
-            ax = fig.add_subplot(1, len(curves), i)
-            ax.plot(np.arange(1, arr.size + 1), arr)
-            ax.set(xlabel="component (F eigenvector / W_p eigenvalue)", title=name)
-    fig.tight_layout()
-    return fig

@@ -13,7 +13,10 @@ Every variable has ``long_name`` and ``units``; those measured on a probe say ho
 Dataset attrs (provenance): ``study``, ``variant``, ``seed``, ``profile``,
 ``status`` (running | finished | failed | diverged), ``config`` (the resolved
 config as YAML), ``siamlab_version``, ``torch_version``, ``python_version``,
-``created``, ``updated``, ``dim`` (d), ``std_reference`` (1/sqrt(d)),
+``created``, ``updated``, ``dim`` (d), ``std_reference`` (1/sqrt(d)), ``world_size``,
+``precision`` (``fp32`` | ``bf16``: what the training forward ran, where ``config``
+may say ``auto``) and ``channels_last`` (0 | 1, likewise resolved; both absent from
+files of siamlab before 2026-12-03, which ran what their config says),
 ``diverged_step`` when status is diverged.
 
 Variables are declared next to the code that produces them: each diagnostic hook's

@@ -16,6 +16,7 @@ METRICS_FILE = "metrics.nc"
 RUN_ATTRS = {
     "status": "status",
     "config": "config",
+    "precision": "precision",
     "verdict": "final_verdict",
     "verdict_onset_epoch": "final_verdict_onset_epoch",
     "verdict_evidence": "final_verdict_evidence",
@@ -59,9 +60,9 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
 
     Runs of different lengths (e.g. one still running) are padded with NaN. Per-run
     attrs become variables over (variant, seed) (:data:`RUN_ATTRS`): ``status``,
-    ``config`` and the run verdict as ``final_verdict``, ``final_verdict_onset_epoch``,
-    ``final_verdict_evidence``, ``final_verdict_provisional`` ("" or NaN when a run's
-    file has none).
+    ``config``, ``precision`` (what the training forward ran) and the run verdict as
+    ``final_verdict``, ``final_verdict_onset_epoch``, ``final_verdict_evidence``,
+    ``final_verdict_provisional`` ("" or NaN when a run's file has none).
 
     Raises:
         ResultsError: when the folder holds no results.

@@ -45,7 +45,7 @@ from siamlab.train.distributed import (
 from siamlab.train.length import RunLength
 from siamlab.train.loop import Trainer
 from siamlab.train.optim import create_optimizer, initial_lr, lr_factor, set_lr
-from siamlab.train.speed import autocast_dtype, prepare_model
+from siamlab.train.speed import autocast_dtype, prepare_model, resolve_speed
 from siamlab.train.step import SimSiamStep
 
 
@@ -136,6 +136,9 @@ def build_run(
         SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
     """
     cfg, directory = spec.config, spec.directory()
+    # precision / channels_last "auto" made concrete for this device: the step, the loop
+    # and the checkpoint's resume check see what runs (config.yaml keeps what was asked)
+    resolved = cfg.model_copy(update={"train": resolve_speed(cfg.train, device)})
     training = build_training_data(cfg, spec.seed, dist, device)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
     model = build_model(cfg, spec.seed, device, dist)
@@ -144,7 +147,7 @@ def build_run(
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.yaml").write_text(config_yaml(cfg))
     barrier()
-    config = cfg.model_dump(mode="json")
+    config = resolved.model_dump(mode="json")
     saved = read_checkpoint(directory, config)
     length = run_length(cfg, training.steps_per_epoch)
     spe, epochs = length.steps_per_epoch, length.epochs
@@ -162,7 +165,7 @@ def build_run(
         dist,
     )
     recorder = Recorder()
-    results = ResultsFile(spec, directory, recorder, dist)
+    results = ResultsFile(spec, directory, recorder, dist, resolved.train)
     start_step = 0 if saved is None else int(saved["step"])
     features = EvalFeatures(model, device)
     has_targets = eta is not None
@@ -188,7 +191,7 @@ def build_run(
     )
     stop = should_stop or (lambda: False)
     trainer = Trainer(
-        sgd_step=build_step(cfg, model, optimizer, device, length, eta, mean_over_ranks),
+        sgd_step=build_step(resolved, model, optimizer, device, length, eta, mean_over_ranks),
         batches=training.batches,
         steps_per_epoch=spe,
         epochs=epochs,
@@ -196,7 +199,7 @@ def build_run(
         saver=saves,
         should_stop=(lambda: any_rank(stop())) if dist.world_size > 1 else stop,
         stop_after_epoch=collapse_stop(monitor, dist) if cfg.train.stop_on_collapse else never,
-        channels_last=cfg.train.channels_last,
+        channels_last=resolved.train.channels_last is True,
     )
     if saved is not None:  # last: nothing built above can move the restored state
         checkpointer.restore(saved)

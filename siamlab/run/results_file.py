@@ -14,6 +14,7 @@ from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.provenance import config_yaml, now, versions
 from siamlab.results.recorder import Recorder
 from siamlab.results.store import write_run
+from siamlab.train.config import TrainConfig
 from siamlab.train.distributed import DistInfo
 
 
@@ -25,10 +26,21 @@ class ResultsFile:
         directory: the run's folder.
         recorder: the values recorded so far.
         dist: this process's place in the job (only rank 0 writes).
+        speed: the run's train config with its speed options resolved for the device
+            (:func:`~siamlab.train.speed.resolve_speed`): the ``precision`` and
+            ``channels_last`` attrs say what ran, where the config may say ``auto``.
     """
 
-    def __init__(self, spec: RunSpec, directory: Path, recorder: Recorder, dist: DistInfo) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        directory: Path,
+        recorder: Recorder,
+        dist: DistInfo,
+        speed: TrainConfig,
+    ) -> None:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
+        self.speed = speed
         self.created = now()
 
     def run_verdict(self) -> RunVerdict:
@@ -61,6 +73,8 @@ class ResultsFile:
             "dim": cfg.model.dim,
             "std_reference": 1 / math.sqrt(cfg.model.dim),
             "world_size": self.dist.world_size,
+            "precision": str(self.speed.precision),
+            "channels_last": int(self.speed.channels_last is True),
             **verdict_attrs(self.run_verdict(), status, cfg.diagnostics.verdict, diverged_step),
             "created": self.created,
             "updated": now(),

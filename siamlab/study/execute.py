@@ -32,7 +32,8 @@ class StudyReport:
 
     ``verdict``, ``onset_epoch`` and ``provisional`` are the run verdict its results
     file records (``""`` when it has none, e.g. a run that failed before its first
-    evaluation).
+    evaluation); ``precision`` what its training forward ran (``fp32``, ``bf16+CL``;
+    ``""`` when its file does not say).
     """
 
     name: str
@@ -43,6 +44,7 @@ class StudyReport:
     verdict: str = ""
     onset_epoch: int = 0
     provisional: bool = False
+    precision: str = ""
 
 
 def _quiet(message: str) -> None:
@@ -50,11 +52,13 @@ def _quiet(message: str) -> None:
 
 
 def with_verdict(report: StudyReport, spec: RunSpec) -> StudyReport:
-    """``report`` with the run verdict of the run's ``metrics.nc`` (as is without one)."""
+    """``report`` with the run verdict and precision of the run's ``metrics.nc``."""
     try:
         attrs = open_run(spec.directory()).attrs
     except ResultsError:
         return report
+    precision = str(attrs.get("precision", "")) + "+CL" * bool(attrs.get("channels_last", 0) == 1)
+    report = dataclasses.replace(report, precision=precision)
     found = verdict_from_attrs(attrs)
     if not found.verdict:
         return report

@@ -54,11 +54,15 @@ class TrainConfig(BaseModel):
             and always at the end.
         checkpoint_every_steps: also every N steps inside an epoch (long ImageNet
             epochs); None = only at epoch ends.
-        precision: ``fp32``, or ``bf16`` autocast of the forward pass (matmuls and
-            convolutions in bf16, weights, loss and optimiser in fp32; CUDA, or CPUs
-            with AVX512-BF16/AMX). Changes results, so off by default.
+        precision: ``fp32``, or ``bf16`` autocast of the training forward (matmuls and
+            convolutions in bf16; weights, loss, optimiser, evaluation and diagnostics
+            in fp32), or ``auto``: bf16 where the device runs it natively (CUDA with
+            bf16, CPUs with AVX512-BF16/AMX), else fp32. Changes the numbers, so fp32
+            by default; the quick profile uses ``auto`` (README, Speed: on the main
+            study its verdicts and diagnostics stay within the seed spread of fp32).
         channels_last: NHWC layout of conv weights and input batches (faster oneDNN /
-            cuDNN kernels; the same results up to float rounding).
+            cuDNN kernels; the same results up to float rounding); ``auto``: on when
+            the precision resolves to bf16.
         compile: run the training forward through ``torch.compile`` (needs a C++
             compiler; the first steps compile).
         stop_on_collapse: end the run at the end of the epoch whose evaluation makes its
@@ -81,7 +85,7 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     checkpoint_every_epochs: int = Field(default=1, ge=1)
     checkpoint_every_steps: int | None = Field(default=None, ge=1)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    channels_last: bool = False
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    channels_last: bool | Literal["auto"] = False
     compile: bool = False
     stop_on_collapse: bool = False

@@ -2,10 +2,12 @@
 
 Each option is a key of :class:`~siamlab.train.config.TrainConfig` and off by default,
 because each changes the floating-point results (slightly for channels_last, which picks
-other convolution kernels; visibly for bf16). The helpers here are the only code that
-applies them; :class:`~siamlab.train.step.SimSiamStep` calls :func:`autocast` and
-:func:`to_float`, :class:`~siamlab.train.loop.Trainer` :func:`to_device`, and
-:func:`siamlab.run.assemble.build_step` :func:`prepare_model`.
+other convolution kernels; visibly for bf16). ``precision`` and ``channels_last`` may be
+``auto`` (the quick profile's choice): :func:`resolve_speed` turns them into what this
+device runs, once per run, and everything below sees only the resolved values. The
+helpers here are the only code that applies them; :class:`~siamlab.train.step.SimSiamStep`
+calls :func:`autocast` and :func:`to_float`, :class:`~siamlab.train.loop.Trainer`
+:func:`to_device`, and :func:`siamlab.run.assemble.build_step` :func:`prepare_model`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ def bf16_supported(device: torch.device) -> bool:
         return bool(torch.cuda.is_bf16_supported())
     cpu = getattr(torch.backends, "mkldnn", None)
     return bool(cpu is not None and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_speed(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """``cfg`` with ``precision`` and ``channels_last`` resolved for ``device`` (no ``auto``).
+
+    ``precision=auto`` is bf16 where :func:`bf16_supported`, else fp32;
+    ``channels_last=auto`` follows the resolved precision (on with bf16: the layout the
+    fast oneDNN / cuDNN bf16 kernels want; off at fp32, the exact path).
+    """
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if bf16_supported(device) else "fp32"
+    layout = cfg.channels_last
+    if layout == "auto":
+        layout = precision == "bf16"
+    return cfg.model_copy(update={"precision": precision, "channels_last": bool(layout)})
+
+
+def speed_label(cfg: TrainConfig) -> str:
+    """A resolved config's speed options in a few characters, e.g. ``bf16+CL`` or ``fp32``."""
+    tags = [cfg.precision, "CL" if cfg.channels_last is True else "", "compile" * cfg.compile]
+    return "+".join(t for t in tags if t)
 
 
 @contextlib.contextmanager
@@ -97,7 +121,10 @@ def prepare_model(model: nn.Module, cfg: TrainConfig, device: torch.device) -> n
 
     Raises:
         ConfigError: compile is asked but unavailable here.
+        ValueError: ``cfg`` still says ``auto`` (call :func:`resolve_speed` first).
     """
+    if "auto" in (cfg.precision, cfg.channels_last):
+        raise ValueError("resolve_speed(cfg, device) first: prepare_model takes resolved options")
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = wrap_ddp(model, device)

@@ -1,0 +1,68 @@
+"""train.precision=auto: the quick profile's fast path, resolved per device, recorded per run."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import siamlab.train.speed as speed
+from siamlab.cli.app import app
+from siamlab.config.study import StudyFile, expand_study
+from siamlab.results.store import open_run, open_study
+from siamlab.train.config import TrainConfig
+from siamlab.train.speed import prepare_model, resolve_speed, speed_label
+from tests.conftest import TINY
+
+CPU = torch.device("cpu")
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("precision", "layout", "native", "want"),
+    [
+        ("auto", "auto", True, ("bf16", True)),
+        ("auto", "auto", False, ("fp32", False)),
+        ("auto", False, True, ("bf16", False)),  # a layout asked for explicitly is kept
+        ("fp32", "auto", True, ("fp32", False)),  # the exact path: one --set
+        ("bf16", "auto", False, ("bf16", True)),  # bf16 asked for is kept, even if emulated
+        ("fp32", True, True, ("fp32", True)),
+    ],
+)
+def test_auto_resolves_by_device_support(monkeypatch, precision, layout, native, want):
+    monkeypatch.setattr(speed, "bf16_supported", lambda device: native)
+    cfg = resolve_speed(TrainConfig(precision=precision, channels_last=layout), CPU)
+    assert (cfg.precision, cfg.channels_last) == want
+    assert speed_label(cfg) == want[0] + "+CL" * want[1]
+
+
+def test_unresolved_auto_never_reaches_the_model():
+    with pytest.raises(ValueError, match="resolve_speed"):
+        prepare_model(torch.nn.Linear(2, 2), TrainConfig(precision="auto"), CPU)
+
+
+def test_quick_profile_is_auto_and_one_set_is_the_exact_path():
+    study = StudyFile(name="s", variants={"default": {}})
+    fast = expand_study(study)[0].config.train
+    exact = expand_study(study, sets=["train.precision=fp32"])[0].config.train
+    assert (fast.precision, fast.channels_last) == ("auto", "auto")
+    assert (
+        resolve_speed(exact, CPU).model_dump()
+        == TrainConfig(**{**exact.model_dump(), "channels_last": False}).model_dump()
+    )
+    assert (TrainConfig().precision, TrainConfig().channels_last) == ("fp32", False)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_a_run_records_and_prints_what_it_ran(tmp_path, precision):
+    sets = [*TINY, f"output.root={tmp_path}", "train.max_steps=2", f"train.precision={precision}"]
+    study = tmp_path / "p.yaml"
+    study.write_text("name: p\nvariants: {default: {}}\n")
+    args = ["run", str(study), "--no-progress", *(a for s in sets for a in ("--set", s))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ran = resolve_speed(TrainConfig(precision=precision, channels_last="auto"), CPU)
+    attrs = open_run(tmp_path / "p" / "default" / "seed0").attrs
+    assert attrs["precision"] == ran.precision and attrs["channels_last"] == int(ran.channels_last)
+    assert f"precision: {speed_label(ran)} (1 run)" in result.output
+    assert "--set train.precision=fp32" in result.output
+    assert f"precision: {precision}" in attrs["config"]  # the config keeps what was asked
+    assert open_study(tmp_path / "p")["precision"].item() == ran.precision
