@@ -83,7 +83,7 @@ def test_one_trainer_step_equals_the_reference_step(tmp_path):
     """siamlab's Trainer (SimSiamStep) and ``siamlab bench``'s plain loop, from the same
     weights and batch: the same loss, every parameter's gradient and the updated weights."""
     torch.set_num_threads(1)
-    cfg = tiny_runs(tmp_path)[0].config
+    cfg = tiny_runs(tmp_path, sets=["train.precision=fp32"])[0].config  # as the reference
     ours = build_model(cfg, 0, CPU, DistInfo())
     reference = ReferenceStep(cfg, CPU)
     ref_params = [p for p in reference.model.parameters() if p.requires_grad]

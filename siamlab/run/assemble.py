@@ -103,11 +103,14 @@ def build_step(
     eta: TargetProvider | None = None,
     reduce_loss: Callable[[float], float] = float,
 ) -> SimSiamStep:
-    """The SGD step of ``cfg``: loss, lr schedule, target momentum, speed options."""
-    target = cfg.model.target
+    """The SGD step of ``cfg``: loss, lr schedule, target momentum, speed options.
+
+    ``train.precision`` / ``train.channels_last`` ``auto`` are resolved for ``device``.
+    """
+    target, train = cfg.model.target, resolve_speed(cfg.train, device)
     return SimSiamStep(
         model=model,
-        forward=prepare_model(model, cfg.train, device),
+        forward=prepare_model(model, train, device),
         optimizer=optimizer,
         objective=cfg.objective,
         set_lr=lr_schedule(cfg, optimizer, length),
@@ -116,7 +119,7 @@ def build_step(
         ),
         device=device,
         eta=eta,
-        autocast_dtype=autocast_dtype(cfg.train.precision),
+        autocast_dtype=autocast_dtype(train.precision),
         reduce_loss=reduce_loss,
     )
 
