@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -55,3 +56,36 @@ def test_a_run_held_by_another_launcher_is_skipped_and_the_others_train(tmp_path
     state = read_state(runs[1].directory())
     assert state is not None and state.state == "finished" and state.pid == os.getpid()
     assert state.total_steps == 4  # 256 images / batch 64, one epoch
+
+
+def _die_leaving_a_child_with_the_lock(run_dir, hold_s: float) -> int:
+    """A process takes the lock, forks a child (as a DataLoader does) and dies; its pid."""
+    code = (
+        "import os, sys, time\n"
+        "from siamlab.results.runlock import run_lock\n"
+        f"held = run_lock({str(run_dir)!r})\n"
+        "held.__enter__()\n"
+        "print(os.getpid(), flush=True)\n"
+        "if os.fork() == 0:\n"
+        "    null = os.open(os.devnull, os.O_WRONLY)\n"  # let the parent's output pipe close
+        "    os.dup2(null, 1)\n    os.dup2(null, 2)\n"
+        f"    time.sleep({hold_s})\n    os._exit(0)\n"
+        "os._exit(0)\n"  # dies holding the lock: its forked child keeps the open file
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.split()[0])
+
+
+def test_the_lock_of_a_dead_holder_is_taken_once_its_forked_children_exit(tmp_path):
+    dead = _die_leaving_a_child_with_the_lock(tmp_path / "run", hold_s=1.5)
+    t0 = time.monotonic()
+    with run_lock(tmp_path / "run") as lock:  # waits for the child, does not skip the run
+        assert lock.stale is not None and lock.stale.pid == dead
+    assert time.monotonic() - t0 > 0.5  # it did wait
+
+
+def test_a_dead_holders_child_that_keeps_the_lock_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr("siamlab.results.runlock.ORPHAN_WAIT_S", 0.3)
+    dead = _die_leaving_a_child_with_the_lock(tmp_path / "run", hold_s=3)
+    with pytest.raises(RunLockedError, match=f"pid {dead}"), run_lock(tmp_path / "run"):
+        pass

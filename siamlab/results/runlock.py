@@ -2,8 +2,9 @@
 
 Many runs of one study may train at once (a Slurm array, ``--launcher local``, two
 shells), but never one run twice. The lock is ``fcntl.flock`` on ``<run>/.lock``: the
-kernel releases it when the holder exits, even after SIGKILL. The file also names the
-holder (pid, host, Slurm job id); it is emptied on release, so a name left behind is
+kernel releases it when the holder exits, even after SIGKILL, and its forked children
+(DataLoader workers share the open file) have exited too, which is waited for. The file
+also names the holder (pid, host, Slurm job id); it is emptied on release, so a name left behind is
 a holder that died. Where flock does not reach across hosts (some network file
 systems), a named holder on another host still counts while its Slurm job is listed
 by Slurm (or while it cannot be checked); a dead one is recognised as stale.
@@ -12,14 +13,17 @@ by Slurm (or while it cannot be checked); a dead one is recognised as stale.
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from siamlab.errors import ResultsError
 from siamlab.results.holder import Holder
 
 LOCK_FILE = ".lock"
+ORPHAN_WAIT_S = 15.0  # how long a dead holder's forked children may keep its lock
 
 
 class RunLockedError(ResultsError):
@@ -69,6 +73,29 @@ def ensure_folder(folder: Path) -> None:
         ) from exc
 
 
+def _flock(fh: IO[str], folder: Path, previous: Holder | None, me: Holder) -> None:
+    """Take the flock; wait out the forked children of a holder that died on this host.
+
+    A DataLoader worker is forked with the lock's open file, so it holds the flock until
+    it exits; after a SIGKILL of its parent it notices within torch's 5 s watchdog
+    interval. A lock held although its named holder here is dead is therefore retried for
+    up to :data:`ORPHAN_WAIT_S` seconds before it counts as taken.
+
+    Raises:
+        RunLockedError: a live process holds it, or a dead one's children still do.
+    """
+    deadline = time.monotonic() + ORPHAN_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            orphaned = previous is not None and previous.host == me.host and not previous.alive()
+            if not orphaned or time.monotonic() > deadline:
+                raise RunLockedError(folder, previous) from None
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[RunLock]:
     """Hold a run folder's lock for the duration of the block (creating the folder).
@@ -84,10 +111,7 @@ def run_lock(run_dir: str | Path) -> Iterator[RunLock]:
     try:
         fh.seek(0)
         previous = Holder.parse(fh.read())
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(folder, previous) from None
+        _flock(fh, folder, previous, me)
         if previous is not None and previous.host != me.host and previous.alive():
             raise RunLockedError(folder, previous)  # flock does not span hosts here
         fh.seek(0)
