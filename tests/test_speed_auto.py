@@ -66,3 +66,23 @@ def test_a_run_records_and_prints_what_it_ran(tmp_path, precision):
     assert "--set train.precision=fp32" in result.output
     assert f"precision: {precision}" in attrs["config"]  # the config keeps what was asked
     assert open_study(tmp_path / "p")["precision"].item() == ran.precision
+
+
+def test_compare_notes_runs_that_trained_at_different_precisions(tmp_path):
+    from siamlab.results.runinfo import run_notes
+    from siamlab.results.store import write_run
+    from tests.conftest import make_run
+
+    for seed, ran in ((0, "bf16"), (1, "fp32"), (2, "")):  # "": a file from before the attr
+        make_run(tmp_path, "good", seed)
+        run_dir = tmp_path / "toy" / "good" / f"seed{seed}"
+        ds = open_run(run_dir)
+        if ran:
+            ds.attrs["precision"] = ran
+        write_run(run_dir, ds)
+    notes = run_notes(open_study(tmp_path / "toy"))
+    assert "different precisions (bf16: good/seed0; fp32: good/seed1)" in " ".join(notes)
+    ds = open_run(tmp_path / "toy" / "good" / "seed1")
+    ds.attrs["precision"] = "bf16"
+    write_run(tmp_path / "toy" / "good" / "seed1", ds)
+    assert not any("precision" in n for n in run_notes(open_study(tmp_path / "toy")))

@@ -206,7 +206,28 @@ def run_notes(ds: xr.Dataset) -> list[str]:
             progress = f"at epoch {epoch} of {planned}"
             what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
             notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
-    return notes + config_conflicts(ds)
+    return notes + config_conflicts(ds) + precision_conflicts(ds)
+
+
+def precision_conflicts(ds: xr.Dataset) -> list[str]:
+    """A message when the runs trained at different precisions (``precision`` attr).
+
+    A config's ``train.precision: auto`` is bf16 on one machine and fp32 on another, so
+    configs that agree can still have run differently; files without the attr say nothing.
+    """
+    if "precision" not in ds.data_vars:
+        return []
+    exists = run_exists(ds)
+    by_precision: dict[str, list[str]] = {}
+    for variant in ds["variant"].values:
+        for seed in ds["seed"].values:
+            ran = str(ds["precision"].sel(variant=variant, seed=seed).item())
+            if exists.sel(variant=variant, seed=seed) and ran:
+                by_precision.setdefault(ran, []).append(f"{variant}/seed{seed}")
+    if len(by_precision) < 2:
+        return []
+    parts = "; ".join(f"{p}: {', '.join(runs)}" for p, runs in sorted(by_precision.items()))
+    return [f"the runs trained at different precisions ({parts}): differences mix both"]
 
 
 def std_reference(ds: xr.Dataset) -> float | None:
