@@ -139,7 +139,7 @@ def build_run(
         SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
     """
     cfg, directory = spec.config, spec.directory()
-    # precision / channels_last "auto" made concrete for this device: the step, the loop
+    # precision / channels_last "auto" made concrete for this device: the loop, the results
     # and the checkpoint's resume check see what runs (config.yaml keeps what was asked)
     resolved = cfg.model_copy(update={"train": resolve_speed(cfg.train, device)})
     training = build_training_data(cfg, spec.seed, dist, device)
@@ -194,7 +194,7 @@ def build_run(
     )
     stop = should_stop or (lambda: False)
     trainer = Trainer(
-        sgd_step=build_step(resolved, model, optimizer, device, length, eta, mean_over_ranks),
+        sgd_step=build_step(cfg, model, optimizer, device, length, eta, mean_over_ranks),
         batches=training.batches,
         steps_per_epoch=spe,
         epochs=epochs,

@@ -24,6 +24,7 @@ from siamlab.results.store import open_run
 from siamlab.results.verdicts import verdict_from_attrs
 from siamlab.run.train_run import RunOutcome, train_run
 from siamlab.train.loop import Preempted
+from siamlab.train.speed import precision_label
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def with_verdict(report: StudyReport, spec: RunSpec) -> StudyReport:
         attrs = open_run(spec.directory()).attrs
     except ResultsError:
         return report
-    precision = str(attrs.get("precision", "")) + "+CL" * bool(attrs.get("channels_last", 0) == 1)
+    ran = str(attrs.get("precision", ""))
+    precision = precision_label(ran, bool(attrs.get("channels_last", 0) == 1)) if ran else ""
     report = dataclasses.replace(report, precision=precision)
     found = verdict_from_attrs(attrs)
     if not found.verdict:

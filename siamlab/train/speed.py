@@ -64,8 +64,12 @@ def resolve_speed(cfg: TrainConfig, device: torch.device) -> TrainConfig:
 
 def speed_label(cfg: TrainConfig) -> str:
     """A resolved config's speed options in a few characters, e.g. ``bf16+CL`` or ``fp32``."""
-    tags = [cfg.precision, "CL" if cfg.channels_last is True else "", "compile" * cfg.compile]
-    return "+".join(t for t in tags if t)
+    return precision_label(cfg.precision, cfg.channels_last is True) + "+compile" * cfg.compile
+
+
+def precision_label(precision: str, channels_last: bool) -> str:
+    """What a run's training forward ran as, e.g. ``bf16+CL`` (its ``metrics.nc`` attrs)."""
+    return precision + "+CL" * channels_last
 
 
 @contextlib.contextmanager
