@@ -98,6 +98,28 @@ def test_run_bench_with_speed_options_adds_a_baseline(tmp_path):
     assert sum(parts.values()) == pytest.approx(report.diag_share)
 
 
+def test_siamlab_arm_trains_through_the_runs_epochs_so_epoch_schedules_apply(tmp_path):
+    """F of the predictor alignment is kept only in the epochs whose alignment is due."""
+    from siamlab.bench.runner import _siamlab_arm
+    from siamlab.data.build import build_datasets
+    from siamlab.diagnostics.predictor_hook import PredictorAlignmentHook
+
+    sets = [*TINY, "data.train_limit=64", "train.epochs=40"]  # 1 step an epoch
+    sets += ["diagnostics.predictor_every_epochs=2", f"output.root={tmp_path}"]
+    spec = expand_study(StudyFile(name="t"), "quick", sets)[0]
+    data = build_datasets(spec.config.data, spec.seed, 1)
+    x = torch.randn(64, 3, 8, 8)
+    pool = [(x, x.flip(0), torch.zeros(64, dtype=torch.long), torch.arange(64))]
+    arm, _, monitor = _siamlab_arm(spec, data, CPU, pool, "siamlab")
+    hook = next(h.hook for h in monitor.step_hooks if isinstance(h.hook, PredictorAlignmentHook))
+    seen = []
+    for _ in range(5):  # epochs 1-5: due 1, 2, 4 (every 2nd, and the first)
+        arm.run_block(1)
+        seen.append(hook._epoch + 1)
+    monitor.close()
+    assert seen == [1, 2, 2, 4, 4]
+
+
 def test_bench_command_prints_both_rates_and_a_ratio():
     result = CliRunner().invoke(
         app,
@@ -110,6 +132,7 @@ def test_bench_command_prints_both_rates_and_a_ratio():
     assert re.search(r"ratio siamlab / reference: \d+\.\d+x", out)
     assert "data loader alone" in out and "matmul peak" in out and "step diagnostics" in out
     assert re.search(r"by part: \S+ \d+\.\d%", out)
+    assert re.search(r"siamlab's steps went through epochs 1-\d+ of the run's", out)
 
 
 def test_bench_command_bad_input_exits_2():

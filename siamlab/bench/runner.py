@@ -58,6 +58,9 @@ class BenchReport:
     device: str
     notes: list[str] = field(default_factory=list)
     other_loader: LoaderRate | None = None  # batched views: the other of the two paths
+    steps_per_epoch: int = 0  # the run's; siamlab's arms train through real epochs
+    epochs_covered: int = 0  # the epochs the timed and warm-up steps reached (1-based last)
+    run_epochs: int = 0  # the run's epochs
 
     def arm(self, prefix: str) -> Arm | None:
         """The first arm whose name starts with ``prefix``."""
@@ -118,13 +121,18 @@ class _NoSaves:
         pass
 
 
+def steps_per_epoch(data: DataBundle, batch: int) -> int:
+    """Full batches in an epoch of one process (the bench's arms train alone)."""
+    return max(len(data.train_eval) // batch, 1)
+
+
 def _siamlab_arm(
     spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
 ) -> tuple[Arm, torch.nn.Module, Monitor]:
     """The Trainer of ``spec`` on the pooled batches, built from build_run's pieces."""
     cfg, alone = spec.config, DistInfo()
     batch = cfg.train.batch_size
-    spe = max(len(data.train_eval) // batch, 1)
+    spe = steps_per_epoch(data, batch)
     length = RunLength(spe, cfg.train.epochs, spe * cfg.train.epochs)
     model = build_model(cfg, spec.seed, device, alone)
     optimizer = create_optimizer(model, cfg.optim, batch)
@@ -134,15 +142,18 @@ def _siamlab_arm(
     )
     callbacks = _StepsOnly(monitor)
 
-    def batches(_: int, start: int) -> Iterator[Batch]:
-        return (pool[(start + j) % len(pool)] for j in itertools.count())
+    def batches(epoch: int, start: int) -> Iterator[Batch]:
+        first = epoch * spe + start  # the pool cycles over the global step
+        return (pool[(first + j) % len(pool)] for j in range(spe - start))
 
-    # one endless epoch: no epoch-end work between the timed blocks
+    # the run's epochs, so that work scheduled by epoch (F of the predictor alignment is
+    # kept only in the epochs it is reported) costs what it costs in the run; the epoch-end
+    # diagnostics are dropped (_StepsOnly) and there are as many epochs as the blocks take
     trainer = Trainer(
         sgd_step=build_step(cfg, model, optimizer, device, length),
         batches=batches,
-        steps_per_epoch=2**62,
-        epochs=1,
+        steps_per_epoch=spe,
+        epochs=2**62,
         monitor=callbacks,
         saver=_NoSaves(),
         channels_last=cfg.train.channels_last is True,
@@ -208,6 +219,7 @@ def run_bench(
     loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
     other = other_path(data, device)
     other_loader = None if other is None else time_loader(other, spec, device, loader_batches, 0)[0]
+    spe = steps_per_epoch(data, cfg.train.batch_size)
     with tempfile.TemporaryDirectory(prefix="siamlab-bench-") as tmp:
         out = cfg.output.model_copy(update={"root": tmp})
         spec = dataclasses.replace(spec, config=cfg.model_copy(update={"output": out}))
@@ -244,4 +256,7 @@ def run_bench(
         device=str(device),
         notes=notes,
         other_loader=other_loader,
+        steps_per_epoch=spe,
+        epochs_covered=-(-(warmup + steps) // spe),
+        run_epochs=cfg.train.epochs,
     )

@@ -1,5 +1,8 @@
 """The typer application and consoles shared by every ``siamlab`` command module."""
 
+import os
+import sys
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -11,8 +14,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+
+
+def _width(stream: object) -> int | None:
+    """A terminal's own width (None: rich asks it); 132 columns into a file or pipe.
+
+    Rich lays tables out for 80 columns when the output is not a terminal, which wraps
+    the run summary's and the bench's numbers mid-value in logs (``> run.log``, CI);
+    ``COLUMNS`` overrides.
+    """
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    isatty = getattr(stream, "isatty", None)
+    return None if callable(isatty) and isatty() else 132
+
+
+console = Console(width=_width(sys.stdout))
+err = Console(stderr=True, width=_width(sys.stderr))
 
 
 def fail(exc: SiamlabError) -> typer.Exit:

@@ -23,7 +23,8 @@ def _fmt(x: float, scale: float = 1.0, digits: int = 1) -> str:
 def print_report(report: "BenchReport") -> None:
     """Print the arms' rates, the ratio, the loader's rate and the FLOP/s fractions."""
     table = Table(title=f"siamlab bench ({report.device}, {report.threads} threads)")
-    for col in ("loop", "img/s", "blocks min-max", "GFLOP/step", "GFLOP/s", "of peak"):
+    cols = ("loop", "img/s", "blocks min-max", "GFLOP/step", "GFLOP/s", "of peak", "diagnostics")
+    for col in cols:
         table.add_column(col, justify="left" if col == "loop" else "right")
     for arm in report.arms:
         low_precision = "bf16" in arm.name and math.isfinite(report.peak_bf16)
@@ -36,6 +37,7 @@ def print_report(report: "BenchReport") -> None:
             _fmt(arm.flops, 1e9, 2),
             _fmt(arm.flop_rate, 1e9),
             f"{arm.flop_rate / peak:.0%} ({'bf16' if low_precision else 'fp32'})",
+            f"{arm.diag_seconds / arm.seconds:.1%}" if arm.name != "reference" else "-",
         )
     console.print(table)
     if any("CL" in arm.name for arm in report.arms):
@@ -49,8 +51,21 @@ def print_report(report: "BenchReport") -> None:
     )
     parts = ", ".join(f"{name} {v:.1%}" for name, v in report.diag_part_shares)
     console.print(f"  by part: {parts}", highlight=False)
+    if report.steps_per_epoch:
+        console.print(
+            f"  siamlab's steps went through epochs 1-{report.epochs_covered} of the run's "
+            f"{report.run_epochs} ({report.steps_per_epoch} steps each): step work scheduled by "
+            "epoch (F of predictor_alignment) ran as in those epochs of the run",
+            highlight=False,
+        )
     if report.speedup is not None:
-        console.print(f"speed-up over siamlab fp32: {report.speedup:.2f}x", highlight=False)
+        base = report.arms[1]
+        console.print(
+            f"speed-up over siamlab fp32: {report.speedup:.2f}x; siamlab fp32 (base) / "
+            f"reference: {base.rate / report.arms[-1].rate:.3f}x, its step diagnostics "
+            f"{base.diag_seconds / base.seconds:.1%}",
+            highlight=False,
+        )
     train = report.arms[0].rate
     for ld in (report.loader, report.other_loader):
         if ld is None:
