@@ -178,3 +178,14 @@ def test_status_shows_the_run_verdict(tmp_path, monkeypatch):
     assert rows["bad/seed1"][1:4] == ["stopped", "8", "collapsed?"]  # provisional
     assert rows["bad/seed2"][1:4] == ["stopped_collapsed", "16", "collapsed"]
     assert rows["good/seed2"][1:4] == ["finished", "20", "-"]
+
+
+def test_consoles_are_132_columns_into_a_file_and_follow_columns(monkeypatch, tmp_path):
+    """Rich's 80-column default for non-terminals wrapped the summary's numbers in logs."""
+    from siamlab.cli.app import _width
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    with open(tmp_path / "log", "w") as f:
+        assert _width(f) == 132
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _width(object()) == 100
