@@ -47,7 +47,6 @@ MEASURES = (  # variable suffix, title, y label, the verdict attrs of its thresh
     ),
 )
 BRANCH_STYLE = {"z": ("-", 1.0), "p": ("--", 0.6), "h": (":", 0.6)}  # linestyle, alpha
-UNIT_RANGE = frozenset({"centre_norm", "residual_norm", "residual_erank_fraction"})
 
 
 def _threshold(ds: xr.Dataset, attr: str) -> float | None:
@@ -91,7 +90,7 @@ def plot_centred(ds: xr.Dataset) -> Figure:
             branches = [b for b in BRANCH_STYLE if f"{b}_{suffix}" in present]
             _panel(ax, ds, suffix, branches)
             ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-            if suffix in UNIT_RANGE:
+            if value_range(f"z_{suffix}")[1] == 1.0:  # a norm or fraction of unit vectors
                 ax.set_ylim(0, 1.02)
             else:
                 ax.set_ylim(bottom=0)
