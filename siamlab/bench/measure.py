@@ -56,6 +56,11 @@ class Arm:
         return self.images / self.seconds if self.seconds else float("nan")
 
     @property
+    def diag_share(self) -> float:
+        """Share of the timed seconds spent in step diagnostics (0 for the reference)."""
+        return self.diag_seconds / self.seconds if self.seconds else float("nan")
+
+    @property
     def flop_rate(self) -> float:
         """Model FLOP/s: FLOPs per step x steps per second."""
         return self.flops * self.rate / self.batch

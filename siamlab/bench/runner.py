@@ -74,7 +74,7 @@ class BenchReport:
     @property
     def diag_share(self) -> float:
         """Share of siamlab's step time spent in the step diagnostics (hooks and sinks)."""
-        return self.arms[0].diag_seconds / self.arms[0].seconds
+        return self.arms[0].diag_share
 
     @property
     def diag_part_shares(self) -> list[tuple[str, float]]:
@@ -90,8 +90,13 @@ class BenchReport:
     @property
     def speedup(self) -> float | None:
         """The speed options' gain: siamlab over its fp32 baseline arm (None without one)."""
-        base = self.arm(BASELINE)
+        base = self.base
         return None if base is None else self.arms[0].rate / base.rate
+
+    @property
+    def base(self) -> Arm | None:
+        """The fp32 baseline arm of siamlab, present when the config sets a speed option."""
+        return self.arm(BASELINE)
 
 
 class _StepsOnly:

@@ -37,7 +37,7 @@ def print_report(report: "BenchReport") -> None:
             _fmt(arm.flops, 1e9, 2),
             _fmt(arm.flop_rate, 1e9),
             f"{arm.flop_rate / peak:.0%} ({'bf16' if low_precision else 'fp32'})",
-            f"{arm.diag_seconds / arm.seconds:.1%}" if arm.name != "reference" else "-",
+            f"{arm.diag_share:.1%}" if arm.name != "reference" else "-",
         )
     console.print(table)
     if any("CL" in arm.name for arm in report.arms):
@@ -58,12 +58,12 @@ def print_report(report: "BenchReport") -> None:
             "epoch (F of predictor_alignment) ran as in those epochs of the run",
             highlight=False,
         )
-    if report.speedup is not None:
-        base = report.arms[1]
+    base = report.base
+    if base is not None and report.speedup is not None:
         console.print(
             f"speed-up over siamlab fp32: {report.speedup:.2f}x; siamlab fp32 (base) / "
             f"reference: {base.rate / report.arms[-1].rate:.3f}x, its step diagnostics "
-            f"{base.diag_seconds / base.seconds:.1%}",
+            f"{base.diag_share:.1%}",
             highlight=False,
         )
     train = report.arms[0].rate
