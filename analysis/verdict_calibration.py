@@ -40,18 +40,15 @@ import yaml
 from siamlab.diagnostics.config import VerdictConfig
 from siamlab.diagnostics.verdict import signals_from_epochs
 from siamlab.diagnostics.verdict_rule import EpochSignals, RunVerdict, judge_epoch, run_verdict
+from siamlab.results.verdicts import OUTCOME_VERDICTS
 
-EXPECTED = {  # the paper's outcome -> the run verdict that agrees with it
-    "no_collapse": "healthy",
-    "collapse": "collapsed",
-    "dimensional_collapse": "dimensional_collapse",
-    "unstable": "unstable",
-    "diverges": "unstable",
-    "not_converging": "not_converging",
-}
-# a run expected to collapse completely is also right on its way there (partial_collapse):
-# a short run need not finish a collapse that the paper saw after 100 ImageNet epochs
-ACCEPTED = {"collapsed": ("collapsed", "partial_collapse")}
+# the paper's outcome -> its label here: the first verdict that agrees with it; a run is
+# right with any of them (OUTCOME_VERDICTS, the same table `siamlab compare`'s agrees
+# column uses: a run expected to collapse completely is also right on its way there,
+# partial_collapse, as a short run need not finish a collapse the paper saw after 100
+# ImageNet epochs)
+EXPECTED = {outcome: verdicts[0] for outcome, verdicts in OUTCOME_VERDICTS.items()}
+ACCEPTED = {verdicts[0]: verdicts for verdicts in OUTCOME_VERDICTS.values()}
 LABELS = ("healthy", "collapsed", "partial_collapse", "dimensional_collapse", "not_converging",
           "unstable")  # fmt: skip
 GRID = {

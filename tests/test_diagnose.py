@@ -19,6 +19,7 @@ from siamlab.diagnose.data import dataset_of
 from siamlab.diagnose.runner import diagnose
 from siamlab.diagnose.verdict import fold, hold_for, judge_embeddings
 from siamlab.diagnostics.config import VerdictConfig
+from siamlab.diagnostics.verdict_rule import EpochSignals, judge_epoch
 from siamlab.errors import CorruptImageError, DataError, ResultsError
 from siamlab.evaluation.checkpoints import load_checkpoint_any
 from siamlab.evaluation.reference_format import save_reference
@@ -163,6 +164,28 @@ def test_the_verdict_from_embeddings_alone():
     states = ["healthy", "collapsed", "collapsed", "collapsed"]
     run = fold([(5 * i, s, s) for i, s in enumerate(states, 1)], hold_for(cfg, 4))[-1]
     assert (run.verdict, run.onset_epoch) == ("collapsed", 10)  # entered after 3
+
+
+def test_a_checkpoint_is_judged_by_the_training_rules_geometry():
+    """Over a grid of centred geometries, diagnose's state is the training rule's for a
+    run whose loss converged (``collapsed`` there needs the loss to have gone down, the
+    other states are geometry alone), so the two verdicts cannot drift apart."""
+    cfg = VerdictConfig()
+    trained = dict(loss=-0.9, start_loss=0.0, earlier_loss=-0.9, jitter=0.01, noise=0.01)
+    seen = set()
+    for norm in (0.05, 0.19, 0.21, 0.5, 0.79, 0.81, 0.97):
+        for frac in (0.01, 0.029, 0.031, 0.1, 0.19, 0.21, 0.5):
+            for spread in (math.nan, 0.5, 0.84, 0.86, 1.0):
+                values = {"z_residual_norm": norm, "z_residual_erank_fraction": frac}
+                values["z_residual_std"] = spread
+                alone, _ = judge_embeddings(cfg, values, "z", 7)
+                signals = EpochSignals(
+                    7, residual_norm=norm, residual_erank_fraction=frac, residual_std=spread,
+                    **trained,
+                )  # fmt: skip
+                assert judge_epoch(cfg, signals)[0] == alone, (norm, frac, spread)
+                seen.add(alone)
+    assert seen == {"collapsed", "dimensional_collapse", "partial_collapse", "healthy"}
 
 
 def _digit_pngs(root: Path, per_class: int, classes: int = 3) -> None:

@@ -20,8 +20,9 @@ cannot:
   An oscillating loss (the training rule's other ``unstable``) and ``not_converging``
   need the training loss: never said here.
 
-The thresholds are the training rule's (:class:`~siamlab.diagnostics.config.VerdictConfig`),
-calibrated on z. A checkpoint without the projector (a plain torchvision backbone) is judged
+The rule is the training rule's geometric part itself
+(:func:`~siamlab.diagnostics.verdict_rule.judge_geometry`, one definition for both) with its
+thresholds (:class:`~siamlab.diagnostics.config.VerdictConfig`), calibrated on z. A checkpoint without the projector (a plain torchvision backbone) is judged
 on the backbone features h with the same thresholds: indicative only, as ReLU features sit
 in the positive orthant and keep a larger centre than z.
 
@@ -38,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from siamlab.diagnostics.config import VerdictConfig
-from siamlab.diagnostics.verdict_rule import RunVerdict, few_directions, run_verdict
+from siamlab.diagnostics.verdict_rule import RunVerdict, judge_geometry, run_verdict
 
 NEEDS_LOSS = ("not_converging", "unstable by an oscillating loss")
 
@@ -61,23 +62,11 @@ def judge_embeddings(
     frac = float(values.get(f"{branch}_residual_erank_fraction", math.nan))
     if not (math.isfinite(norm) and math.isfinite(frac)):
         return "unstable", f"non-finite embeddings at epoch {epoch} (no residual measured)"
-    if norm < cfg.collapsed_residual_norm:
-        return "collapsed", (
-            f"{branch} residual norm {norm:.3g} < {cfg.collapsed_residual_norm:g}: the images "
-            "map to nearly one point"
-        )
-    if frac < cfg.dimensional_erank_fraction:
-        return "dimensional_collapse", (
-            f"{branch} residual erank/min(d,N) {frac:.3g} < {cfg.dimensional_erank_fraction:g} "
-            f"(residual norm {norm:.2f})"
-        )
     spread = float(values.get(f"{branch}_residual_std", math.nan))  # NaN: not measured
-    if norm < cfg.partial_residual_norm and (few := few_directions(cfg, frac, spread)):
-        return "partial_collapse", (
-            f"{branch} residual norm {norm:.2f} < {cfg.partial_residual_norm:.3g} (the centre "
-            f"dominates) and {' and '.join(few)}"
-        )
-    return "healthy", f"{branch} residual norm {norm:.2f}, erank/min(d,N) {frac:.2f}"
+    state, evidence = judge_geometry(cfg, norm, frac, spread, branch)
+    if state == "collapsed":
+        evidence += ": the images map to nearly one point"
+    return state, evidence
 
 
 def hold_for(cfg: VerdictConfig, evaluations: int) -> VerdictConfig:

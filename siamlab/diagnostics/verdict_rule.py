@@ -135,12 +135,59 @@ def few_directions(cfg: VerdictConfig, erank_fraction: float, residual_std: floa
     return few
 
 
+def judge_geometry(
+    cfg: VerdictConfig,
+    residual_norm: float,
+    erank_fraction: float,
+    residual_std: float = math.nan,
+    branch: str = "z",
+) -> tuple[str, str]:
+    """What the centred geometry alone says: rules 2-4 without their loss clauses.
+
+    The one place the geometric thresholds are applied: :func:`judge_epoch` adds the
+    loss to it during training, ``siamlab diagnose`` judges a checkpoint by it alone
+    (:mod:`siamlab.diagnose.verdict`). NaN values compare False (not measured: no state).
+
+    Args:
+        cfg: the thresholds.
+        residual_norm: ``{branch}_residual_norm``, sqrt(1 - ||E x/|x| ||^2).
+        erank_fraction: the residual's effective rank over min(d, N).
+        residual_std: std*sqrt(d) of the re-normalised residual (NaN: not measured).
+        branch: the output judged, for the evidence ("z"; "h" for a backbone checkpoint).
+
+    Returns:
+        ``(state, evidence)``: ``collapsed``, ``dimensional_collapse``, ``partial_collapse``
+        or ``healthy``, e.g. ``("collapsed", "z residual norm 0.031 < 0.2")``.
+    """
+    if residual_norm < cfg.collapsed_residual_norm:
+        return "collapsed", (
+            f"{branch} residual norm {residual_norm:.3g} < {cfg.collapsed_residual_norm:g}"
+        )
+    if erank_fraction < cfg.dimensional_erank_fraction:
+        return "dimensional_collapse", (
+            f"{branch} residual erank/min(d,N) {erank_fraction:.3g} < "
+            f"{cfg.dimensional_erank_fraction:g} (residual norm {residual_norm:.2f})"
+        )
+    few = few_directions(cfg, erank_fraction, residual_std)
+    if residual_norm < cfg.partial_residual_norm and few:  # the centre holds much of x/|x|
+        return "partial_collapse", (
+            f"{branch} residual norm {residual_norm:.2f} < {cfg.partial_residual_norm:.3g} "
+            f"(the centre dominates) and {' and '.join(few)}"
+        )
+    spread = f", std*sqrt(d) {residual_std:.2f}" if math.isfinite(residual_std) else ""
+    return "healthy", (
+        f"{branch} residual norm {residual_norm:.2f}, erank/min(d,N) {erank_fraction:.2f}{spread}"
+    )
+
+
 def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
     """The state of one evaluated epoch and the evidence for it (order: module docstring).
 
+    Rules 2-4 are :func:`judge_geometry`'s, each with its loss clause added here.
+
     Returns:
-        ``(state, evidence)``, e.g. ``("collapsed", "z residual norm 0.031 < 0.1, loss
-        -0.93")``.
+        ``(state, evidence)``, e.g. ``("collapsed", "z residual norm 0.031 < 0.1 with the
+        loss down to -0.930")``.
     """
     if not (s.finite and math.isfinite(s.loss)) or s.jitter == math.inf:
         return "unstable", f"non-finite loss or embeddings at epoch {s.epoch}"
@@ -149,30 +196,20 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
             f"loss jitter {s.jitter:.3g} = {s.noise_ratio:.1f}x its sampling noise "
             f"{s.noise:.3g} > {cfg.unstable_noise_ratio:g}x"
         )
-    if s.residual_norm < cfg.collapsed_residual_norm:
-        if s.progress >= cfg.not_converging_progress:
-            return "collapsed", (
-                f"z residual norm {s.residual_norm:.3g} < {cfg.collapsed_residual_norm:g} "
-                f"with the loss down to {s.loss:.3f}"
-            )
+    geometry, seen = judge_geometry(cfg, s.residual_norm, s.residual_erank_fraction, s.residual_std)
+    converged = s.progress >= cfg.not_converging_progress
+    if geometry == "collapsed":
+        if converged:
+            return "collapsed", f"{seen} with the loss down to {s.loss:.3f}"
         return "not_converging", (
-            f"z residual norm {s.residual_norm:.3g} < {cfg.collapsed_residual_norm:g} "
-            f"but the loss has not gone down ({s.start_loss:.3f} -> {s.loss:.3f})"
+            f"{seen} but the loss has not gone down ({s.start_loss:.3f} -> {s.loss:.3f})"
         )
-    if s.residual_erank_fraction < cfg.dimensional_erank_fraction:
-        return "dimensional_collapse", (
-            f"z residual erank/min(d,N) {s.residual_erank_fraction:.3g} < "
-            f"{cfg.dimensional_erank_fraction:g} (residual norm {s.residual_norm:.2f})"
-        )
-    dominant = s.residual_norm < cfg.partial_residual_norm  # the centre holds much of z/|z|
-    few = few_directions(cfg, s.residual_erank_fraction, s.residual_std)
-    if dominant and few and s.progress >= cfg.not_converging_progress:
-        return "partial_collapse", (
-            f"z residual norm {s.residual_norm:.2f} < {cfg.partial_residual_norm:.3g} (the "
-            f"centre dominates) and {' and '.join(few)}, loss {s.loss:.3f}"
-        )
-    falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
-    if s.progress < cfg.not_converging_progress:
+    if geometry == "dimensional_collapse":
+        return geometry, seen
+    if geometry == "partial_collapse" and converged:
+        return geometry, f"{seen}, loss {s.loss:.3f}"
+    if not converged:
+        falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
         if not math.isfinite(s.earlier_loss):
             return "healthy", f"not converged yet: loss {s.loss:.3f}, no trend yet"
         if not falling:
@@ -181,11 +218,7 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
                 f"to -1 < {100 * cfg.not_converging_progress:.0f}%, and no longer falling"
             )
         return "healthy", f"not converged yet: loss {s.loss:.3f} still falling"
-    spread = f", std*sqrt(d) {s.residual_std:.2f}" if math.isfinite(s.residual_std) else ""
-    return "healthy", (
-        f"z residual norm {s.residual_norm:.2f}, erank/min(d,N) "
-        f"{s.residual_erank_fraction:.2f}{spread}, loss {s.loss:.3f}"
-    )
+    return "healthy", f"{seen}, loss {s.loss:.3f}"
 
 
 @dataclass(frozen=True)
