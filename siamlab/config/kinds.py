@@ -71,6 +71,18 @@ def owners(registry: KindRegistry, key: str) -> list[str]:
     return [name for name, cls in registry.items() if key in cls.model_fields]
 
 
+def chosen_kind(tag_value: object, registry: KindRegistry, default: str) -> str | None:
+    """The kind a component's tag picks (``default`` where unset); None if unregistered.
+
+    Args:
+        tag_value: the raw value of the tag key (``kind``, ``mode``), None where absent.
+        registry: the component's per-kind classes.
+        default: the kind when the tag is absent.
+    """
+    kind = default if tag_value is None else tag_value
+    return kind if isinstance(kind, str) and kind in registry else None
+
+
 def check_applies(
     given: Mapping[str, Any],
     registry: KindRegistry,
@@ -92,8 +104,8 @@ def check_applies(
     Raises:
         PydanticCustomError: ``kind_key``, whose message is the whole explanation.
     """
-    kind = given.get(tag, default)
-    if not isinstance(kind, str) or kind not in registry:
+    kind = chosen_kind(given.get(tag), registry, default)
+    if kind is None:
         return  # pydantic reports the unknown tag, listing the registered ones
     fields = registry.get(kind).model_fields
     for key in given:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from siamlab.config.kinds import option_keys, owners
+from siamlab.config.kinds import chosen_kind, option_keys, owners
 from siamlab.config.schema import RunConfig
 from siamlab.config.unions import UNIONS, Union
 from siamlab.errors import ConfigError
@@ -41,8 +41,7 @@ def _chosen_kind(raw: Mapping[str, Any], union: Union) -> str | None:
         node = node.get(key) if isinstance(node, Mapping) else None
     if isinstance(node, Mapping):  # a flat tag written as a mapping of its own
         node = node.get(union.tag)
-    kind = union.default if node is None else node
-    return kind if isinstance(kind, str) and kind in union.registry else None
+    return chosen_kind(node, union.registry, union.default)
 
 
 def _options(union: Union, kind: str | None) -> set[str]:

@@ -22,8 +22,9 @@ cannot:
 
 The rule is the training rule's geometric part itself
 (:func:`~siamlab.diagnostics.verdict_rule.judge_geometry`, one definition for both) with its
-thresholds (:class:`~siamlab.diagnostics.config.VerdictConfig`), calibrated on z. A checkpoint without the projector (a plain torchvision backbone) is judged
-on the backbone features h with the same thresholds: indicative only, as ReLU features sit
+thresholds (:class:`~siamlab.diagnostics.config.VerdictConfig`), calibrated on z. A
+checkpoint without the projector (a plain torchvision backbone) is judged on the backbone
+features h with the same thresholds: indicative only, as ReLU features sit
 in the positive orthant and keep a larger centre than z.
 
 Over the epochs of a folder the states fold into a run verdict with the training rule's
