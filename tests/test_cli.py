@@ -189,3 +189,18 @@ def test_consoles_are_132_columns_into_a_file_and_follow_columns(monkeypatch, tm
         assert _width(f) == 132
     monkeypatch.setenv("COLUMNS", "100")
     assert _width(object()) == 100
+
+
+def test_help_paragraphs_reflow_to_the_terminal_width():
+    """Typer keeps a help paragraph's line breaks: at 80 columns a docstring wrapped at 88
+    broke mid-sentence twice per line ("skipped like" / "a" / "finished one ...")."""
+    from siamlab.cli.eval import eval_app
+
+    for group in (app, eval_app):
+        for info in group.registered_commands:
+            for paragraph in str(info.help).split("\n\n"):
+                assert "\n" not in paragraph and "``" not in paragraph, info.name
+    out = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "80"}).output
+    lines = [line.strip() for line in out.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("A run that"))
+    assert len(lines[start]) > 70 and lines[start + 1].startswith("a finished one")

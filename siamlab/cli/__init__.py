@@ -9,6 +9,9 @@ from siamlab.cli import (
     status,  # noqa: F401  (registers status)
 )
 from siamlab.cli import eval as _eval  # noqa: F401  (registers eval linear, eval knn)
-from siamlab.cli.app import app
+from siamlab.cli.app import app, reflow_help
+from siamlab.cli.eval import eval_app
+
+reflow_help(app, eval_app)
 
 __all__ = ["app"]

@@ -1,5 +1,6 @@
 """The typer application and consoles shared by every ``siamlab`` command module."""
 
+import inspect
 import os
 import sys
 
@@ -31,6 +32,21 @@ def _width(stream: object) -> int | None:
 
 console = Console(width=_width(sys.stdout))
 err = Console(stderr=True, width=_width(sys.stderr))
+
+
+def reflow_help(*apps: typer.Typer) -> None:
+    """Give every command of ``apps`` its docstring with each paragraph on one line.
+
+    Typer keeps the single line breaks of a help text's later paragraphs, so a docstring
+    wrapped at 88 columns broke mid-sentence again on an 80-column terminal; joined, rich
+    wraps each paragraph to the terminal's width. Paragraphs stay apart; the docstrings'
+    double-backtick literal marks go (a terminal shows them as typed).
+    """
+    for group in apps:
+        for info in group.registered_commands:
+            doc = (info.help or inspect.getdoc(info.callback) or "").replace("``", "")
+            paragraphs = (" ".join(p.split()) for p in doc.split("\n\n"))
+            info.help = "\n\n".join(paragraphs)
 
 
 def fail(exc: SiamlabError) -> typer.Exit:
