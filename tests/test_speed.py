@@ -81,6 +81,35 @@ def test_channels_last_matches_contiguous(tmp_path):
     create_model(tiny_runs(tmp_path)[0].config.model).load_state_dict(state)
 
 
+@pytest.mark.parametrize(
+    "train", [TrainConfig(), TrainConfig(precision="bf16", channels_last=True)], ids=str
+)
+def test_no_kernel_reads_memory_it_did_not_write(tmp_path, train):
+    """configure_torch turns off deterministic mode's NaN fill of new tensors (~2% of a
+    quick step). With the fill, a kernel reading memory it never wrote would turn the
+    step's numbers NaN or change them; two steps give the same bits with and without."""
+    from siamlab.train.device import configure_torch
+
+    configure_torch(TrainConfig(threads=1))
+    assert not torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
+    x1, x2 = _views()
+    runs = []
+    for fill in (True, False):
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+        try:
+            step = _trainer(tmp_path, train)
+            outs = [_one_step(step, x1, x2, train.channels_last) for _ in range(2)]
+        finally:
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+        runs.append((outs, [p.detach().clone() for p in step.model.parameters()]))
+    (outs_fill, weights_fill), (outs_plain, weights_plain) = runs
+    for (out_a, loss_a), (out_b, loss_b) in zip(outs_fill, outs_plain, strict=True):
+        assert loss_a == loss_b
+        for a, b in zip(out_a, out_b, strict=True):
+            assert (a is None and b is None) or torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(weights_fill, weights_plain, strict=True))
+
+
 def test_to_float_keeps_the_named_tuple_and_nones():
     t = torch.ones(2, 3, dtype=torch.bfloat16)
     out = to_float(SiameseOutput(t, t, t, t, t, t))

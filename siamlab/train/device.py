@@ -32,6 +32,13 @@ def configure_torch(train: TrainConfig) -> None:
         torch.set_num_threads(train.threads)
     if train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        # Deterministic mode also fills every new tensor with NaN, a guard against kernels
+        # that read memory they never wrote. Every kernel siamlab runs writes what it
+        # reads (its own torch.empty buffers are written first), and the fill cost ~2% of
+        # a quick-profile step, the reference loop's and siamlab's alike (README, Speed);
+        # the suite's bit-equality tests (resume, two processes, the reference step) run
+        # without it.
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 

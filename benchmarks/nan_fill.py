@@ -1,0 +1,89 @@
+"""What deterministic mode's NaN fill of new tensors costs a training step.
+
+``torch.use_deterministic_algorithms(True)`` (siamlab's ``train.deterministic``) also sets
+``torch.utils.deterministic.fill_uninitialized_memory``: every tensor torch allocates
+without initialising is first filled with NaN, a guard against kernels that read memory
+they never wrote. siamlab turns the fill off (``siamlab.train.device.configure_torch``;
+``tests/test_speed.py`` checks that steps are bit-equal with and without it). This times
+four arms side by side in interleaved blocks, in one process: siamlab's step (the
+profile's precision, its step diagnostics on) and the plain reference step, each with
+the fill on and off.
+
+    python benchmarks/nan_fill.py                      # quick profile, ~3 min on 2 cores
+    python benchmarks/nan_fill.py --steps 800 --set train.precision=fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+
+import torch
+
+from siamlab.bench.loader_rate import time_loader
+from siamlab.bench.measure import Arm, interleave
+from siamlab.bench.runner import _reference_arm, _siamlab_arm
+from siamlab.config.study import StudyFile, expand_study
+from siamlab.data.batched import with_batched_views
+from siamlab.data.build import build_datasets
+from siamlab.data.resident import with_resident_views
+from siamlab.train.device import configure_torch, select_device
+from siamlab.train.speed import resolve_speed, speed_label
+
+
+def with_fill(arm: Arm, fill: bool) -> Arm:
+    """``arm`` under its own setting of the fill (set before each of its blocks)."""
+
+    def run_block(n: int) -> None:
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
+        arm.run_block(n)
+
+    return Arm(f"{arm.name}, fill {'on' if fill else 'off'}", run_block, arm.batch)
+
+
+def main() -> None:
+    """Time the four arms and print their rates and paired ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--steps", type=int, default=500, help="timed steps per arm")
+    parser.add_argument("--block", type=int, default=10, help="steps per interleaved block")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value")
+    args = parser.parse_args()
+
+    spec = expand_study(StudyFile(name="nan_fill"), args.profile, args.sets, None)[0]
+    configure_torch(spec.config.train)
+    device = select_device(spec.config.train.device)
+    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
+    data = build_datasets(cfg.data, spec.seed, 1)
+    data = with_batched_views(data, cfg.data, spec.seed, 1)
+    data = with_resident_views(data, cfg.data, device)
+    with tempfile.TemporaryDirectory(prefix="siamlab-nan-fill-") as tmp:
+        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"root": tmp})})
+        spec = dataclasses.replace(spec, config=cfg)
+        _, pool = time_loader(data, spec, device, 8, keep=4)
+        label = f"siamlab {speed_label(cfg.train)}"
+        ours, _, monitor = _siamlab_arm(spec, data, device, pool, label)
+        ref, _ = _reference_arm(spec, device, pool)
+        arms = [with_fill(ours, True), with_fill(ours, False)]
+        arms += [with_fill(ref, True), with_fill(ref, False)]
+        try:
+            interleave(arms, args.steps, args.block, device, warmup=2)
+        finally:
+            monitor.close()
+            torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+    base = arms[2]
+    print(f"{args.profile} profile, {torch.get_num_threads()} threads, {args.steps} steps/arm")
+    print(f"{'arm':34s} {'img/s':>8s}  paired ratio to '{base.name}' (median, mean ± sem)")
+    for arm in arms:
+        r = [a / b for a, b in zip(arm.block_rates, base.block_rates, strict=True)]
+        sem = statistics.stdev(r) / len(r) ** 0.5 if len(r) > 1 else float("nan")
+        print(
+            f"{arm.name:34s} {arm.rate:8.1f}  {statistics.median(r):.3f}, "
+            f"{statistics.mean(r):.3f} ± {sem:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
