@@ -40,6 +40,7 @@ import yaml
 from siamlab.diagnostics.config import VerdictConfig
 from siamlab.diagnostics.verdict import signals_from_epochs
 from siamlab.diagnostics.verdict_rule import EpochSignals, RunVerdict, judge_epoch, run_verdict
+from siamlab.results.rejudge import judge_inputs
 from siamlab.results.verdicts import OUTCOME_VERDICTS
 
 # the paper's outcome -> its label here: the first verdict that agrees with it; a run is
@@ -77,42 +78,11 @@ class LabelledRun:
     epochs: list[dict[str, Any]]
 
 
-def _per_epoch_from_steps(ds: xr.Dataset, name: str, epochs: np.ndarray) -> np.ndarray:
-    """Mean of a step variable over each epoch's steps (steps split evenly over epochs)."""
-    values = ds[name].values  # (T,)
-    spe = len(values) // max(int(ds["epoch"].values.max()), 1)
-    return np.array([np.nanmean(values[(e - 1) * spe : e * spe]) for e in epochs])
-
-
 def records_of(ds: xr.Dataset, start_steps: int) -> list[dict[str, Any]]:
-    """Per evaluated epoch, what the rule reads (recorded, or derived from step values)."""
-    evaluated = ds["epoch"].values[np.isfinite(ds["z_std_eval"].values)]
-    if "cosine_loss" in ds and "loss_noise" in ds:
-        sel = ds.sel(epoch=evaluated)
-        cosine, noise = sel["cosine_loss"].values, sel["loss_noise"].values
-        start = float(sel["start_loss"].values[0])
-    else:  # a run recorded before the judge stored its inputs
-        cosine = -_per_epoch_from_steps(ds, "pz_cosine_train", evaluated)
-        noise = _per_epoch_from_steps(ds, "pz_cosine_sem_train", evaluated)
-        start = float(-np.mean(ds["pz_cosine_train"].values[:start_steps]))
-    out = []
-    for i, epoch in enumerate(evaluated):
-        row = ds.sel(epoch=epoch)
-        out.append(
-            {
-                "epoch": int(epoch),
-                "cosine_loss": float(cosine[i]),
-                "start_loss": start,
-                "loss_noise": float(noise[i]),
-                **{
-                    k: float(row[k])
-                    for k in ("loss_jitter", "z_std_eval", "z_residual_norm",
-                              "z_residual_erank_fraction", "z_residual_std", "knn_top1")
-                    if k in row
-                },
-            }
-        )  # fmt: skip
-    return out
+    """Per evaluated epoch, what the rule reads: as recorded, or derived from step values
+    (a run recorded before the judge stored its inputs; its start over ``start_steps``)."""
+    recorded = "cosine_loss" in ds and "loss_noise" in ds
+    return judge_inputs(ds, None if recorded else start_steps)
 
 
 def training_key(config_yaml: str, seed: int) -> str:

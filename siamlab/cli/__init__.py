@@ -5,6 +5,7 @@ from siamlab.cli import (
     compare,  # noqa: F401  (registers compare)
     diagnose,  # noqa: F401  (registers diagnose)
     plot,  # noqa: F401  (registers plot)
+    rejudge,  # noqa: F401  (registers rejudge)
     run,  # noqa: F401  (registers run, validate)
     status,  # noqa: F401  (registers status)
 )

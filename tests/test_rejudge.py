@@ -1,0 +1,107 @@
+"""siamlab rejudge: a run's recorded inputs give back its verdict; thresholds move it."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from siamlab.cli import app
+from siamlab.diagnostics.config import VerdictConfig
+from siamlab.errors import ConfigError
+from siamlab.results.rejudge import judge_inputs, judge_run, rejudge, rejudged_dataset
+from siamlab.results.store import open_run, run_dirs
+from siamlab.results.verdicts import verdict_from_attrs
+from siamlab.run.train_run import train_run
+from tests.conftest import tiny_runs
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real tiny runs of 4 evaluated epochs (one without stop-gradient)."""
+    root = tmp_path_factory.mktemp("rejudge")
+    variants = {"simsiam": {}, "no_stop_grad": {"objective": {"stop_grad": False}}}
+    for spec in tiny_runs(root, variants=variants, sets=["train.epochs=4"]):
+        train_run(spec, progress=False)
+    return root / "tiny"
+
+
+def test_the_recorded_inputs_give_back_every_recorded_verdict(study_dir):
+    found = rejudge([study_dir], {}, "run")
+    assert len(found) == 2
+    for r in found:
+        assert r.now == r.recorded and not r.changed, r  # verdict, onset, evidence, mark
+        assert r.now.verdict and r.now.evidence
+
+
+def test_a_file_without_the_judges_inputs_is_judged_from_its_steps(study_dir):
+    for run_dir in run_dirs(study_dir):
+        ds = open_run(run_dir)
+        old = ds.drop_vars(["cosine_loss", "loss_noise", "start_loss"])
+        for new, recorded in zip(judge_inputs(old), judge_inputs(ds), strict=True):
+            assert new == pytest.approx(recorded, rel=1e-6)
+        assert judge_run(old, VerdictConfig()) == judge_run(ds, VerdictConfig())
+
+
+def test_a_threshold_moves_the_verdict_and_the_table_says_so(study_dir):
+    found = rejudge([study_dir], {"collapsed_residual_norm": 0.999})
+    assert all(r.changed for r in found if r.recorded.verdict not in ("collapsed",))
+    for r in found:  # every residual is under 0.999: collapsed, or not_converging
+        assert r.now.verdict in ("collapsed", "not_converging"), r
+        assert "< 0.999" in r.now.evidence
+    ds = rejudged_dataset(found, "today's defaults, collapsed_residual_norm=0.999")
+    assert ds["verdict"].dims == ("run",) and set(ds.coords) == {"run", "study", "variant", "seed"}
+    assert all("long_name" in ds[v].attrs for v in ds.variables)
+    assert ds["changed"].sum() == sum(r.changed for r in found)
+
+
+def test_start_steps_recomputes_the_start_loss_from_the_steps(study_dir):
+    ds = open_run(run_dirs(study_dir)[0])
+    first = -ds["pz_cosine_train"].values[:3].mean()
+    assert judge_inputs(ds, start_steps=3)[0]["start_loss"] == pytest.approx(first)
+    assert judge_inputs(ds)[0]["start_loss"] == float(ds["start_loss"].dropna("epoch")[0])
+
+
+def test_a_diverged_run_stays_unstable():
+    ds = xr.Dataset(attrs={"status": "diverged", "verdict": "unstable", "verdict_onset_epoch": 3})
+    ds.attrs["verdict_evidence"] = "the loss became non-finite at step 17"
+    assert judge_run(ds, VerdictConfig()) == verdict_from_attrs(ds.attrs)
+
+
+def test_bad_thresholds_are_refused_before_any_file_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="unknown verdict threshold.*diagnostics.verdict.hold"):
+        rejudge([tmp_path], {"collapse_norm": 0.1})
+    with pytest.raises(ConfigError, match="diagnostics.verdict.collapsed_residual_norm"):
+        rejudge([tmp_path], {"collapsed_residual_norm": 2.0})  # must be < 1
+
+
+def test_cli_prints_both_verdicts_and_refuses_training_keys(study_dir, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    runner = CliRunner()
+    out = runner.invoke(app, ["rejudge", str(study_dir), "--thresholds", "run"])
+    assert out.exit_code == 0, out.output
+    assert "tiny: verdicts judged again" in out.output and "simsiam/seed0" in out.output
+    assert "0 of 2 run verdicts changed" in out.output
+    moved = runner.invoke(
+        app,
+        ["rejudge", str(study_dir), "--set", "diagnostics.verdict.collapsed_residual_norm=0.999"],
+    )
+    assert moved.exit_code == 0 and "collapsed_residual_norm=0.999" in moved.output
+    assert "nothing was written" in moved.output
+    for bad, message in [
+        (["--set", "optim.base_lr=0.1"], "only the verdict's thresholds"),
+        (["--set", "diagnostics.verdict.nope=1"], "unknown verdict threshold"),
+        (["--thresholds", "mine"], "current or run"),
+    ]:
+        res = runner.invoke(app, ["rejudge", str(study_dir), *bad])
+        assert res.exit_code == 2 and message in res.output, res.output
+    empty = runner.invoke(app, ["rejudge", str(study_dir.parent / "nothing")])
+    assert empty.exit_code == 2
+
+
+def test_nothing_is_written(study_dir):
+    before = {p: p.stat().st_mtime_ns for p in study_dir.rglob("*") if p.is_file()}
+    rejudge([study_dir], {"collapsed_residual_norm": 0.5})
+    after = {p: p.stat().st_mtime_ns for p in study_dir.rglob("*") if p.is_file()}
+    assert before == after and np.all(list(before.values()))
