@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from siamlab.cli import app
 from siamlab.diagnostics.config import VerdictConfig
+from siamlab.diagnostics.registry import DEFAULT_HOOKS as HOOKS
 from siamlab.errors import ConfigError
 from siamlab.results.rejudge import judge_inputs, judge_run, rejudge, rejudged_dataset
 from siamlab.results.store import open_run, run_dirs
@@ -19,9 +20,15 @@ from tests.conftest import tiny_runs
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two real tiny runs of 4 evaluated epochs (one without stop-gradient)."""
+    """Real tiny runs of 4 epochs: SimSiam, no stop-gradient, evaluated every 2nd epoch
+    (1, 2, 4), and without the batch-geometry hook (the judged loss is the recorded one)."""
     root = tmp_path_factory.mktemp("rejudge")
-    variants = {"simsiam": {}, "no_stop_grad": {"objective": {"stop_grad": False}}}
+    variants = {
+        "simsiam": {},
+        "no_stop_grad": {"objective": {"stop_grad": False}},
+        "every_2nd": {"diagnostics": {"eval_every_epochs": 2, "spectrum_every_epochs": 2}},
+        "no_geometry": {"diagnostics": {"hooks": [h for h in HOOKS if h != "batch_geometry"]}},
+    }
     for spec in tiny_runs(root, variants=variants, sets=["train.epochs=4"]):
         train_run(spec, progress=False)
     return root / "tiny"
@@ -29,7 +36,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_recorded_inputs_give_back_every_recorded_verdict(study_dir):
     found = rejudge([study_dir], {}, "run")
-    assert len(found) == 2
+    assert len(found) == 4
     for r in found:
         assert r.now == r.recorded and not r.changed, r  # verdict, onset, evidence, mark
         assert r.now.verdict and r.now.evidence
@@ -38,6 +45,8 @@ def test_the_recorded_inputs_give_back_every_recorded_verdict(study_dir):
 def test_a_file_without_the_judges_inputs_is_judged_from_its_steps(study_dir):
     for run_dir in run_dirs(study_dir):
         ds = open_run(run_dir)
+        if "pz_cosine_train" not in ds:
+            continue  # no_geometry: such a file would hold nothing to judge by
         old = ds.drop_vars(["cosine_loss", "loss_noise", "start_loss"])
         for new, recorded in zip(judge_inputs(old), judge_inputs(ds), strict=True):
             assert new == pytest.approx(recorded, rel=1e-6)
@@ -63,6 +72,25 @@ def test_start_steps_recomputes_the_start_loss_from_the_steps(study_dir):
     assert judge_inputs(ds)[0]["start_loss"] == float(ds["start_loss"].dropna("epoch")[0])
 
 
+def test_the_judged_epochs_are_the_recorded_ones(study_dir):
+    ds = open_run(study_dir / "every_2nd" / "seed0")
+    assert [r["epoch"] for r in judge_inputs(ds)] == [1, 2, 4]
+    ds["z_std_eval"].loc[{"epoch": 2}] = np.nan  # non-finite embeddings at epoch 2
+    assert [r["epoch"] for r in judge_inputs(ds)] == [1, 2, 4]  # judged: kept
+    run = judge_run(ds, VerdictConfig())
+    assert run.verdict == "unstable" and "non-finite" in run.evidence  # entered at once
+
+
+def test_without_cosines_the_start_is_the_recorded_loss(study_dir):
+    ds = open_run(study_dir / "no_geometry" / "seed0")
+    assert "pz_cosine_train" not in ds
+    first = ds["loss"].values[:3].mean()
+    assert judge_inputs(ds, start_steps=3)[0]["start_loss"] == pytest.approx(first)
+    assert judge_inputs(ds, start_steps=10)[-1]["start_loss"] == pytest.approx(
+        float(ds["start_loss"].dropna("epoch")[-1])
+    )  # the judge's own start, recomputed
+
+
 def test_a_diverged_run_stays_unstable():
     ds = xr.Dataset(attrs={"status": "diverged", "verdict": "unstable", "verdict_onset_epoch": 3})
     ds.attrs["verdict_evidence"] = "the loss became non-finite at step 17"
@@ -82,7 +110,7 @@ def test_cli_prints_both_verdicts_and_refuses_training_keys(study_dir, monkeypat
     out = runner.invoke(app, ["rejudge", str(study_dir), "--thresholds", "run"])
     assert out.exit_code == 0, out.output
     assert "tiny: verdicts judged again" in out.output and "simsiam/seed0" in out.output
-    assert "0 of 2 run verdicts changed" in out.output
+    assert "0 of 4 run verdicts changed" in out.output
     moved = runner.invoke(
         app,
         ["rejudge", str(study_dir), "--set", "diagnostics.verdict.collapsed_residual_norm=0.999"],

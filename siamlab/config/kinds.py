@@ -71,15 +71,14 @@ def owners(registry: KindRegistry, key: str) -> list[str]:
     return [name for name, cls in registry.items() if key in cls.model_fields]
 
 
-def chosen_kind(tag_value: object, registry: KindRegistry, default: str) -> str | None:
-    """The kind a component's tag picks (``default`` where unset); None if unregistered.
+def chosen_kind(kind: object, registry: KindRegistry) -> str | None:
+    """``kind`` if it names a registered kind, else None (pydantic reports a bad tag).
 
     Args:
-        tag_value: the raw value of the tag key (``kind``, ``mode``), None where absent.
+        kind: the value of a component's tag key (``kind``, ``mode``), its default
+            where absent.
         registry: the component's per-kind classes.
-        default: the kind when the tag is absent.
     """
-    kind = default if tag_value is None else tag_value
     return kind if isinstance(kind, str) and kind in registry else None
 
 
@@ -104,7 +103,7 @@ def check_applies(
     Raises:
         PydanticCustomError: ``kind_key``, whose message is the whole explanation.
     """
-    kind = chosen_kind(given.get(tag), registry, default)
+    kind = chosen_kind(given.get(tag, default), registry)
     if kind is None:
         return  # pydantic reports the unknown tag, listing the registered ones
     fields = registry.get(kind).model_fields

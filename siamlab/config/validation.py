@@ -41,7 +41,7 @@ def _chosen_kind(raw: Mapping[str, Any], union: Union) -> str | None:
         node = node.get(key) if isinstance(node, Mapping) else None
     if isinstance(node, Mapping):  # a flat tag written as a mapping of its own
         node = node.get(union.tag)
-    return chosen_kind(node, union.registry, union.default)
+    return chosen_kind(union.default if node is None else node, union.registry)
 
 
 def _options(union: Union, kind: str | None) -> set[str]:

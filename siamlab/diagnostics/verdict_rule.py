@@ -208,7 +208,7 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
         return geometry, seen
     if geometry == "partial_collapse" and converged:
         return geometry, f"{seen}, loss {s.loss:.3f}"
-    if not converged:
+    if s.progress < cfg.not_converging_progress:  # NaN (no start) compares False
         falling = s.earlier_loss - s.loss > cfg.improving_drop  # NaN compares False
         if not math.isfinite(s.earlier_loss):
             return "healthy", f"not converged yet: loss {s.loss:.3f}, no trend yet"

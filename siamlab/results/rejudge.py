@@ -14,6 +14,7 @@ does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,42 +36,78 @@ Thresholds = Literal["current", "run"]
 GEOMETRY = ("z_std_eval", "z_residual_norm", "z_residual_erank_fraction", "z_residual_std")
 
 
+def _steps_per_epoch(ds: xr.Dataset) -> int:
+    """Steps per epoch: results files are written at an epoch's end, so exact."""
+    return ds.sizes["step"] // max(int(ds["epoch"].values.max()), 1)
+
+
 def _per_epoch_from_steps(ds: xr.Dataset, name: str, epochs: np.ndarray) -> np.ndarray:
-    """Mean of a step variable over each epoch's steps (steps split evenly over epochs)."""
-    values = ds[name].values  # (T,)
-    spe = len(values) // max(int(ds["epoch"].values.max()), 1)
+    """Mean of a step variable over each epoch's steps (NaN where it is not recorded)."""
+    if name not in ds:
+        return np.full(len(epochs), math.nan)
+    values, spe = ds[name].values, _steps_per_epoch(ds)  # (T,)
     return np.array([np.nanmean(values[(e - 1) * spe : e * spe]) for e in epochs])
 
 
 def _start_from_steps(ds: xr.Dataset, start_steps: int, epochs: np.ndarray) -> np.ndarray:
-    """Per epoch, the judged loss of the first ``start_steps`` measured steps seen by its end.
+    """Per epoch, the start loss the judge had by its end, from the step values.
 
-    As the judge computes it: until ``start_steps`` steps are measured, the start is the
-    mean of those measured so far.
+    As :meth:`~siamlab.diagnostics.verdict.VerdictJudge` takes it: the first
+    ``start_steps`` measured cosine losses (-``pz_cosine_train``), the recorded ``loss`` of
+    the steps before a first cosine; until ``start_steps`` are in, those seen so far.
+
+    Raises:
+        ResultsError: neither ``pz_cosine_train`` nor ``loss`` is recorded per step.
     """
-    cosine = ds["pz_cosine_train"].values  # (T,), NaN where not measured
-    spe = len(cosine) // max(int(ds["epoch"].values.max()), 1)
-    starts = []
-    for e in epochs:
-        seen = cosine[: e * spe]
-        starts.append(float(-np.mean(seen[np.isfinite(seen)][:start_steps])))
-    return np.array(starts)
+    if "pz_cosine_train" not in ds and "loss" not in ds:
+        raise ResultsError(
+            "no step losses recorded (pz_cosine_train, loss): the start loss cannot be "
+            "recomputed for another diagnostics.verdict.start_steps; keep the run's"
+        )
+    nan = np.full(ds.sizes["step"], math.nan)
+    cosine = ds["pz_cosine_train"].values if "pz_cosine_train" in ds else nan  # (T,)
+    loss = ds["loss"].values if "loss" in ds else nan  # (T,)
+    picked: list[tuple[int, float]] = []  # (0-based step, judged loss)
+    seen_cosine = False
+    for t in range(len(cosine)):
+        if len(picked) >= start_steps:
+            break
+        if math.isfinite(cosine[t]):
+            picked.append((t, -float(cosine[t])))
+            seen_cosine = True
+        elif math.isfinite(loss[t]) and not seen_cosine:
+            picked.append((t, float(loss[t])))
+    spe = _steps_per_epoch(ds)
+    starts = [[v for t, v in picked if t < e * spe] for e in epochs]
+    return np.array([float(np.mean(v)) if v else math.nan for v in starts])
+
+
+def judged_epochs(ds: xr.Dataset) -> np.ndarray:
+    """The epochs the judge judged: those with a recorded state.
+
+    Older files without the per-epoch ``verdict``: those with a finite ``z_std_eval``,
+    which misses an epoch judged ``unstable`` for non-finite embeddings.
+    """
+    if "verdict" in ds and ds["verdict"].dims == ("epoch",):
+        states = ds["verdict"].values
+        return ds["epoch"].values[[isinstance(v, str) and v != "" for v in states]]
+    return ds["epoch"].values[np.isfinite(ds["z_std_eval"].values)]
 
 
 def judge_inputs(ds: xr.Dataset, start_steps: int | None = None) -> list[dict[str, Any]]:
-    """Per evaluated epoch of one run, what the rule reads, as recorded.
+    """Per judged epoch of one run, what the rule reads, as recorded.
 
     Args:
         ds: one run's results (:func:`~siamlab.results.store.open_run`).
         start_steps: steps whose mean loss is the start loss; None = the run's own (the
-            recorded ``start_loss``), else recomputed from ``pz_cosine_train``.
+            recorded ``start_loss``), else recomputed from the step losses.
 
     Raises:
         ResultsError: the file has no evaluated epoch or lacks the judged loss.
     """
     if "z_std_eval" not in ds or "epoch" not in ds.coords:
         raise ResultsError("no evaluated epoch in this file (no z_std_eval): nothing to judge")
-    evaluated = ds["epoch"].values[np.isfinite(ds["z_std_eval"].values)]
+    evaluated = judged_epochs(ds)
     recorded = "cosine_loss" in ds and "loss_noise" in ds
     if not recorded and "pz_cosine_train" not in ds:
         raise ResultsError("neither the judge's inputs nor pz_cosine_train are recorded")
@@ -97,20 +134,41 @@ def judge_inputs(ds: xr.Dataset, start_steps: int | None = None) -> list[dict[st
 
 
 def run_thresholds(ds: xr.Dataset) -> VerdictConfig:
-    """The verdict thresholds the run was judged with (its config's; defaults where unset).
+    """The verdict thresholds the run was judged with.
+
+    Its ``verdict_*`` attrs, else its config's ``diagnostics.verdict`` (defaults where
+    unset).
 
     Raises:
         ResultsError: the recorded thresholds are not valid today (a renamed key).
     """
-    config = yaml.safe_load(str(ds.attrs.get("config", "")) or "{}") or {}
-    given = (config.get("diagnostics") or {}).get("verdict") or {}
+    given: dict[str, Any] = {
+        key: ds.attrs[f"verdict_{key}"]
+        for key in VerdictConfig.model_fields
+        if f"verdict_{key}" in ds.attrs
+    }
+    if not given:
+        config = yaml.safe_load(str(ds.attrs.get("config", "")) or "{}") or {}
+        given = (config.get("diagnostics") or {}).get("verdict") or {}
+    ints = {k for k, f in VerdictConfig.model_fields.items() if f.annotation is int}
+    given = {k: int(v) if k in ints else v for k, v in given.items()}  # attrs hold floats
     try:
         return VerdictConfig(**given)
-    except ValidationError as exc:
+    except (ValidationError, TypeError) as exc:
         raise ResultsError(
-            f"the run's recorded thresholds {given} are not valid today ({exc.errors()[0]['msg']});"
-            " re-judge it with --thresholds current"
+            f"the run's recorded verdict thresholds {given} are not valid today ({exc}); "
+            "judge it with today's thresholds instead"
         ) from None
+
+
+def recorded_start_steps(ds: xr.Dataset) -> int | None:
+    """The ``start_steps`` the run's recorded start loss was taken over (None: unknown)."""
+    if "verdict_start_steps" in ds.attrs:
+        return int(ds.attrs["verdict_start_steps"])
+    try:
+        return run_thresholds(ds).start_steps
+    except ResultsError:
+        return None
 
 
 def thresholds(base: VerdictConfig, overrides: Mapping[str, object]) -> VerdictConfig:
@@ -192,10 +250,9 @@ def rejudge(
             raise ResultsError(f"no runs under {study_dir} (expected <variant>/seed<k>/metrics.nc)")
         for run_dir in runs:
             ds = open_run(run_dir)
-            recorded = _recorded_thresholds(ds)
             own = run_thresholds(ds) if base == "run" else VerdictConfig()
             cfg = thresholds(own, overrides)
-            own_start = recorded is not None and cfg.start_steps == recorded.start_steps
+            own_start = cfg.start_steps == recorded_start_steps(ds)
             out.append(
                 Rejudged(
                     str(ds.attrs.get("study", study_dir.name)),
@@ -207,14 +264,6 @@ def rejudge(
                 )
             )
     return out
-
-
-def _recorded_thresholds(ds: xr.Dataset) -> VerdictConfig | None:
-    """:func:`run_thresholds`, or None where the recorded ones are not valid today."""
-    try:
-        return run_thresholds(ds)
-    except ResultsError:
-        return None
 
 
 def rejudged_dataset(rows: Sequence[Rejudged], cfg_note: str) -> xr.Dataset:

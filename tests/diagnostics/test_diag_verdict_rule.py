@@ -125,6 +125,8 @@ def test_not_converging_unless_the_loss_is_still_falling():
     state, evidence = judge_epoch(CFG, dataclasses.replace(HEALTHY, loss=-0.15, earlier_loss=-0.15))
     assert state == "not_converging" and "6% of the way" in evidence
     assert _state(loss=-0.15, earlier_loss=math.nan) == "healthy"  # no trend yet: too young
+    # no start loss to measure progress from (NaN progress): not judged not_converging
+    assert _state(start_loss=math.inf, loss=-0.15, earlier_loss=-0.15) == "healthy"
     assert _state(loss=-0.15, earlier_loss=-0.14) == "not_converging"  # drop 0.01 <= 0.02
     # still falling by 0.05: not converged yet, but healthy
     state, evidence = judge_epoch(CFG, dataclasses.replace(HEALTHY, loss=-0.15, earlier_loss=-0.1))
