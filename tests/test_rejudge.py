@@ -133,3 +133,23 @@ def test_nothing_is_written(study_dir):
     rejudge([study_dir], {"collapsed_residual_norm": 0.5})
     after = {p: p.stat().st_mtime_ns for p in study_dir.rglob("*") if p.is_file()}
     assert before == after and np.all(list(before.values()))
+
+
+def test_compare_notes_verdicts_judged_with_other_thresholds(study_dir, tmp_path):
+    import shutil
+
+    import yaml
+
+    from siamlab.results.runinfo import run_notes
+    from siamlab.results.store import open_study, write_run
+
+    assert not any("thresholds" in n for n in run_notes(open_study(study_dir)))
+    copy = tmp_path / "tiny"
+    shutil.copytree(study_dir / "simsiam", copy / "simsiam")
+    ds = open_run(copy / "simsiam" / "seed0")
+    config = yaml.safe_load(ds.attrs["config"])
+    config["diagnostics"]["verdict"]["collapsed_residual_norm"] = 0.1  # an older calibration
+    ds.attrs["config"] = yaml.safe_dump(config)
+    write_run(copy / "simsiam" / "seed0", ds)
+    notes = " ".join(run_notes(open_study(copy)))
+    assert "collapsed_residual_norm 0.1 (today 0.2)" in notes and "siamlab rejudge" in notes

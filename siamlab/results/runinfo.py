@@ -173,6 +173,36 @@ def config_conflicts(ds: xr.Dataset) -> list[str]:
     return out
 
 
+def threshold_notes(ds: xr.Dataset) -> list[str]:
+    """A message when runs were judged with verdict thresholds other than today's defaults.
+
+    Each run's config records the thresholds its verdict was judged with; after a
+    recalibration (or a study's own choice) a verdict can differ from what today's
+    defaults say, which ``siamlab rejudge`` shows without training.
+    """
+    from siamlab.diagnostics.config import VerdictConfig  # torch-free
+
+    today = VerdictConfig().model_dump()
+    exists = run_exists(ds)
+    differ: dict[str, set[str]] = {}
+    for variant in ds["variant"].values:
+        for seed in ds["seed"].values:
+            if not exists.sel(variant=variant, seed=seed):
+                continue
+            config = _config(ds["config"].sel(variant=variant, seed=seed).item())
+            given = (config.get("diagnostics") or {}).get("verdict") or {}
+            for key, value in given.items():
+                if key in today and value != today[key]:
+                    differ.setdefault(key, set()).add(repr(value))
+    if not differ:
+        return []
+    shown = ", ".join(f"{k} {'/'.join(sorted(v))} (today {today[k]!r})" for k, v in differ.items())
+    return [
+        f"verdicts judged with thresholds other than today's defaults: {shown}; "
+        "siamlab rejudge STUDY_DIR judges them again without training"
+    ]
+
+
 def last_epoch(ds: xr.Dataset) -> xr.DataArray:
     """Over (variant, seed): the last epoch with any recorded value (0 when none)."""
     per_var = [
@@ -206,7 +236,7 @@ def run_notes(ds: xr.Dataset) -> list[str]:
             progress = f"at epoch {epoch} of {planned}"
             what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
             notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
-    return notes + config_conflicts(ds) + precision_conflicts(ds)
+    return notes + config_conflicts(ds) + precision_conflicts(ds) + threshold_notes(ds)
 
 
 def precision_conflicts(ds: xr.Dataset) -> list[str]:
