@@ -126,6 +126,10 @@ def test_cli_prints_both_verdicts_and_refuses_training_keys(study_dir, monkeypat
         assert res.exit_code == 2 and message in res.output, res.output
     empty = runner.invoke(app, ["rejudge", str(study_dir.parent / "nothing")])
     assert empty.exit_code == 2
+    bad_value = "diagnostics.verdict.collapsed_residual_norm=2"
+    first = ["rejudge", str(study_dir.parent / "nothing"), "--set", bad_value]
+    res = runner.invoke(app, first)  # a bad value is named before the missing folder
+    assert res.exit_code == 2 and "collapsed_residual_norm" in res.output, res.output
 
 
 def test_nothing_is_written(study_dir):

@@ -67,9 +67,7 @@ def rejudge(
     results: Annotated[list[Path], typer.Argument(help="Study folders or a results root.")],
     sets: Annotated[
         list[str] | None,
-        typer.Option(
-            "--set", "-s", help=f"A threshold, e.g. --set {PREFIX}collapsed_residual_norm=0.1."
-        ),
+        typer.Option("--set", "-s", help=f"A threshold: {PREFIX}KEY=VALUE."),
     ] = None,
     thresholds: Annotated[
         str, typer.Option(help="current: today's defaults; run: each run's recorded ones.")
@@ -89,13 +87,16 @@ def rejudge(
     0; 2 for bad input (a folder without runs, an unknown threshold, a key outside
     diagnostics.verdict).
     """
+    from siamlab.diagnostics.config import VerdictConfig
     from siamlab.results.rejudge import rejudge as judge_again
+    from siamlab.results.rejudge import thresholds as check_thresholds
     from siamlab.results.runinfo import load_studies
 
     try:
         if thresholds not in ("current", "run"):
             raise ConfigError(f"--thresholds must be current or run, got {thresholds!r}")
         overrides = threshold_overrides(sets or [])
+        check_thresholds(VerdictConfig(), overrides)  # before any file is read
         folders = [Path(ds.attrs["results_dir"]) for ds in load_studies(results).values()]
         found = judge_again(folders, overrides, "run" if thresholds == "run" else "current")
     except SiamlabError as exc:
