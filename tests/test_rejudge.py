@@ -157,3 +157,21 @@ def test_compare_notes_verdicts_judged_with_other_thresholds(study_dir, tmp_path
     write_run(copy / "simsiam" / "seed0", ds)
     notes = " ".join(run_notes(open_study(copy)))
     assert "collapsed_residual_norm 0.1 (today 0.2)" in notes and "siamlab rejudge" in notes
+
+
+def test_verdict_margins_lists_the_runs_a_moved_threshold_changes(study_dir):
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "analysis" / "verdict_margins.py"
+    spec = importlib.util.spec_from_file_location("verdict_margins", path)
+    assert spec is not None and spec.loader is not None
+    margins = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = margins
+    spec.loader.exec_module(margins)
+    rows = {(n, f): changed for n, f, _, changed in margins.margins([study_dir], [1.0, 10.0])}
+    assert set(rows) == {(n, f) for n in margins.TUNED for f in (1.0, 10.0)}
+    assert not any(rows[(n, 1.0)] for n in margins.TUNED)  # today's thresholds: no change
+    assert margins.moved("collapsed_residual_norm", 10.0) == 0.99  # a fraction stays < 1
+    moved = {r.variant for r in rows[("collapsed_residual_norm", 10.0)]}
+    assert moved and moved <= {"simsiam", "no_stop_grad", "every_2nd", "no_geometry"}
