@@ -163,8 +163,6 @@ def run_thresholds(ds: xr.Dataset) -> VerdictConfig:
 
 def recorded_start_steps(ds: xr.Dataset) -> int | None:
     """The ``start_steps`` the run's recorded start loss was taken over (None: unknown)."""
-    if "verdict_start_steps" in ds.attrs:
-        return int(ds.attrs["verdict_start_steps"])
     try:
         return run_thresholds(ds).start_steps
     except ResultsError:
@@ -220,12 +218,8 @@ class Rejudged:
     @property
     def changed(self) -> bool:
         """Whether the verdict, its onset or its provisional mark differ."""
-        a, b = self.recorded, self.now
-        return (a.verdict, a.onset_epoch, a.provisional) != (
-            b.verdict,
-            b.onset_epoch,
-            b.provisional,
-        )
+        key = [(v.verdict, v.onset_epoch, v.provisional) for v in (self.recorded, self.now)]
+        return key[0] != key[1]
 
 
 def rejudge(
