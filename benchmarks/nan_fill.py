@@ -22,15 +22,10 @@ import tempfile
 
 import torch
 
-from siamlab.bench.loader_rate import time_loader
 from siamlab.bench.measure import Arm, interleave
-from siamlab.bench.runner import _reference_arm, _siamlab_arm
+from siamlab.bench.runner import _reference_arm, _siamlab_arm, prepare
 from siamlab.config.study import StudyFile, expand_study
-from siamlab.data.batched import with_batched_views
-from siamlab.data.build import build_datasets
-from siamlab.data.resident import with_resident_views
-from siamlab.train.device import configure_torch, select_device
-from siamlab.train.speed import resolve_speed, speed_label
+from siamlab.train.speed import speed_label
 
 
 def with_fill(arm: Arm, fill: bool) -> Arm:
@@ -53,16 +48,11 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = expand_study(StudyFile(name="nan_fill"), args.profile, args.sets, None)[0]
-    configure_torch(spec.config.train)
-    device = select_device(spec.config.train.device)
-    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
-    data = build_datasets(cfg.data, spec.seed, 1)
-    data = with_batched_views(data, cfg.data, spec.seed, 1)
-    data = with_resident_views(data, cfg.data, device)
+    spec, device, data, _, pool = prepare(spec)
     with tempfile.TemporaryDirectory(prefix="siamlab-nan-fill-") as tmp:
+        cfg = spec.config
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"root": tmp})})
         spec = dataclasses.replace(spec, config=cfg)
-        _, pool = time_loader(data, spec, device, 8, keep=4)
         label = f"siamlab {speed_label(cfg.train)}"
         ours, _, monitor = _siamlab_arm(spec, data, device, pool, label)
         ref, _ = _reference_arm(spec, device, pool)

@@ -185,6 +185,28 @@ def _reference_arm(spec: RunSpec, device: torch.device, pool: list[Batch]) -> tu
     return Arm("reference", run_block, spec.config.train.batch_size), step.model
 
 
+def prepare(
+    spec: RunSpec, loader_batches: int = 8
+) -> tuple[RunSpec, torch.device, DataBundle, LoaderRate, list[Batch]]:
+    """Torch, device and data as a run of ``spec`` has them, and batches to time steps on.
+
+    Returns:
+        ``spec`` with its precision / channels_last "auto" resolved, the device, the
+        datasets (batched / device-resident views as the config says), the loader's
+        rate over ``loader_batches`` batches and 4 of its batches (the arms' pool).
+    """
+    configure_torch(spec.config.train)
+    device = select_device(spec.config.train.device)
+    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
+    spec = dataclasses.replace(spec, config=cfg)
+    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
+    data = build_datasets(cfg.data, spec.seed, pairs)
+    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
+    data = with_resident_views(data, cfg.data, device)  # as data.device_resident says
+    loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
+    return spec, device, data, loader, pool
+
+
 def run_bench(
     spec: RunSpec,
     steps: int = 20,
@@ -203,10 +225,8 @@ def run_bench(
         loader_batches: batches the loader is timed on (at most an epoch).
         peak_n: side of the matmul that measures the peak FLOP/s.
     """
-    configure_torch(spec.config.train)
-    device = select_device(spec.config.train.device)
-    cfg = spec.config.model_copy(update={"train": resolve_speed(spec.config.train, device)})
-    spec = dataclasses.replace(spec, config=cfg)  # precision / channels_last "auto" resolved
+    spec, device, data, loader, pool = prepare(spec, loader_batches)
+    cfg = spec.config
     notes = []
     if cfg.objective.eta.mode != "off":
         notes.append("objective.eta is not benchmarked: the SimSiam step is timed")
@@ -217,11 +237,6 @@ def run_bench(
             "threads: OpenMP threads spin while their siblings wait for a core, which can slow "
             "both loops many times over; try --set train.threads=1 or OMP_WAIT_POLICY=PASSIVE"
         )
-    pairs = 2 if cfg.objective.symmetry == "asymmetric_2x" else 1
-    data = build_datasets(cfg.data, spec.seed, pairs)
-    data = with_batched_views(data, cfg.data, spec.seed, pairs)  # as data.augment_batched says
-    data = with_resident_views(data, cfg.data, device)  # as data.device_resident says
-    loader, pool = time_loader(data, spec, device, loader_batches, keep=4)
     other = other_path(data, device)
     other_loader = None if other is None else time_loader(other, spec, device, loader_batches, 0)[0]
     spe = steps_per_epoch(data, cfg.train.batch_size)
