@@ -11,7 +11,7 @@ from siamlab.cli import app
 from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.errors import ResultsError
 from siamlab.results.compare import compare, load_studies, reduce_runs
-from siamlab.results.runinfo import config_conflicts, run_notes
+from siamlab.results.run_notes import config_conflicts, run_notes
 from siamlab.results.store import open_study
 from siamlab.results.verdicts import SeedVerdicts
 from tests.conftest import TOY_CONFIG as CONFIG

@@ -144,7 +144,7 @@ def test_compare_notes_verdicts_judged_with_other_thresholds(study_dir, tmp_path
 
     import yaml
 
-    from siamlab.results.runinfo import run_notes
+    from siamlab.results.run_notes import run_notes
     from siamlab.results.store import open_study, write_run
 
     assert not any("thresholds" in n for n in run_notes(open_study(study_dir)))

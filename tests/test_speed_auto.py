@@ -46,7 +46,9 @@ def test_quick_profile_is_auto_and_one_set_is_the_exact_path():
     assert (fast.precision, fast.channels_last) == ("auto", "auto")
     assert (
         resolve_speed(exact, CPU).model_dump()
-        == TrainConfig(**{**exact.model_dump(), "channels_last": False}).model_dump()
+        == TrainConfig(
+            **{**exact.model_dump(), "channels_last": False, "threads": torch.get_num_threads()}
+        ).model_dump()
     )
     assert (TrainConfig().precision, TrainConfig().channels_last) == ("fp32", False)
 
@@ -69,7 +71,7 @@ def test_a_run_records_and_prints_what_it_ran(tmp_path, precision):
 
 
 def test_compare_notes_runs_that_trained_at_different_precisions(tmp_path):
-    from siamlab.results.runinfo import run_notes
+    from siamlab.results.run_notes import run_notes
     from siamlab.results.store import write_run
     from tests.conftest import make_run
 

@@ -33,7 +33,8 @@ def plot_cmd(
     """Draw one figure (one colour per variant, bands over seeds) and write it to a file."""
     import matplotlib
 
-    from siamlab.results.runinfo import load_studies, merge_studies, run_notes
+    from siamlab.results.run_notes import run_notes
+    from siamlab.results.runinfo import load_studies, merge_studies
 
     matplotlib.use("Agg")
     from siamlab.plots import KINDS, plot, save_figure  # after the backend is chosen

@@ -92,6 +92,11 @@ def summary_rows(reports: "list[StudyReport]", keys: list[str]) -> list[list[str
     ]
 
 
+def _counted(values: Counter) -> str:
+    """``bf16+CL (5 runs), fp32 (1 run)``: each value with its number of runs."""
+    return ", ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in values.items())
+
+
 def _report(reports: "list[StudyReport]") -> None:
     keys = list(SUMMARY)
     headers = ["run", "status", *(SUMMARY[k] for k in keys), "verdict", "onset"]
@@ -110,12 +115,13 @@ def _report(reports: "list[StudyReport]") -> None:
     console.print(table)
     ran = Counter(r.precision for r in reports if r.precision)
     if ran:
-        says = ", ".join(f"{p} ({n} run{'s' * (n > 1)})" for p, n in ran.items())
         fast = " bf16 = autocast of the training forward, CL = channels_last;" * any(
             p.startswith("bf16") for p in ran
         )
+        threads = Counter(r.threads for r in reports if r.threads)
+        on = f" CPU threads: {_counted(threads)};" if threads else ""
         console.print(
-            f"precision: {says};{fast} the exact path: --set train.precision=fp32",
+            f"precision: {_counted(ran)};{on}{fast} the exact path: --set train.precision=fp32",
             highlight=False,
         )
     for r in reports:

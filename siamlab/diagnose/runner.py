@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
@@ -44,7 +43,7 @@ from siamlab.errors import DataError, ResultsError
 from siamlab.evaluation.checkpoints import LoadedCheckpoint, load_checkpoint_any
 from siamlab.models.siamese import SiameseNet
 from siamlab.results.store import METRICS_FILE, open_run
-from siamlab.train.device import select_device
+from siamlab.train.device import select_device, set_threads
 
 
 @dataclass
@@ -171,8 +170,7 @@ def diagnose(
     files = list_checkpoints(target)
     first = load_checkpoint_any(files[0])
     cfg = _config(first, data, profile, sets or [], image_size)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     dev = select_device(device or cfg.train.device)
     bundle = build_datasets(cfg.data, seed=0)
     probes = probe_sets(bundle, cfg.diagnostics)

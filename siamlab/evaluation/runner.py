@@ -39,7 +39,7 @@ from siamlab.evaluation.knn_eval import KnnRecipe, knn_evaluate
 from siamlab.evaluation.linear_probe import ProbeRecipe, probe_fast
 from siamlab.evaluation.writeback import write_eval
 from siamlab.results.store import METRICS_FILE, open_run
-from siamlab.train.device import select_device
+from siamlab.train.device import select_device, set_threads
 
 FOREIGN_PROFILE = "imagenet"
 LARS_MIN_STEPS = 5000  # below this, warn that the paper's LARS probe may be under-trained
@@ -106,8 +106,7 @@ def prepare(
     """
     loaded = load_checkpoint_any(checkpoint)
     cfg = _config(loaded, profile, sets or [])
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     dev = select_device(device or cfg.train.device)
     loaded.model.to(dev)
     write_dir, reason = loaded.run_dir, ""

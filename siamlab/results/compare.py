@@ -31,14 +31,13 @@ from siamlab.errors import ResultsError
 from siamlab.results.intervals import Difference
 from siamlab.results.paper import normalise, paper_text
 from siamlab.results.reduce import LOWER_IS_BETTER, SQRT_D, Cell, Reduce, reduce_runs
+from siamlab.results.run_notes import config_conflicts, run_notes
 from siamlab.results.runinfo import (
     FINISHED,
     as_study,
     check_metrics,
-    config_conflicts,
     load_studies,
     run_exists,
-    run_notes,
     run_std_references,
     scalar_metrics,
     std_reference,

@@ -1,8 +1,8 @@
 """Loading studies and the facts about their runs that compare and plots report.
 
-Which metrics exist, which runs exist, which are still running, whether the seeds of
-a variant share one config and the 1/sqrt(d) reference (each run's verdict:
-:mod:`siamlab.results.verdicts`).
+Which metrics exist, which runs exist, how far each got, its config and the 1/sqrt(d)
+reference (the notes printed about the runs: :mod:`siamlab.results.run_notes`; each
+run's verdict: :mod:`siamlab.results.verdicts`).
 """
 
 import math
@@ -130,79 +130,6 @@ def run_exists(ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
     return xr.DataArray(ok, dims=status.dims, coords=status.coords)
 
 
-def _config(text: object) -> dict[str, Any]:
-    try:
-        parsed = yaml.safe_load(str(text)) if isinstance(text, str) else None
-    except yaml.YAMLError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def config_conflicts(ds: xr.Dataset) -> list[str]:
-    """One message per variant whose seeds ran with different configs (differing keys)."""
-    exists = run_exists(ds)
-    out = []
-    for variant in ds["variant"].values:
-        runs = {
-            int(seed): _flatten(_config(ds["config"].sel(variant=variant, seed=seed).item()))
-            for seed in ds["seed"].values
-            if exists.sel(variant=variant, seed=seed)
-        }
-        keys = sorted({k for cfg in runs.values() for k in cfg})
-        diff = [k for k in keys if len({repr(cfg.get(k)) for cfg in runs.values()}) > 1]
-        if diff:
-            shown = "; ".join(
-                f"{k}: " + ", ".join(f"seed{s}={cfg.get(k)!r}" for s, cfg in runs.items())
-                for k in diff[:3]
-            )
-            more = f" (+{len(diff) - 3} more keys)" if len(diff) > 3 else ""
-            out.append(
-                f"variant {variant} mixes configs across seeds, so its mean ± std pools "
-                f"different settings: {shown}{more}"
-            )
-    return out
-
-
-def threshold_notes(ds: xr.Dataset) -> list[str]:
-    """A message when runs were judged with verdict thresholds other than today's defaults.
-
-    Each run's config records the thresholds its verdict was judged with; after a
-    recalibration (or a study's own choice) a verdict can differ from what today's
-    defaults say, which ``siamlab rejudge`` shows without training.
-    """
-    from siamlab.diagnostics.config import VerdictConfig  # torch-free
-
-    today = VerdictConfig().model_dump()
-    exists = run_exists(ds)
-    differ: dict[str, set[str]] = {}
-    for variant in ds["variant"].values:
-        for seed in ds["seed"].values:
-            if not exists.sel(variant=variant, seed=seed):
-                continue
-            config = _config(ds["config"].sel(variant=variant, seed=seed).item())
-            given = (config.get("diagnostics") or {}).get("verdict") or {}
-            for key, value in given.items():
-                if key in today and value != today[key]:
-                    differ.setdefault(key, set()).add(repr(value))
-    if not differ:
-        return []
-    shown = ", ".join(f"{k} {'/'.join(sorted(v))} (today {today[k]!r})" for k, v in differ.items())
-    return [
-        f"verdicts judged with thresholds other than today's defaults: {shown}; "
-        "siamlab rejudge STUDY_DIR judges them again without training"
-    ]
-
-
 def last_epoch(ds: xr.Dataset) -> xr.DataArray:
     """Over (variant, seed): the last epoch with any recorded value (0 when none)."""
     per_var = [
@@ -216,48 +143,13 @@ def last_epoch(ds: xr.Dataset) -> xr.DataArray:
     return (any_value * ds["epoch"]).max("epoch").astype(int)
 
 
-def run_notes(ds: xr.Dataset) -> list[str]:
-    """Messages on partial, diverged, failed or missing runs and on mixed configs."""
-    exists, done = run_exists(ds), last_epoch(ds)
-    notes = []
-    for variant in ds["variant"].values:
-        for seed in ds["seed"].values:
-            name = f"{variant}/seed{seed}"
-            if not exists.sel(variant=variant, seed=seed):
-                if exists.sel(variant=variant).any():
-                    notes.append(f"{name} has no results: the variant's numbers use fewer seeds")
-                continue
-            status = str(ds["status"].sel(variant=variant, seed=seed).item())
-            if status in FINISHED:
-                continue
-            cfg = _config(ds["config"].sel(variant=variant, seed=seed).item())
-            planned = cfg.get("train", {}).get("epochs", "?")
-            epoch = int(done.sel(variant=variant, seed=seed))
-            progress = f"at epoch {epoch} of {planned}"
-            what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
-            notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
-    return notes + config_conflicts(ds) + precision_conflicts(ds) + threshold_notes(ds)
-
-
-def precision_conflicts(ds: xr.Dataset) -> list[str]:
-    """A message when the runs trained at different precisions (``precision`` attr).
-
-    A config's ``train.precision: auto`` is bf16 on one machine and fp32 on another, so
-    configs that agree can still have run differently; files without the attr say nothing.
-    """
-    if "precision" not in ds.data_vars:
-        return []
-    exists = run_exists(ds)
-    by_precision: dict[str, list[str]] = {}
-    for variant in ds["variant"].values:
-        for seed in ds["seed"].values:
-            ran = str(ds["precision"].sel(variant=variant, seed=seed).item())
-            if exists.sel(variant=variant, seed=seed) and ran:
-                by_precision.setdefault(ran, []).append(f"{variant}/seed{seed}")
-    if len(by_precision) < 2:
-        return []
-    parts = "; ".join(f"{p}: {', '.join(runs)}" for p, runs in sorted(by_precision.items()))
-    return [f"the runs trained at different precisions ({parts}): differences mix both"]
+def run_config(text: object) -> dict[str, Any]:
+    """A run's ``config`` attr (YAML) as a dict; {} when absent or unreadable."""
+    try:
+        parsed = yaml.safe_load(str(text)) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def std_reference(ds: xr.Dataset) -> float | None:
@@ -266,7 +158,7 @@ def std_reference(ds: xr.Dataset) -> float | None:
         return float(ds.attrs["std_reference"])
     exists = run_exists(ds).values.ravel()
     dims = {
-        _config(c).get("model", {}).get("dim")
+        run_config(c).get("model", {}).get("dim")
         for c, ok in zip(ds["config"].values.ravel(), exists, strict=True)
         if ok
     }
@@ -287,7 +179,7 @@ def run_std_references(ds: xr.DataArray | xr.Dataset) -> xr.DataArray:
     configs = ds["config"]  # (variant, seed) YAML text
     values = np.full(configs.shape, math.nan if shared is None else shared)
     for index, text in np.ndenumerate(configs.values):
-        dim = _config(text).get("model", {}).get("dim") if text else None
+        dim = run_config(text).get("model", {}).get("dim") if text else None
         if isinstance(dim, int) and dim > 0:
             values[index] = 1 / math.sqrt(dim)
     return xr.DataArray(values, dims=configs.dims, coords=configs.coords)

@@ -16,7 +16,9 @@ config as YAML), ``siamlab_version``, ``torch_version``, ``python_version``,
 ``created``, ``updated``, ``dim`` (d), ``std_reference`` (1/sqrt(d)), ``world_size``,
 ``precision`` (``fp32`` | ``bf16``: what the training forward ran, where ``config``
 may say ``auto``) and ``channels_last`` (0 | 1, likewise resolved; both absent from
-files of siamlab before 2026-12-03, which ran what their config says),
+files of siamlab before 2026-12-03, which ran what their config says), ``device``
+(``cpu`` | ``cuda``) and ``threads`` (torch's CPU threads in the training process: on a
+CPU a run's float rounding depends on them; both absent from files before 2026-12-04),
 ``diverged_step`` when status is diverged.
 
 Variables are declared next to the code that produces them: each diagnostic hook's

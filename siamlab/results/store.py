@@ -17,12 +17,14 @@ RUN_ATTRS = {
     "status": "status",
     "config": "config",
     "precision": "precision",
+    "device": "device",
+    "threads": "threads",
     "verdict": "final_verdict",
     "verdict_onset_epoch": "final_verdict_onset_epoch",
     "verdict_evidence": "final_verdict_evidence",
     "verdict_provisional": "final_verdict_provisional",
 }
-NUMERIC_RUN_ATTRS = frozenset({"verdict_onset_epoch", "verdict_provisional"})
+NUMERIC_RUN_ATTRS = frozenset({"verdict_onset_epoch", "verdict_provisional", "threads"})
 
 
 def write_run(run_dir: str | Path, ds: xr.Dataset) -> Path:
@@ -60,7 +62,8 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
 
     Runs of different lengths (e.g. one still running) are padded with NaN. Per-run
     attrs become variables over (variant, seed) (:data:`RUN_ATTRS`): ``status``,
-    ``config``, ``precision`` (what the training forward ran) and the run verdict as
+    ``config``, ``precision`` (what the training forward ran), ``device`` and ``threads``
+    (where it trained; "" and NaN in older files) and the run verdict as
     ``final_verdict``, ``final_verdict_onset_epoch``, ``final_verdict_evidence``,
     ``final_verdict_provisional`` ("" or NaN when a run's file has none).
 

@@ -139,8 +139,9 @@ def build_run(
         SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
     """
     cfg, directory = spec.config, spec.directory()
-    # precision / channels_last "auto" made concrete for this device: the loop, the results
-    # and the checkpoint's resume check see what runs (config.yaml keeps what was asked)
+    # precision / channels_last "auto" and a CPU's thread count made concrete for this
+    # device: the loop, the results and the checkpoint's resume check see what runs
+    # (config.yaml keeps what was asked)
     resolved = cfg.model_copy(update={"train": resolve_speed(cfg.train, device)})
     training = build_training_data(cfg, spec.seed, dist, device)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
@@ -168,7 +169,7 @@ def build_run(
         dist,
     )
     recorder = Recorder()
-    results = ResultsFile(spec, directory, recorder, dist, resolved.train)
+    results = ResultsFile(spec, directory, recorder, dist, resolved.train, device)
     start_step = 0 if saved is None else int(saved["step"])
     features = EvalFeatures(model, device)
     has_targets = eta is not None

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from siamlab.config.study import RunSpec
 from siamlab.diagnostics.verdict import verdict_attrs
 from siamlab.diagnostics.verdict_rule import RunVerdict
@@ -29,6 +31,8 @@ class ResultsFile:
         speed: the run's train config with its speed options resolved for the device
             (:func:`~siamlab.train.speed.resolve_speed`): the ``precision`` and
             ``channels_last`` attrs say what ran, where the config may say ``auto``.
+        device: where the run trains (the ``device`` attr; with ``threads``, the CPU
+            threads, it says what a CPU run's float rounding depended on).
     """
 
     def __init__(
@@ -38,9 +42,10 @@ class ResultsFile:
         recorder: Recorder,
         dist: DistInfo,
         speed: TrainConfig,
+        device: torch.device,
     ) -> None:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
-        self.speed = speed
+        self.speed, self.device = speed, device
         self.created = now()
 
     def run_verdict(self) -> RunVerdict:
@@ -75,6 +80,8 @@ class ResultsFile:
             "world_size": self.dist.world_size,
             "precision": str(self.speed.precision),
             "channels_last": int(self.speed.channels_last is True),
+            "device": self.device.type,
+            "threads": self.speed.threads or torch.get_num_threads(),
             **verdict_attrs(self.run_verdict(), status, cfg.diagnostics.verdict, diverged_step),
             "created": self.created,
             "updated": now(),

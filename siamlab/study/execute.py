@@ -34,7 +34,8 @@ class StudyReport:
     ``verdict``, ``onset_epoch`` and ``provisional`` are the run verdict its results
     file records (``""`` when it has none, e.g. a run that failed before its first
     evaluation); ``precision`` what its training forward ran (``fp32``, ``bf16+CL``;
-    ``""`` when its file does not say).
+    ``""`` when its file does not say); ``threads`` its CPU threads on a CPU (0: on a
+    GPU, or not recorded).
     """
 
     name: str
@@ -46,6 +47,7 @@ class StudyReport:
     onset_epoch: int = 0
     provisional: bool = False
     precision: str = ""
+    threads: int = 0
 
 
 def _quiet(message: str) -> None:
@@ -53,14 +55,15 @@ def _quiet(message: str) -> None:
 
 
 def with_verdict(report: StudyReport, spec: RunSpec) -> StudyReport:
-    """``report`` with the run verdict and precision of the run's ``metrics.nc``."""
+    """``report`` with the run verdict, precision and threads of the run's ``metrics.nc``."""
     try:
         attrs = open_run(spec.directory()).attrs
     except ResultsError:
         return report
     ran = str(attrs.get("precision", ""))
     precision = precision_label(ran, bool(attrs.get("channels_last", 0) == 1)) if ran else ""
-    report = dataclasses.replace(report, precision=precision)
+    threads = attrs.get("threads", 0) if attrs.get("device") == "cpu" else 0
+    report = dataclasses.replace(report, precision=precision, threads=int(threads))
     found = verdict_from_attrs(attrs)
     if not found.verdict:
         return report

@@ -4,6 +4,7 @@ Used by every command that runs models (training, ``siamlab bench``, evaluation)
 """
 
 import os
+from functools import cache
 
 import torch
 
@@ -26,10 +27,26 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+@cache
+def default_threads() -> int:
+    """Torch's CPU thread count before siamlab first set it (its default, or the user's)."""
+    return torch.get_num_threads()
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch's CPU threads: ``threads``, or None = :func:`default_threads`.
+
+    None restores the default rather than keeping what the process has, so a run of a
+    study never inherits the ``train.threads`` of the run before it in the same process:
+    on the CPU the thread count changes a run's float rounding (README, Speed).
+    """
+    default = default_threads()  # read before the first set
+    torch.set_num_threads(threads or default)
+
+
 def configure_torch(train: TrainConfig) -> None:
     """Apply ``train.threads`` and ``train.deterministic`` to this process's torch."""
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    set_threads(train.threads)
     if train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         # Deterministic mode also fills every new tensor with NaN, a guard against kernels
