@@ -202,6 +202,12 @@ def test_mixed_configs_are_flagged(tmp_path):
     assert {r.variant: r.seeds for r in compare(ds).rows} == {"bad": 1, "good": 2}
 
 
+def test_seeds_written_to_other_folders_are_not_mixed_configs(tmp_path):
+    make_run(tmp_path, "good", 0, config={**CONFIG, "output": {"root": "/a"}})
+    make_run(tmp_path, "good", 1, config={**CONFIG, "output": {"root": "/b"}})
+    assert config_conflicts(open_study(tmp_path / "toy")) == []
+
+
 def test_std_times_sqrt_d_uses_each_runs_own_d(tmp_path):
     """dimension.yaml varies d: each run's std is scaled by its own sqrt(d)."""
     make_run(tmp_path, "good", 0)  # d = D, std = 1/sqrt(D)

@@ -23,8 +23,16 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# keys that say where a run's results go, not what it computes (seeds of one variant
+# trained into two output roots and copied together are not mixed settings)
+WHERE_ONLY = ("output.",)
+
+
 def config_conflicts(ds: xr.Dataset) -> list[str]:
-    """One message per variant whose seeds ran with different configs (differing keys)."""
+    """One message per variant whose seeds ran with different configs (differing keys).
+
+    Keys under :data:`WHERE_ONLY` may differ.
+    """
     exists = run_exists(ds)
     out = []
     for variant in ds["variant"].values:
@@ -34,7 +42,11 @@ def config_conflicts(ds: xr.Dataset) -> list[str]:
             if exists.sel(variant=variant, seed=seed)
         }
         keys = sorted({k for cfg in runs.values() for k in cfg})
-        diff = [k for k in keys if len({repr(cfg.get(k)) for cfg in runs.values()}) > 1]
+        diff = [
+            k
+            for k in keys
+            if not k.startswith(WHERE_ONLY) and len({repr(cfg.get(k)) for cfg in runs.values()}) > 1
+        ]
         if diff:
             shown = "; ".join(
                 f"{k}: " + ", ".join(f"seed{s}={cfg.get(k)!r}" for s, cfg in runs.items())
