@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from siamlab.plots import plot_curves, save_figure  # noqa: E402
-from siamlab.results.run_notes import run_notes  # noqa: E402  # noqa: E402
+from siamlab.results.run_notes import run_notes  # noqa: E402
 from siamlab.results.runinfo import load_studies, merge_studies  # noqa: E402
 
 

@@ -136,7 +136,10 @@ def _runs_by(ds: xr.Dataset, name: str, cpu_only: bool = False) -> dict[str, lis
 
 
 def _listed(groups: dict[str, list[str]]) -> str:
-    return "; ".join(f"{g}: {', '.join(runs)}" for g, runs in sorted(groups.items()))
+    def order(label: str) -> tuple[int, float | str]:  # counts by number, "10" after "2"
+        return (0, float(label)) if label.replace(".", "", 1).isdigit() else (1, label)
+
+    return "; ".join(f"{g}: {', '.join(groups[g])}" for g in sorted(groups, key=order))
 
 
 def precision_conflicts(ds: xr.Dataset) -> list[str]:

@@ -35,6 +35,7 @@ from siamlab.run.checkpointer import (
 from siamlab.run.collapse_stop import collapse_stop, never
 from siamlab.run.results_file import ResultsFile
 from siamlab.run.training_data import build_training_data
+from siamlab.train.device import resume_threads
 from siamlab.train.distributed import (
     DistInfo,
     any_rank,
@@ -139,9 +140,8 @@ def build_run(
         SiamlabError: bad data, an unwritable folder or a checkpoint of another config.
     """
     cfg, directory = spec.config, spec.directory()
-    # precision / channels_last "auto" and a CPU's thread count made concrete for this
-    # device: the loop, the results and the checkpoint's resume check see what runs
-    # (config.yaml keeps what was asked)
+    # precision / channels_last "auto" made concrete for this device: the loop, the results
+    # and the checkpoint's resume check see what runs (config.yaml keeps what was asked)
     resolved = cfg.model_copy(update={"train": resolve_speed(cfg.train, device)})
     training = build_training_data(cfg, spec.seed, dist, device)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
@@ -153,6 +153,8 @@ def build_run(
     barrier()
     config = resolved.model_dump(mode="json")
     saved = read_checkpoint(directory, config)
+    if saved is not None:
+        resume_threads(cfg.train, device, saved.get("threads"))
     length = run_length(cfg, training.steps_per_epoch)
     spe, epochs = length.steps_per_epoch, length.epochs
     plan = BatchPlan(n_images, batch, spec.seed, dist.rank, dist.world_size)

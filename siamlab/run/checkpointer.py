@@ -74,23 +74,6 @@ def _save(value: object, path: Path) -> None:
 # stops on collapse (that changes when training ends, never what it computes), and where
 # its batches are made (the same views; siamlab.data.resident).
 RESUMABLE = ("output.", "train.stop_on_collapse:", "data.device_resident:")
-# A checkpoint written before runs recorded their CPU thread count (None) resumes under
-# any count, as it did then; whether the rest equals an uninterrupted run is unknown.
-UNRECORDED = ("train.threads: None ->",)
-
-
-def _mismatch_help(diffs: list[str]) -> str:
-    """What to do about the differences (a thread count has a fix other than starting over)."""
-    threads = next((d for d in diffs if d.startswith("train.threads:")), None)
-    if threads is None:
-        return "Delete the folder to start over, or change output.root."
-    saved = threads.split(": ", 1)[1].split(" -> ")[0]
-    return (
-        f"The run trained with {saved} CPU threads: a CPU's kernels split their sums by "
-        f"thread, so another count would not continue it exactly. Resume with --set "
-        f"train.threads={saved} (--launcher local --jobs N gives each run cores // N), "
-        "or delete the folder to start over."
-    )
 
 
 def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
@@ -104,15 +87,13 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     state = load_checkpoint(directory / "checkpoints")
     if state is None:
         return None
-    diffs = [
-        d
-        for d in config_diff(state["config"], config)
-        if not d.startswith(RESUMABLE) and not d.startswith(UNRECORDED)
-    ]
+    diffs = [d for d in config_diff(state["config"], config) if not d.startswith(RESUMABLE)]
     if diffs:
         raise ResultsError(
             f"{directory} holds a checkpoint of a different config; refusing to resume. "
-            "Differences:\n  " + "\n  ".join(diffs) + "\n" + _mismatch_help(diffs)
+            "Differences:\n  "
+            + "\n  ".join(diffs)
+            + "\nDelete the folder to start over, or change output.root."
         )
     return state
 
@@ -147,7 +128,9 @@ class Checkpointer:
 
     def save(self, step: int, status: str) -> None:
         """Checkpoint after 1-based ``step``, then results with ``status`` (the others wait)."""
+        # threads: on a CPU the count the run trained with (siamlab.train.device.resume_threads)
         state: dict[str, Any] = {"step": step, "config": self.config}
+        state["threads"] = torch.get_num_threads()
         for part in self.parts:
             path = self._own_file(part)
             if path is None:

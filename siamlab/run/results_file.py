@@ -81,7 +81,7 @@ class ResultsFile:
             "precision": str(self.speed.precision),
             "channels_last": int(self.speed.channels_last is True),
             "device": self.device.type,
-            "threads": self.speed.threads or torch.get_num_threads(),
+            "threads": torch.get_num_threads(),
             **verdict_attrs(self.run_verdict(), status, cfg.diagnostics.verdict, diverged_step),
             "created": self.created,
             "updated": now(),

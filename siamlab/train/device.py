@@ -44,6 +44,21 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or default)
 
 
+def resume_threads(train: TrainConfig, device: torch.device, recorded: object) -> None:
+    """A CPU run resumed with ``train.threads`` unset continues on its checkpoint's count.
+
+    On a CPU the kernels split their sums by thread, so only the count the run trained
+    with continues it exactly (README, Speed, "Threads"); a count set in the config wins.
+
+    Args:
+        train: the run's train config.
+        device: where it trains (CUDA kernels do not depend on the CPU threads).
+        recorded: the checkpoint's ``threads`` (absent in older checkpoints: no change).
+    """
+    if device.type == "cpu" and train.threads is None and isinstance(recorded, int):
+        torch.set_num_threads(recorded)
+
+
 def configure_torch(train: TrainConfig) -> None:
     """Apply ``train.threads`` and ``train.deterministic`` to this process's torch."""
     set_threads(train.threads)

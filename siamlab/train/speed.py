@@ -47,15 +47,11 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_speed(cfg: TrainConfig, device: torch.device) -> TrainConfig:
-    """``cfg`` with ``precision``, ``channels_last`` (and on a CPU ``threads``) resolved.
+    """``cfg`` with ``precision`` and ``channels_last`` resolved for ``device`` (no ``auto``).
 
     ``precision=auto`` is bf16 where :func:`bf16_supported`, else fp32;
     ``channels_last=auto`` follows the resolved precision (on with bf16: the layout the
-    fast oneDNN / cuDNN bf16 kernels want; off at fp32, the exact path). On a CPU,
-    ``threads=None`` becomes the count torch runs with (call after
-    :func:`~siamlab.train.device.configure_torch`): the CPU kernels split their sums by
-    thread, so the count is part of what makes a CPU run exactly reproducible, and a
-    checkpoint records it for the resume check. A CUDA run's kernels do not depend on it.
+    fast oneDNN / cuDNN bf16 kernels want; off at fp32, the exact path).
     """
     precision = cfg.precision
     if precision == "auto":
@@ -63,12 +59,7 @@ def resolve_speed(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     layout = cfg.channels_last
     if layout == "auto":
         layout = precision == "bf16"
-    threads = cfg.threads
-    if threads is None and device.type == "cpu":
-        threads = torch.get_num_threads()
-    return cfg.model_copy(
-        update={"precision": precision, "channels_last": bool(layout), "threads": threads}
-    )
+    return cfg.model_copy(update={"precision": precision, "channels_last": bool(layout)})
 
 
 def speed_label(cfg: TrainConfig) -> str:
