@@ -128,9 +128,12 @@ class Checkpointer:
 
     def save(self, step: int, status: str) -> None:
         """Checkpoint after 1-based ``step``, then results with ``status`` (the others wait)."""
-        # threads: on a CPU the count the run trained with (siamlab.train.device.resume_threads)
-        state: dict[str, Any] = {"step": step, "config": self.config}
-        state["threads"] = torch.get_num_threads()
+        # threads: the CPU count the run trained with (siamlab.train.device.resume_threads)
+        state: dict[str, Any] = {
+            "step": step,
+            "config": self.config,
+            "threads": torch.get_num_threads(),
+        }
         for part in self.parts:
             path = self._own_file(part)
             if path is None:
