@@ -109,6 +109,25 @@ def test_local_launcher_runs_two_at_once_with_the_sequential_results(tmp_path):
         _assert_same_run(ref.directory(), run.directory(), NAMES)
 
 
+def test_local_launcher_resumes_a_run_on_its_checkpoints_threads(tmp_path, monkeypatch):
+    """Its jobs' share of the cores is their default, not a train.threads in the config:
+    a run trained on 1 thread resumes in a job whose share is another count, exactly."""
+    pytest.importorskip("submitit")
+    from tests.conftest import kill_after_epoch
+
+    variants = {"stop_grad": {}}
+    reference = tiny_runs(tmp_path / "whole", variants=variants)[0]  # train.threads=1
+    train_run(reference, progress=False)
+    cut = tiny_runs(tmp_path / "cut", variants=variants)[0]
+    kill_after_epoch(cut, 1, monkeypatch)
+    study, args = _study(tmp_path / "cut", variants, sets=["train.threads=null"])
+    proc = _cli("run", str(study), *args, "--launcher", "local", "--jobs", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "refusing" not in proc.stdout + proc.stderr
+    assert open_run(cut.directory()).attrs["threads"] == 1  # the job's own share: all cores
+    _assert_same_run(reference.directory(), cut.directory(), NAMES)
+
+
 @pytest.mark.slow
 def test_two_launchers_on_one_study_never_train_the_same_run(tmp_path):
     study, args = _study(tmp_path, {"a": {}, "b": {}})

@@ -6,6 +6,7 @@ uninterrupted one only with the same count, so the checkpoint records it and a r
 with ``train.threads`` unset continues on it.
 """
 
+import pytest
 import torch
 
 from siamlab.results.run_notes import run_notes
@@ -13,8 +14,9 @@ from siamlab.results.store import open_run, open_study, write_run
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
 from siamlab.train.config import TrainConfig
-from siamlab.train.device import configure_torch, default_threads
+from siamlab.train.device import configure_torch, default_threads, set_default_threads
 from tests.conftest import kill_after_epoch, make_run, tiny_runs
+from tests.test_reliability import _assert_same_run
 
 CPU = torch.device("cpu")
 
@@ -50,6 +52,50 @@ def test_a_resume_with_threads_unset_continues_on_the_checkpoints_count(tmp_path
         assert open_run(spec.directory()).attrs["threads"] == default
     finally:
         torch.set_num_threads(default)
+
+
+def test_a_run_started_on_a_set_count_resumes_on_it_with_threads_unset(tmp_path, monkeypatch):
+    """How a run of ``--launcher local`` (before it stopped writing the count into the
+    configs) or of ``--set train.threads=1`` resumes without the flag: not refused."""
+    default = default_threads()
+    reference = tiny_runs(tmp_path / "whole", sets=["train.epochs=2"])[0]  # threads=1
+    train_run(reference, progress=False)
+    started = tiny_runs(tmp_path / "cut", sets=["train.epochs=2"])[0]
+    kill_after_epoch(started, 1, monkeypatch)
+    resumed = tiny_runs(tmp_path / "cut", sets=["train.epochs=2", "train.threads=null"])[0]
+    monkeypatch.setattr("siamlab.train.device.default_threads", lambda: default + 1)
+    try:
+        assert train_run(resumed, progress=False).status == "finished"
+        assert open_run(resumed.directory()).attrs["threads"] == 1
+    finally:
+        torch.set_num_threads(default)
+    _assert_same_run(reference.directory(), resumed.directory(), ("loss", "z_std_train"))
+
+
+def test_a_resume_on_another_set_count_warns_that_it_is_inexact(tmp_path, monkeypatch):
+    default = default_threads()
+    started = tiny_runs(tmp_path, sets=["train.epochs=2"])[0]  # threads=1
+    kill_after_epoch(started, 1, monkeypatch)
+    resumed = tiny_runs(tmp_path, sets=["train.epochs=2", "train.threads=2"])[0]
+    try:
+        with pytest.warns(UserWarning, match="trained on 1 CPU threads.*float rounding"):
+            assert train_run(resumed, progress=False).status == "finished"
+        assert open_run(resumed.directory()).attrs["threads"] == 2
+    finally:
+        torch.set_num_threads(default)
+
+
+def test_the_default_count_is_what_runs_with_threads_unset_get():
+    """The local launcher's jobs split the cores by setting it (siamlab.launch.task)."""
+    default = default_threads()
+    try:
+        set_default_threads(default + 1)
+        configure_torch(TrainConfig(threads=default))
+        configure_torch(TrainConfig())
+        assert torch.get_num_threads() == default + 1 == default_threads()
+    finally:
+        set_default_threads(default)
+    assert torch.get_num_threads() == default == default_threads()
 
 
 def test_a_checkpoint_without_a_thread_count_resumes(tmp_path, monkeypatch):

@@ -2,11 +2,12 @@
 
 Through submitit's LocalExecutor: N jobs, each training its share of the unfinished
 runs (round-robin) one after another. With GPUs, job i sees GPU i mod #GPUs
-(CUDA_VISIBLE_DEVICES); on CPU the cores are split: ``train.threads`` = cores // N
-unless the config sets it. Logs go to ``<study>/.submitit/``.
+(CUDA_VISIBLE_DEVICES); on CPU the cores are split: each job's runs get cores // N
+torch threads unless their config sets ``train.threads`` (the job's default count, not
+written into the configs, so a run it resumes continues on its checkpoint's count).
+Logs go to ``<study>/.submitit/``.
 """
 
-import dataclasses
 import os
 from collections.abc import Callable
 
@@ -18,13 +19,10 @@ from siamlab.study.execute import StudyReport
 WEEK_MIN = 7 * 24 * 60  # the local executor kills a job at its time limit
 
 
-def split_threads(spec: RunSpec, jobs: int, cores: int) -> RunSpec:
-    """The run with ``train.threads`` = cores // jobs (at least 1) unless already set."""
-    train = spec.config.train
-    if train.threads is not None:
-        return spec
-    train = train.model_copy(update={"threads": max(1, cores // jobs)})
-    return dataclasses.replace(spec, config=spec.config.model_copy(update={"train": train}))
+def job_threads(jobs: int) -> int:
+    """Each of ``jobs`` CPU jobs' share of the cores this process may use (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // jobs)
 
 
 def run_local(
@@ -54,8 +52,7 @@ def run_local(
     if not pending:
         return []
     jobs = min(jobs, len(pending))
-    if not gpus:
-        pending = [split_threads(s, jobs, os.cpu_count() or 1) for s in pending]
+    threads = None if gpus else job_threads(jobs)
     executor = submitit.LocalExecutor(folder=runs[0].directory().parent.parent / ".submitit")
     shares = [pending[i::jobs] for i in range(jobs)]
     submitted = []
@@ -63,7 +60,7 @@ def run_local(
         gpu = {"visible_gpus": [i % gpus], "gpus_per_node": 1} if gpus else {}
         executor.update_parameters(timeout_min=WEEK_MIN, **gpu)
         mark_queued(share)
-        job = executor.submit(RunTask(resume_stopped=resume_stopped), share)
+        job = executor.submit(RunTask(resume_stopped=resume_stopped, threads=threads), share)
         record_job(share, f"local {job.job_id}", str(job.paths.stdout))
         submitted.append((job, share))
         log(f"job {job.job_id}: {', '.join(f'{s.variant}/seed{s.seed}' for s in share)}")

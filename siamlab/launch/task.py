@@ -18,6 +18,7 @@ from siamlab.config.study import RunSpec
 from siamlab.preemption import SLURM_STOP_SIGNALS
 from siamlab.results.runstate import write_state
 from siamlab.study.execute import StudyReport, run_study
+from siamlab.train.device import set_default_threads
 
 
 def join_submitit_job() -> None:
@@ -39,16 +40,22 @@ class RunTask:
         progress: show a progress bar (local jobs writing to a terminal log).
         resume_stopped: train runs stopped on collapse on to their end
             (``siamlab run --resume-stopped``).
+        threads: torch's CPU threads for the job's runs whose ``train.threads`` is unset
+            (the local launcher's share of the cores; None: torch's default). A run it
+            resumes continues on its checkpoint's count instead.
     """
 
     max_requeues: int = 10
     requeues: int = 0
     progress: bool = False
     resume_stopped: bool = False
+    threads: int | None = None
 
     def __call__(self, runs: list[RunSpec]) -> list[StudyReport]:
         """Train ``runs``; after a clean stop on a signal, ask submitit to requeue."""
         join_submitit_job()
+        if self.threads:
+            set_default_threads(self.threads)
         usr2 = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
         reports = run_study(
             runs,

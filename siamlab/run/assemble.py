@@ -154,7 +154,7 @@ def build_run(
     config = resolved.model_dump(mode="json")
     saved = read_checkpoint(directory, config)
     if saved is not None:
-        resume_threads(cfg.train, device, saved.get("threads"))
+        resume_threads(cfg.train, device, saved.get("threads"), str(directory))
     length = run_length(cfg, training.steps_per_epoch)
     spe, epochs = length.steps_per_epoch, length.epochs
     plan = BatchPlan(n_images, batch, spec.seed, dist.rank, dist.world_size)

@@ -71,9 +71,11 @@ def _save(value: object, path: Path) -> None:
 
 
 # Config keys a run may resume under a changed value of: where results go, whether it
-# stops on collapse (that changes when training ends, never what it computes), and where
-# its batches are made (the same views; siamlab.data.resident).
-RESUMABLE = ("output.", "train.stop_on_collapse:", "data.device_resident:")
+# stops on collapse (that changes when training ends, never what it computes), where
+# its batches are made (the same views; siamlab.data.resident), and its CPU threads (it
+# continues on the checkpoint's count unless one is set, with a warning where a set
+# count differs: siamlab.train.device.resume_threads).
+RESUMABLE = ("output.", "train.stop_on_collapse:", "data.device_resident:", "train.threads:")
 
 
 def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ Used by every command that runs models (training, ``siamlab bench``, evaluation)
 """
 
 import os
+import warnings
 from functools import cache
 
 import torch
@@ -44,19 +45,44 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or default)
 
 
-def resume_threads(train: TrainConfig, device: torch.device, recorded: object) -> None:
+def set_default_threads(threads: int) -> None:
+    """Make ``threads`` what every later run of this process with ``train.threads`` unset gets.
+
+    The local launcher's jobs share the machine's cores this way (cores // jobs each)
+    rather than by writing ``train.threads`` into the runs' configs, so a run it resumes
+    still continues on its checkpoint's count (:func:`resume_threads`).
+    """
+    default_threads.cache_clear()
+    torch.set_num_threads(threads)
+    default_threads()  # caches ``threads``
+
+
+def resume_threads(
+    train: TrainConfig, device: torch.device, recorded: object, run: str = "this run"
+) -> None:
     """A CPU run resumed with ``train.threads`` unset continues on its checkpoint's count.
 
     On a CPU the kernels split their sums by thread, so only the count the run trained
-    with continues it exactly (README, Speed, "Threads"); a count set in the config wins.
+    with continues it exactly (README, Speed, "Threads"). A count set in the config wins;
+    where it differs from the checkpoint's, a warning says the run continues inexactly.
 
     Args:
         train: the run's train config.
         device: where it trains (CUDA kernels do not depend on the CPU threads).
         recorded: the checkpoint's ``threads`` (absent in older checkpoints: no change).
+        run: the run, as the warning names it (its folder).
     """
-    if device.type == "cpu" and train.threads is None and isinstance(recorded, int):
+    if device.type != "cpu" or not isinstance(recorded, int):
+        return
+    if train.threads is None:
         torch.set_num_threads(recorded)
+    elif train.threads != recorded:
+        warnings.warn(
+            f"{run}: its checkpoint trained on {recorded} CPU threads and it resumes on "
+            f"train.threads={train.threads}: it continues at float rounding, not bit for bit "
+            "(leave train.threads unset to continue on the checkpoint's count)",
+            stacklevel=2,
+        )
 
 
 def configure_torch(train: TrainConfig) -> None:
