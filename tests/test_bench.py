@@ -3,11 +3,12 @@
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
+from siamlab.bench.measure import Arm, interleave, matmul_peak, paired_ratio, step_flops
 from siamlab.bench.reference import ReferenceStep, reference_loss, reference_model
 from siamlab.bench.runner import BASELINE, run_bench
 from siamlab.cli import app
@@ -80,6 +81,35 @@ def test_interleave_rotates_the_order_and_counts():
     assert all(a.rate > 0 for a in arms)
 
 
+@pytest.mark.parametrize("n", [5, 10, 40, 41])
+def test_paired_ratio_is_the_order_statistic_interval_of_the_median(n):
+    """Closed form: [r_(k), r_(n+1-k)] covers the median with 1 - 2 F(k - 1), F the
+    Binomial(n, 1/2) cdf; k is the largest with coverage >= 0.95 (all rounds below n=6)."""
+    from scipy import stats
+
+    ratios = np.random.default_rng(n).lognormal(0.0, 0.05, n)
+    got = paired_ratio(list(ratios * 3.0), [3.0] * n)
+    cover = [1 - 2 * stats.binom.cdf(k - 1, n, 0.5) for k in range(1, n // 2 + 1)]
+    k = max([k for k, c in enumerate(cover, 1) if c >= 0.95], default=1)
+    r = np.sort(ratios)
+    assert got.low == pytest.approx(r[k - 1]) and got.high == pytest.approx(r[n - k])
+    assert got.level == pytest.approx(cover[k - 1]) and got.rounds == n
+    assert got.median == pytest.approx(np.median(ratios))
+    assert (got.level >= 0.95) == (n >= 6)
+
+
+def test_paired_ratio_holds_the_true_median_in_95_percent_of_draws():
+    rng = np.random.default_rng(7)
+    draws = rng.lognormal(0.0, 0.1, size=(2000, 20))  # per-round ratios, true median 1
+    hits = [(lambda p: p.low <= 1.0 <= p.high)(paired_ratio(list(d), [1.0] * 20)) for d in draws]
+    assert np.mean(hits) >= 0.95 - 3 * 0.005  # coverage 0.959 at n=20, binomial sd 0.005
+
+
+def test_paired_ratio_needs_rounds_of_both_arms():
+    with pytest.raises(ValueError, match="equal"):
+        paired_ratio([1.0, 2.0], [1.0])
+
+
 def test_matmul_peak_is_a_rate():
     assert 1e6 < matmul_peak(CPU, torch.float32, n=128, reps=2) < 1e15
 
@@ -90,6 +120,8 @@ def test_run_bench_with_speed_options_adds_a_baseline(tmp_path):
     report = run_bench(spec, steps=2, block=1, warmup=0, loader_batches=2, peak_n=128)
     assert [a.name for a in report.arms] == ["siamlab bf16+CL", BASELINE, "reference"]
     assert report.speedup is not None and report.speedup > 0
+    paired = report.paired_speedup  # the fast arm's blocks over the fp32 arm's, per round
+    assert paired is not None and paired.rounds == 2 and paired.low <= paired.high
     assert all(a.flops > 0 and a.images == 2 * 64 for a in report.arms)
     assert report.loader.rate > 0 and math.isfinite(report.peak_fp32)
     assert not any(tmp_path.iterdir())  # the bench writes nothing in the run's output root
@@ -130,6 +162,7 @@ def test_bench_command_prints_both_rates_and_a_ratio():
     out = result.output
     assert re.search(r"siamlab fp32\s.*\d", out) and re.search(r"reference\s.*\d", out)
     assert re.search(r"ratio siamlab / reference: \d+\.\d+x", out)
+    assert re.search(r"round by round \d+\.\d+x, \d+% interval \d+\.\d+-\d+\.\d+ \(2 rounds", out)
     assert "data loader alone" in out and "matmul peak" in out and "step diagnostics" in out
     assert re.search(r"by part: \S+ \d+\.\d%", out)
     assert re.search(r"siamlab's steps went through epochs 1-\d+ of the run's", out)

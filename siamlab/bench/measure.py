@@ -8,6 +8,8 @@ rate is its images over its own seconds, and the spread of its block rates shows
 from __future__ import annotations
 
 import copy
+import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,6 +96,57 @@ def interleave(
             arm.images += n * arm.batch
             arm.block_rates.append(n * arm.batch / dt)
         done, r = done + n, r + 1
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """Arm a's speed over arm b's, round by round (their blocks ran next to each other).
+
+    Attributes:
+        median: median over rounds of (a's block img/s) / (b's block img/s).
+        low: lower end of the distribution-free interval for that median.
+        high: upper end.
+        level: the interval's coverage (below 0.95 when there are too few rounds for it).
+        rounds: rounds compared.
+    """
+
+    median: float
+    low: float
+    high: float
+    level: float
+    rounds: int
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> PairedRatio:
+    """The median of the per-round ratios ``a[i] / b[i]`` and an interval for it.
+
+    A ratio of blocks run next to each other cancels most of a shared machine's drift,
+    which the ratio of the arms' total rates keeps. The interval is the order-statistic
+    one for a median (Conover, "Practical Nonparametric Statistics", 3rd ed., Sec. 3.2):
+    [r_(k), r_(n+1-k)] of the sorted ratios, with the largest k whose coverage
+    ``1 - 2 P(Binomial(n, 1/2) < k)`` is at least ``level``; with too few rounds for that
+    it is [min, max] and ``level`` says what it covers.
+
+    Args:
+        a: arm a's block rates, one per round.
+        b: arm b's, in the same rounds.
+        level: the coverage wanted.
+
+    Raises:
+        ValueError: the arms ran different numbers of rounds, or none.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired rounds need equal, non-zero counts ({len(a)} vs {len(b)})")
+    ratios = sorted(x / y for x, y in zip(a, b, strict=True))
+    n = len(ratios)
+
+    def coverage(k: int) -> float:  # of [r_(k), r_(n+1-k)], 1-based k
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= level:
+        k += 1
+    return PairedRatio(statistics.median(ratios), ratios[k - 1], ratios[n - k], coverage(k), n)
 
 
 def step_flops(

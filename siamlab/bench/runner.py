@@ -23,7 +23,14 @@ import torch
 
 from siamlab.bench.breakdown import time_parts
 from siamlab.bench.loader_rate import LoaderRate, other_path, time_loader
-from siamlab.bench.measure import Arm, interleave, matmul_peak, step_flops
+from siamlab.bench.measure import (
+    Arm,
+    PairedRatio,
+    interleave,
+    matmul_peak,
+    paired_ratio,
+    step_flops,
+)
 from siamlab.bench.reference import ReferenceStep, reference_loss
 from siamlab.config.study import RunSpec
 from siamlab.data.batched import with_batched_views
@@ -72,6 +79,11 @@ class BenchReport:
         return self.arms[0].rate / self.arms[-1].rate
 
     @property
+    def paired(self) -> PairedRatio:
+        """:attr:`ratio` round by round: its median and an interval (the machine's noise)."""
+        return paired_ratio(self.arms[0].block_rates, self.arms[-1].block_rates)
+
+    @property
     def diag_share(self) -> float:
         """Share of siamlab's step time spent in the step diagnostics (hooks and sinks)."""
         return self.arms[0].diag_share
@@ -92,6 +104,12 @@ class BenchReport:
         """The speed options' gain: siamlab over its fp32 baseline arm (None without one)."""
         base = self.base
         return None if base is None else self.arms[0].rate / base.rate
+
+    @property
+    def paired_speedup(self) -> PairedRatio | None:
+        """:attr:`speedup` round by round (None without a baseline arm)."""
+        base = self.base
+        return None if base is None else paired_ratio(self.arms[0].block_rates, base.block_rates)
 
     @property
     def base(self) -> Arm | None:

@@ -13,11 +13,20 @@ from siamlab.config.study import StudyFile, expand_study, read_study
 from siamlab.errors import SiamlabError
 
 if TYPE_CHECKING:  # torch: loaded when the command runs
+    from siamlab.bench.measure import PairedRatio
     from siamlab.bench.runner import BenchReport
 
 
 def _fmt(x: float, scale: float = 1.0, digits: int = 1) -> str:
     return "-" if not math.isfinite(x) else f"{x / scale:,.{digits}f}"
+
+
+def _rounds(paired: "PairedRatio") -> str:
+    """A paired ratio as the report says it: the median and its interval."""
+    return (
+        f"round by round {paired.median:.3f}x, {paired.level:.0%} interval "
+        f"{paired.low:.3f}-{paired.high:.3f} ({paired.rounds} rounds)"
+    )
 
 
 def print_report(report: "BenchReport") -> None:
@@ -42,7 +51,11 @@ def print_report(report: "BenchReport") -> None:
     console.print(table)
     if any("CL" in arm.name for arm in report.arms):
         console.print("CL = channels_last; the reference always runs fp32", highlight=False)
-    console.print(f"ratio siamlab / reference: {report.ratio:.3f}x", highlight=False)
+    console.print(
+        f"ratio siamlab / reference: {report.ratio:.3f}x (img/s over all blocks); "
+        f"{_rounds(report.paired)}",
+        highlight=False,
+    )
     share = report.diag_share
     console.print(
         f"  of siamlab's step time, step diagnostics took {share:.1%} "
@@ -58,12 +71,12 @@ def print_report(report: "BenchReport") -> None:
             "epoch (F of predictor_alignment) ran as in those epochs of the run",
             highlight=False,
         )
-    base = report.base
-    if base is not None and report.speedup is not None:
+    base, paired_speedup = report.base, report.paired_speedup
+    if base is not None and report.speedup is not None and paired_speedup is not None:
         console.print(
-            f"speed-up over siamlab fp32: {report.speedup:.2f}x; siamlab fp32 (base) / "
-            f"reference: {base.rate / report.arms[-1].rate:.3f}x, its step diagnostics "
-            f"{base.diag_share:.1%}",
+            f"speed-up over siamlab fp32: {report.speedup:.2f}x ({_rounds(paired_speedup)}); "
+            f"siamlab fp32 (base) / reference: {base.rate / report.arms[-1].rate:.3f}x, its "
+            f"step diagnostics {base.diag_share:.1%}",
             highlight=False,
         )
     train = report.arms[0].rate
