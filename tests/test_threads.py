@@ -41,48 +41,77 @@ def test_a_run_without_threads_does_not_inherit_the_previous_runs(tmp_path):
         torch.set_num_threads(default)
 
 
+def _resume(tmp_path, monkeypatch, started: str, resumed: str, default=None, drop_key=False):
+    """A tiny 2-epoch run on ``train.threads=started`` killed after its epoch-1 checkpoint,
+    resumed on ``train.threads=resumed`` ("null": unset) where this process's default
+    count is ``default`` (another machine's, or a job's share); the resumed run's spec.
+
+    ``drop_key``: remove the checkpoint's ``threads``, as in one of before 2026-12-04.
+    Torch's count is restored afterwards.
+    """
+    before = default_threads()
+    kill_after_epoch(
+        tiny_runs(tmp_path, sets=["train.epochs=2", f"train.threads={started}"])[0], 1, monkeypatch
+    )
+    spec = tiny_runs(tmp_path, sets=["train.epochs=2", f"train.threads={resumed}"])[0]
+    if drop_key:
+        state = load_checkpoint(spec.directory() / "checkpoints")
+        del state["threads"]
+        save_checkpoint(spec.directory() / "checkpoints", state)
+    if default is not None:
+        monkeypatch.setattr("siamlab.train.device.default_threads", lambda: default)
+    try:
+        assert train_run(spec, progress=False).status == "finished"
+    finally:
+        torch.set_num_threads(before)
+    return spec
+
+
+def _threads(spec) -> int:
+    return open_run(spec.directory()).attrs["threads"]
+
+
 def test_a_resume_with_threads_unset_continues_on_the_checkpoints_count(tmp_path, monkeypatch):
     default = default_threads()
-    spec = tiny_runs(tmp_path, sets=["train.epochs=2", "train.threads=null"])[0]
-    kill_after_epoch(spec, 1, monkeypatch)  # trained on torch's default count
-    monkeypatch.setattr("siamlab.train.device.default_threads", lambda: default + 1)
-    try:  # another machine's default, say
-        assert train_run(spec, progress=False).status == "finished"
-        assert torch.get_num_threads() == default  # the checkpoint's count, not default + 1
-        assert open_run(spec.directory()).attrs["threads"] == default
-    finally:
-        torch.set_num_threads(default)
+    spec = _resume(tmp_path, monkeypatch, "null", "null", default=default + 1)
+    assert _threads(spec) == default  # the checkpoint's count, not this default + 1
 
 
 def test_a_run_started_on_a_set_count_resumes_on_it_with_threads_unset(tmp_path, monkeypatch):
     """How a run of ``--launcher local`` (before it stopped writing the count into the
     configs) or of ``--set train.threads=1`` resumes without the flag: not refused."""
-    default = default_threads()
     reference = tiny_runs(tmp_path / "whole", sets=["train.epochs=2"])[0]  # threads=1
     train_run(reference, progress=False)
-    started = tiny_runs(tmp_path / "cut", sets=["train.epochs=2"])[0]
-    kill_after_epoch(started, 1, monkeypatch)
-    resumed = tiny_runs(tmp_path / "cut", sets=["train.epochs=2", "train.threads=null"])[0]
-    monkeypatch.setattr("siamlab.train.device.default_threads", lambda: default + 1)
-    try:
-        assert train_run(resumed, progress=False).status == "finished"
-        assert open_run(resumed.directory()).attrs["threads"] == 1
-    finally:
-        torch.set_num_threads(default)
-    _assert_same_run(reference.directory(), resumed.directory(), ("loss", "z_std_train"))
+    spec = _resume(tmp_path / "cut", monkeypatch, "1", "null", default=default_threads() + 1)
+    assert _threads(spec) == 1
+    _assert_same_run(reference.directory(), spec.directory(), ("loss", "z_std_train"))
 
 
 def test_a_resume_on_another_set_count_warns_that_it_is_inexact(tmp_path, monkeypatch):
-    default = default_threads()
-    started = tiny_runs(tmp_path, sets=["train.epochs=2"])[0]  # threads=1
-    kill_after_epoch(started, 1, monkeypatch)
-    resumed = tiny_runs(tmp_path, sets=["train.epochs=2", "train.threads=2"])[0]
-    try:
-        with pytest.warns(UserWarning, match="trained on 1 CPU threads.*float rounding"):
-            assert train_run(resumed, progress=False).status == "finished"
-        assert open_run(resumed.directory()).attrs["threads"] == 2
-    finally:
-        torch.set_num_threads(default)
+    with pytest.warns(UserWarning, match="trained on 1 CPU threads.*float rounding"):
+        spec = _resume(tmp_path, monkeypatch, "1", "2")
+    assert _threads(spec) == 2
+
+
+def test_a_checkpoint_of_a_launched_run_before_the_threads_key_resumes_on_its_config(
+    tmp_path, monkeypatch
+):
+    """2026-12-02 to 12-04 the local launcher wrote its share into train.threads and the
+    checkpoint had no ``threads``: that config's count is the one the run trained on."""
+    default = default_threads() + 1
+    spec = _resume(tmp_path, monkeypatch, "1", "null", default=default, drop_key=True)
+    assert _threads(spec) == 1
+
+
+def test_a_checkpoint_without_a_thread_count_resumes(tmp_path, monkeypatch):
+    spec = _resume(tmp_path, monkeypatch, "null", "null", drop_key=True)  # nothing recorded
+    assert _threads(spec) == default_threads()
+
+
+def test_a_resume_on_more_threads_than_the_default_warns_that_they_may_spin(tmp_path, monkeypatch):
+    with pytest.warns(UserWarning, match="checkpoint's 2 CPU threads.*OMP_WAIT_POLICY"):
+        spec = _resume(tmp_path, monkeypatch, "2", "null", default=1)  # a job's share: 1
+    assert _threads(spec) == 2
 
 
 def test_the_default_count_is_what_runs_with_threads_unset_get():
@@ -96,16 +125,6 @@ def test_the_default_count_is_what_runs_with_threads_unset_get():
     finally:
         set_default_threads(default)
     assert torch.get_num_threads() == default == default_threads()
-
-
-def test_a_checkpoint_without_a_thread_count_resumes(tmp_path, monkeypatch):
-    spec = tiny_runs(tmp_path, sets=["train.epochs=2"])[0]
-    kill_after_epoch(spec, 1, monkeypatch)
-    folder = spec.directory() / "checkpoints"
-    state = load_checkpoint(folder)
-    del state["threads"]  # what a checkpoint of siamlab before 2026-12-04 holds
-    save_checkpoint(folder, state)
-    assert train_run(spec, progress=False).status == "finished"
 
 
 def test_compare_notes_cpu_runs_on_different_thread_counts(tmp_path):

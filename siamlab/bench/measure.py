@@ -100,7 +100,7 @@ def interleave(
 
 @dataclass(frozen=True)
 class PairedRatio:
-    """Arm a's speed over arm b's, round by round (their blocks ran next to each other).
+    """Arm a's speed over arm b's, round by round (each round runs a block of every arm).
 
     Attributes:
         median: median over rounds of (a's block img/s) / (b's block img/s).
@@ -120,7 +120,7 @@ class PairedRatio:
 def paired_ratio(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> PairedRatio:
     """The median of the per-round ratios ``a[i] / b[i]`` and an interval for it.
 
-    A ratio of blocks run next to each other cancels most of a shared machine's drift,
+    A ratio of blocks run in the same round cancels most of a shared machine's drift,
     which the ratio of the arms' total rates keeps. The interval is the order-statistic
     one for a median (Conover, "Practical Nonparametric Statistics", 3rd ed., Sec. 3.2):
     [r_(k), r_(n+1-k)] of the sorted ratios, with the largest k whose coverage

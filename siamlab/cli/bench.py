@@ -22,7 +22,9 @@ def _fmt(x: float, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def _rounds(paired: "PairedRatio") -> str:
-    """A paired ratio as the report says it: the median and its interval."""
+    """A paired ratio as the report says it: the median and its interval (two rounds on)."""
+    if paired.rounds < 2:
+        return f"round by round {paired.median:.3f}x (1 round: no interval)"
     return (
         f"round by round {paired.median:.3f}x, {paired.level:.0%} interval "
         f"{paired.low:.3f}-{paired.high:.3f} ({paired.rounds} rounds)"

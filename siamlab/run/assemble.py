@@ -35,7 +35,7 @@ from siamlab.run.checkpointer import (
 from siamlab.run.collapse_stop import collapse_stop, never
 from siamlab.run.results_file import ResultsFile
 from siamlab.run.training_data import build_training_data
-from siamlab.train.device import resume_threads
+from siamlab.train.device import checkpoint_threads, resume_threads
 from siamlab.train.distributed import (
     DistInfo,
     any_rank,
@@ -143,6 +143,13 @@ def build_run(
     # precision / channels_last "auto" made concrete for this device: the loop, the results
     # and the checkpoint's resume check see what runs (config.yaml keeps what was asked)
     resolved = cfg.model_copy(update={"train": resolve_speed(cfg.train, device)})
+    config = resolved.model_dump(mode="json")
+    # read first: the thread count a resume continues on decides the data path too
+    # (siamlab.data.resident compares it with the cores)
+    saved = read_checkpoint(directory, config)
+    if saved is not None:
+        threads = checkpoint_threads(saved)
+        resume_threads(cfg.train, device, threads, str(directory), warn=dist.is_main)
     training = build_training_data(cfg, spec.seed, dist, device)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
     model = build_model(cfg, spec.seed, device, dist)
@@ -151,10 +158,6 @@ def build_run(
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.yaml").write_text(config_yaml(cfg))
     barrier()
-    config = resolved.model_dump(mode="json")
-    saved = read_checkpoint(directory, config)
-    if saved is not None:
-        resume_threads(cfg.train, device, saved.get("threads"), str(directory))
     length = run_length(cfg, training.steps_per_epoch)
     spe, epochs = length.steps_per_epoch, length.epochs
     plan = BatchPlan(n_images, batch, spec.seed, dist.rank, dist.world_size)

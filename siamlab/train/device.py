@@ -5,7 +5,9 @@ Used by every command that runs models (training, ``siamlab bench``, evaluation)
 
 import os
 import warnings
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 import torch
 
@@ -57,32 +59,55 @@ def set_default_threads(threads: int) -> None:
     default_threads()  # caches ``threads``
 
 
+def checkpoint_threads(state: Mapping[str, Any]) -> int | None:
+    """The CPU thread count a checkpoint's run trained on (None: not recorded).
+
+    Its ``threads``; a checkpoint from before that key (2026-12-04) gives the
+    ``train.threads`` its config set, as ``--launcher local`` then did for its runs.
+    """
+    recorded = state.get("threads", state.get("config", {}).get("train", {}).get("threads"))
+    return recorded if isinstance(recorded, int) else None
+
+
 def resume_threads(
-    train: TrainConfig, device: torch.device, recorded: object, run: str = "this run"
+    train: TrainConfig, device: torch.device, recorded: int | None, run: str, warn: bool = True
 ) -> None:
     """A CPU run resumed with ``train.threads`` unset continues on its checkpoint's count.
 
     On a CPU the kernels split their sums by thread, so only the count the run trained
     with continues it exactly (README, Speed, "Threads"). A count set in the config wins;
     where it differs from the checkpoint's, a warning says the run continues inexactly.
+    A checkpoint's count above this process's default (another machine's, or a job's
+    share of the cores) is kept, with a warning: threads beyond the free cores spin.
 
     Args:
         train: the run's train config.
         device: where it trains (CUDA kernels do not depend on the CPU threads).
-        recorded: the checkpoint's ``threads`` (absent in older checkpoints: no change).
-        run: the run, as the warning names it (its folder).
+        recorded: :func:`checkpoint_threads` of its checkpoint (None: no change).
+        run: the run, as the warnings name it (its folder).
+        warn: whether this process says so (one process of a torchrun job).
     """
-    if device.type != "cpu" or not isinstance(recorded, int):
+    if device.type != "cpu" or recorded is None:
         return
     if train.threads is None:
         torch.set_num_threads(recorded)
+        message = (
+            f"{run} resumes on its checkpoint's {recorded} CPU threads (bit for bit), more "
+            f"than the {default_threads()} this process has by default; if it runs slowly, "
+            "set OMP_WAIT_POLICY=PASSIVE (the same count) or train.threads (inexact)"
+            if recorded > default_threads()
+            else ""
+        )
     elif train.threads != recorded:
-        warnings.warn(
+        message = (
             f"{run}: its checkpoint trained on {recorded} CPU threads and it resumes on "
             f"train.threads={train.threads}: it continues at float rounding, not bit for bit "
-            "(leave train.threads unset to continue on the checkpoint's count)",
-            stacklevel=2,
+            "(leave train.threads unset to continue on the checkpoint's count)"
         )
+    else:
+        message = ""
+    if message and warn:
+        warnings.warn(message, stacklevel=2)
 
 
 def configure_torch(train: TrainConfig) -> None:
