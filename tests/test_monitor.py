@@ -120,6 +120,7 @@ def test_a_model_that_maps_every_image_to_one_point_is_judged_collapsed():
     assert ds.attrs["verdict"] == "collapsed" and ds.attrs["verdict_onset_epoch"] == 1
     assert ds.attrs["status"] == "finished" and ds.attrs["study"] == "mine"
     assert ds.attrs["std_reference"] == pytest.approx(1 / math.sqrt(D))
+    assert ds.attrs["device"] == "cpu" and ds.attrs["threads"] == torch.get_num_threads()
     assert list(ds["run_verdict"].values) == ["collapsed"] * 3
 
 

@@ -98,6 +98,7 @@ class CollapseMonitor:
         self.epochs, self.model, self.optimizer = epochs, model, optimizer
         self._parts: nn.Module = nn.ModuleDict(dict(parts)) if parts is not None else model
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.device = device
         self._features = EvalFeatures(model, device, embed)
         predictor = getattr(self._parts, "predictor", None)
         names = [n for n in self.cfg.hooks if num_classes is not None or n != "knn"]
@@ -208,6 +209,8 @@ class CollapseMonitor:
             "dim": self.dim,
             "std_reference": 1 / math.sqrt(dim),
             "world_size": 1,
+            "device": self.device.type,  # with threads: what a CPU run's rounding depended on
+            "threads": torch.get_num_threads(),  # the loop's, as it writes the file
             "source": "siamlab.monitor.CollapseMonitor",
             **verdict_attrs(self.verdict, status, self.cfg.verdict),
             "created": self.created,
