@@ -91,12 +91,12 @@ def resume_threads(
         return
     if train.threads is None:
         torch.set_num_threads(recorded)
+        if recorded <= default_threads():
+            return
         message = (
             f"{run} resumes on its checkpoint's {recorded} CPU threads (bit for bit), more "
             f"than the {default_threads()} this process has by default; if it runs slowly, "
             "set OMP_WAIT_POLICY=PASSIVE (the same count) or train.threads (inexact)"
-            if recorded > default_threads()
-            else ""
         )
     elif train.threads != recorded:
         message = (
@@ -105,8 +105,8 @@ def resume_threads(
             "(leave train.threads unset to continue on the checkpoint's count)"
         )
     else:
-        message = ""
-    if message and warn:
+        return
+    if warn:
         warnings.warn(message, stacklevel=2)
 
 
