@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -77,6 +78,57 @@ class _LastStep:
 
     def after_epoch(self, epoch, step, is_last):
         pass
+
+
+def _sgd_steps(model, opt, first: int, last: int) -> None:
+    """Steps ``first..last-1`` on seeded gradients with a decaying lr (two groups)."""
+    for step in range(first, last):
+        gen = torch.Generator().manual_seed(step)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen)
+        set_lr(opt, 0.05, 1.0 / (step + 1))
+        opt.step()
+
+
+def _loop_twin(model):
+    """``model``'s copy with torch's default CPU SGD (a per-tensor loop) in the same groups."""
+    twin = copy.deepcopy(model)
+    opt = create_optimizer(twin, OptimConfig(predictor_lr="constant"), 256)
+    for group in opt.param_groups:
+        group["fused"], group["foreach"] = False, False
+    return twin, opt
+
+
+def _same_bits(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_the_fused_sgd_gives_the_bits_of_torchs_per_tensor_loop():
+    model = create_model(ModelConfig(backbone="convnet_small", width=8, dim=32))
+    twin, loop = _loop_twin(model)
+    fused = create_optimizer(model, OptimConfig(predictor_lr="constant"), 256)
+    assert all(g["fused"] for g in fused.param_groups)
+    _sgd_steps(model, fused, 0, 6)
+    _sgd_steps(twin, loop, 0, 6)
+    assert _same_bits(model, twin)
+    bufs = [
+        (fused.state[p]["momentum_buffer"], loop.state[q]["momentum_buffer"])
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True)
+    ]
+    assert all(torch.equal(a, b) for a, b in bufs)
+
+
+def test_a_checkpoint_of_the_per_tensor_loop_resumes_fused_on_the_same_bits():
+    model = create_model(ModelConfig(backbone="convnet_small", width=8, dim=32))
+    twin, loop = _loop_twin(model)
+    _sgd_steps(twin, loop, 0, 3)
+    model.load_state_dict(twin.state_dict())
+    fused = create_optimizer(model, OptimConfig(predictor_lr="constant"), 256)
+    fused.load_state_dict(copy.deepcopy(loop.state_dict()))  # its groups say fused=False
+    assert all(g["fused"] and g["foreach"] is None for g in fused.param_groups)
+    _sgd_steps(model, fused, 3, 6)
+    _sgd_steps(twin, loop, 3, 6)
+    assert _same_bits(model, twin)
 
 
 def test_one_trainer_step_equals_the_reference_step(tmp_path):
