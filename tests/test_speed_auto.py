@@ -63,7 +63,11 @@ def test_a_run_records_and_prints_what_it_ran(tmp_path, precision):
     attrs = open_run(tmp_path / "p" / "default" / "seed0").attrs
     assert attrs["precision"] == ran.precision and attrs["channels_last"] == int(ran.channels_last)
     assert f"precision: {speed_label(ran)} (1 run)" in result.output
-    assert "--set train.precision=fp32" in result.output
+    if speed_label(ran) == "fp32":  # already the exact path: no advice to take it
+        assert "fp32 (1 run), the exact path" in result.output
+        assert "--set train.precision=fp32" not in result.output
+    else:
+        assert "the exact path: --set train.precision=fp32" in result.output
     assert f"precision: {precision}" in attrs["config"]  # the config keeps what was asked
     assert open_study(tmp_path / "p")["precision"].item() == ran.precision
 
@@ -86,3 +90,20 @@ def test_compare_notes_runs_that_trained_at_different_precisions(tmp_path):
     ds.attrs["precision"] = "bf16"
     write_run(tmp_path / "toy" / "good" / "seed1", ds)
     assert not any("precision" in n for n in run_notes(open_study(tmp_path / "toy")))
+
+
+@pytest.mark.parametrize(
+    ("ran", "says"),
+    [
+        (["fp32", "fp32"], "precision: fp32 (2 runs), the exact path; CPU threads: 2 (2 runs)"),
+        (["bf16+CL", "fp32+CL"], "; the exact path: --set train.precision=fp32"),
+    ],
+)
+def test_the_summary_gives_the_way_to_the_exact_path_only_to_runs_off_it(ran, says, capsys):
+    from siamlab.cli.run import _report
+    from siamlab.study.execute import StudyReport
+
+    _report([StudyReport(f"r{i}", "done", {}, precision=p, threads=2) for i, p in enumerate(ran)])
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert says in printed
+    assert ("bf16 = autocast" in printed) == ("bf16+CL" in ran)

@@ -115,15 +115,16 @@ def _report(reports: "list[StudyReport]") -> None:
     console.print(table)
     ran = Counter(r.precision for r in reports if r.precision)
     if ran:
-        fast = " bf16 = autocast of the training forward, CL = channels_last;" * any(
-            p.startswith("bf16") for p in ran
-        )
+        exact = set(ran) == {"fp32"}  # not fp32+CL: channels_last kernels round otherwise
+        parts = [f"precision: {_counted(ran)}" + ", the exact path" * exact]
         threads = Counter(r.threads for r in reports if r.threads)
-        on = f" CPU threads: {_counted(threads)};" if threads else ""
-        console.print(
-            f"precision: {_counted(ran)};{on}{fast} the exact path: --set train.precision=fp32",
-            highlight=False,
-        )
+        if threads:
+            parts.append(f"CPU threads: {_counted(threads)}")
+        if any(p.startswith("bf16") for p in ran):
+            parts.append("bf16 = autocast of the training forward, CL = channels_last")
+        if not exact:
+            parts.append("the exact path: --set train.precision=fp32")
+        console.print("; ".join(parts), highlight=False)
     for r in reports:
         if r.error:
             err.print(f"[red]{r.name} failed:[/] {r.error}", highlight=False)
