@@ -147,8 +147,7 @@ def test_config_validation_and_auto(monkeypatch):
     threads = torch.get_num_threads()
     try:  # on CPU: in the training process when torch's threads take every core
         for cores, threads_now, wanted in ((4, 4, True), (4, 2, False), (2, 3, True)):
-            cpus = range(cores)
-            monkeypatch.setattr(resident_module.os, "sched_getaffinity", lambda _, c=cpus: c)
+            monkeypatch.setattr(resident_module, "usable_cores", lambda c=cores: c)
             torch.set_num_threads(threads_now)
             assert resident_wanted(auto, views, CPU) is wanted
     finally:

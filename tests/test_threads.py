@@ -14,7 +14,12 @@ from siamlab.results.store import open_run, open_study, write_run
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
 from siamlab.train.config import TrainConfig
-from siamlab.train.device import configure_torch, default_threads, set_default_threads
+from siamlab.train.device import (
+    configure_torch,
+    default_threads,
+    set_default_threads,
+    usable_cores,
+)
 from tests.conftest import kill_after_epoch, make_run, tiny_runs
 from tests.test_reliability import _assert_same_run
 
@@ -125,6 +130,18 @@ def test_the_default_count_is_what_runs_with_threads_unset_get():
     finally:
         set_default_threads(default)
     assert torch.get_num_threads() == default == default_threads()
+
+
+def test_usable_cores_are_the_affinity_mask_or_without_one_every_core(monkeypatch):
+    import os
+
+    from siamlab.launch.local import job_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 3, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert (usable_cores(), job_threads(2), job_threads(4)) == (3, 1, 1)
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS
+    assert (usable_cores(), job_threads(2), job_threads(3)) == (8, 4, 2)
 
 
 def test_compare_notes_cpu_runs_on_different_thread_counts(tmp_path):

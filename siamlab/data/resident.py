@@ -18,7 +18,6 @@ the GPU's kernels on CUDA.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator, Sized
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from siamlab.data.config import DataConfig
 from siamlab.data.loader import train_loader
 from siamlab.data.views import TwoViewDataset
 from siamlab.errors import DataError
+from siamlab.train.device import usable_cores
 
 if TYPE_CHECKING:
     from siamlab.data.build import DataBundle
@@ -84,7 +84,7 @@ def resident_wanted(cfg: DataConfig, views: TwoViewDataset, device: torch.device
     if cfg.device_resident is False or not isinstance(views, BatchedTwoViewDataset):
         return False
     if device.type != "cuda":  # a worker overlaps augmentation only on a core of its own
-        return torch.get_num_threads() >= len(os.sched_getaffinity(0))
+        return torch.get_num_threads() >= usable_cores()
     images = views.images  # (N, H, W, 3) uint8
     free, _ = torch.cuda.mem_get_info(device)
     return images.numel() * images.element_size() <= AUTO_MEMORY_SHARE * free

@@ -8,21 +8,20 @@ written into the configs, so a run it resumes continues on its checkpoint's coun
 Logs go to ``<study>/.submitit/``.
 """
 
-import os
 from collections.abc import Callable
 
 from siamlab.config.study import RunSpec
 from siamlab.launch.plan import import_submitit, mark_queued, pending_runs, record_job
 from siamlab.launch.task import RunTask
 from siamlab.study.execute import StudyReport
+from siamlab.train.device import usable_cores
 
 WEEK_MIN = 7 * 24 * 60  # the local executor kills a job at its time limit
 
 
 def job_threads(jobs: int) -> int:
     """Each of ``jobs`` CPU jobs' share of the cores this process may use (at least 1)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // jobs)
+    return max(1, usable_cores() // jobs)
 
 
 def run_local(

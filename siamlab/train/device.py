@@ -30,6 +30,16 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (Linux), else all of them.
+
+    Under Slurm or ``taskset`` the mask is the job's share, smaller than ``os.cpu_count``.
+    """
+    if hasattr(os, "sched_getaffinity"):  # not on macOS
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @cache
 def default_threads() -> int:
     """Torch's CPU thread count before siamlab first set it (its default, or the user's)."""
