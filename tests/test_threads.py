@@ -6,6 +6,9 @@ uninterrupted one only with the same count, so the checkpoint records it and a r
 with ``train.threads`` unset continues on it.
 """
 
+import os
+import re
+
 import pytest
 import torch
 
@@ -51,7 +54,8 @@ def _resume(tmp_path, monkeypatch, started: str, resumed: str, default=None, dro
     resumed on ``train.threads=resumed`` ("null": unset) where this process's default
     count is ``default`` (another machine's, or a job's share); the resumed run's spec.
 
-    ``drop_key``: remove the checkpoint's ``threads``, as in one of before 2026-12-04.
+    ``drop_key``: remove the checkpoint's ``threads`` (and the results' thread spans), as
+    in one of before 2026-12-04.
     Torch's count is restored afterwards.
     """
     before = default_threads()
@@ -62,6 +66,7 @@ def _resume(tmp_path, monkeypatch, started: str, resumed: str, default=None, dro
     if drop_key:
         state = load_checkpoint(spec.directory() / "checkpoints")
         del state["threads"]
+        state["created"] = state["created"]["created"]  # its results state: the time alone
         save_checkpoint(spec.directory() / "checkpoints", state)
     if default is not None:
         monkeypatch.setattr("siamlab.train.device.default_threads", lambda: default)
@@ -80,6 +85,7 @@ def test_a_resume_with_threads_unset_continues_on_the_checkpoints_count(tmp_path
     default = default_threads()
     spec = _resume(tmp_path, monkeypatch, "null", "null", default=default + 1)
     assert _threads(spec) == default  # the checkpoint's count, not this default + 1
+    assert "threads_history" not in open_run(spec.directory()).attrs  # one count throughout
 
 
 def test_a_run_started_on_a_set_count_resumes_on_it_with_threads_unset(tmp_path, monkeypatch):
@@ -96,6 +102,12 @@ def test_a_resume_on_another_set_count_warns_that_it_is_inexact(tmp_path, monkey
     with pytest.warns(UserWarning, match="trained on 1 CPU threads.*float rounding"):
         spec = _resume(tmp_path, monkeypatch, "1", "2")
     assert _threads(spec) == 2
+    history = open_run(spec.directory()).attrs["threads_history"]
+    first = int(re.fullmatch(r"1 from step 1, 2 from step (\d+)", history)[1])
+    assert first == load_checkpoint(spec.directory() / "checkpoints")["step"] // 2 + 1  # epoch 2
+    notes = " ".join(run_notes(open_study(tmp_path / "tiny")))
+    assert "resumed on another CPU thread count, so not bit for bit" in notes
+    assert f"default/seed0 ({history})" in notes
 
 
 def test_a_checkpoint_of_a_launched_run_before_the_threads_key_resumes_on_its_config(
@@ -106,6 +118,7 @@ def test_a_checkpoint_of_a_launched_run_before_the_threads_key_resumes_on_its_co
     default = default_threads() + 1
     spec = _resume(tmp_path, monkeypatch, "1", "null", default=default, drop_key=True)
     assert _threads(spec) == 1
+    assert "threads_history" not in open_run(spec.directory()).attrs  # 1 from step 1 on
 
 
 def test_a_checkpoint_without_a_thread_count_resumes(tmp_path, monkeypatch):
@@ -133,8 +146,6 @@ def test_the_default_count_is_what_runs_with_threads_unset_get():
 
 
 def test_usable_cores_are_the_affinity_mask_or_without_one_every_core(monkeypatch):
-    import os
-
     from siamlab.launch.local import job_threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 3, 5}, raising=False)

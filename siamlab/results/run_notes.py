@@ -148,8 +148,9 @@ def precision_conflicts(ds: xr.Dataset) -> list[str]:
     A config's ``train.precision: auto`` is bf16 on one machine and fp32 on another, so
     configs that agree can still have run differently. On a CPU the thread count
     (``threads``, with ``device`` cpu) changes the float rounding of every step, as
-    ``--launcher local --jobs N`` does by giving each run cores // N threads. Files
-    without these attrs say nothing.
+    ``--launcher local --jobs N`` does by giving each run cores // N threads; a run
+    resumed on another count (``threads_history``) is noted too. Files without these
+    attrs say nothing.
     """
     notes = []
     precision = _runs_by(ds, "precision")
@@ -162,5 +163,12 @@ def precision_conflicts(ds: xr.Dataset) -> list[str]:
         notes.append(
             f"the CPU runs trained on different thread counts ({_listed(threads)}): a CPU's "
             "kernels split their sums by thread, so their float rounding differs too"
+        )
+    history = _runs_by(ds, "threads_history", cpu_only=True)
+    if history:
+        runs = "; ".join(f"{run} ({spans})" for spans, rs in history.items() for run in rs)
+        notes.append(
+            f"runs resumed on another CPU thread count, so not bit for bit what one "
+            f"uninterrupted run gives: {runs}"
         )
     return notes

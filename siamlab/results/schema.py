@@ -19,6 +19,8 @@ may say ``auto``) and ``channels_last`` (0 | 1, likewise resolved; both absent f
 files of siamlab before 2026-12-03, which ran what their config says), ``device``
 (``cpu`` | ``cuda``) and ``threads`` (torch's CPU threads in the training process: on a
 CPU a run's float rounding depends on them; both absent from files before 2026-12-04),
+``threads_history`` only for a CPU run resumed on another count (``"2 from step 1, 1
+from step 121"``: the count each part of the run trained on; from 2026-12-07),
 ``diverged_step`` when status is diverged.
 
 Variables are declared next to the code that produces them: each diagnostic hook's

@@ -19,6 +19,7 @@ RUN_ATTRS = {
     "precision": "precision",
     "device": "device",
     "threads": "threads",
+    "threads_history": "threads_history",
     "verdict": "final_verdict",
     "verdict_onset_epoch": "final_verdict_onset_epoch",
     "verdict_evidence": "final_verdict_evidence",
@@ -63,7 +64,8 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
     Runs of different lengths (e.g. one still running) are padded with NaN. Per-run
     attrs become variables over (variant, seed) (:data:`RUN_ATTRS`): ``status``,
     ``config``, ``precision`` (what the training forward ran), ``device`` and ``threads``
-    (where it trained; "" and NaN in older files) and the run verdict as
+    (where it trained; "" and NaN in older files), ``threads_history`` (a CPU run resumed
+    on another count: "2 from step 1, 1 from step 121"; "" otherwise) and the run verdict as
     ``final_verdict``, ``final_verdict_onset_epoch``, ``final_verdict_evidence``,
     ``final_verdict_provisional`` ("" or NaN when a run's file has none).
 

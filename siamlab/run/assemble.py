@@ -147,8 +147,8 @@ def build_run(
     # read first: the thread count a resume continues on decides the data path too
     # (siamlab.data.resident compares it with the cores)
     saved = read_checkpoint(directory, config)
+    threads = None if saved is None else checkpoint_threads(saved)
     if saved is not None:
-        threads = checkpoint_threads(saved)
         resume_threads(cfg.train, device, threads, str(directory), warn=dist.is_main)
     training = build_training_data(cfg, spec.seed, dist, device)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
@@ -212,6 +212,7 @@ def build_run(
     )
     if saved is not None:  # last: nothing built above can move the restored state
         checkpointer.restore(saved)
+    results.trains_from(start_step + 1, threads)
     return Run(
         spec, directory, dist, model, trainer, monitor, checkpointer, results, start_step, length
     )

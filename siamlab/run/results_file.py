@@ -47,6 +47,8 @@ class ResultsFile:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
         self.speed, self.device = speed, device
         self.created = now()
+        # (first 1-based step, CPU threads) of each count the run trained on, in order
+        self.thread_spans: list[tuple[int, int]] = []
 
     def run_verdict(self) -> RunVerdict:
         """The run's verdict as of its last evaluated epoch (empty before the first)."""
@@ -82,6 +84,7 @@ class ResultsFile:
             "channels_last": int(self.speed.channels_last is True),
             "device": self.device.type,
             "threads": torch.get_num_threads(),
+            **self._thread_history(),
             **verdict_attrs(self.run_verdict(), status, cfg.diagnostics.verdict, diverged_step),
             "created": self.created,
             "updated": now(),
@@ -94,10 +97,43 @@ class ResultsFile:
             attrs = self.attrs(status, extra.get("diverged_step"))
             write_run(self.directory, self.recorder.to_dataset({**attrs, **extra}))
 
-    def state_dict(self) -> str:
-        """The run's creation time (a checkpoint's ``created``)."""
-        return self.created
+    def trains_from(self, step: int, earlier: int | None = None) -> None:
+        """This process trains the run on from 1-based ``step`` on its CPU threads.
 
-    def load_state_dict(self, state: str) -> None:
-        """Keep the creation time of the checkpointed run."""
-        self.created = state
+        A resume on another count (a set ``train.threads``; siamlab.train.device.
+        resume_threads warns) starts a new span, which ``threads_history`` records.
+
+        Args:
+            step: the first step this process trains.
+            earlier: the checkpoint's count, for a checkpoint without spans (before
+                2026-12-07): the run trained on it from step 1.
+        """
+        if self.device.type != "cpu":
+            return
+        if not self.thread_spans and earlier is not None and step > 1:
+            self.thread_spans.append((1, earlier))
+        count = torch.get_num_threads()
+        if not self.thread_spans or self.thread_spans[-1][1] != count:
+            self.thread_spans.append((step, count))
+
+    def _thread_history(self) -> dict[str, str]:
+        """``threads_history`` attr, only for a run trained on more than one count."""
+        if len(self.thread_spans) < 2:
+            return {}
+        spans = ", ".join(f"{n} from step {s}" for s, n in self.thread_spans)
+        return {"threads_history": spans}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The run's creation time and its thread spans (a checkpoint's ``created``)."""
+        return {"created": self.created, "thread_spans": list(self.thread_spans)}
+
+    def load_state_dict(self, state: str | dict[str, Any]) -> None:
+        """Keep the creation time and thread spans of the checkpointed run.
+
+        A checkpoint from before 2026-12-07 holds the creation time alone.
+        """
+        if isinstance(state, str):
+            self.created = state
+            return
+        self.created = state["created"]
+        self.thread_spans = [(int(s), int(n)) for s, n in state["thread_spans"]]
