@@ -15,7 +15,7 @@ import itertools
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,15 +150,24 @@ def steps_per_epoch(data: DataBundle, batch: int) -> int:
 
 
 def _siamlab_arm(
-    spec: RunSpec, data: DataBundle, device: torch.device, pool: list[Batch], name: str
+    spec: RunSpec,
+    data: DataBundle,
+    device: torch.device,
+    pool: list[Batch],
+    name: str,
+    make_optimizer: Callable[..., torch.optim.Optimizer] = create_optimizer,
 ) -> tuple[Arm, torch.nn.Module, Monitor]:
-    """The Trainer of ``spec`` on the pooled batches, built from build_run's pieces."""
+    """The Trainer of ``spec`` on the pooled batches, built from build_run's pieces.
+
+    ``make_optimizer``: :func:`create_optimizer` or another with its signature (a
+    benchmark's variant of it, benchmarks/fused_sgd.py).
+    """
     cfg, alone = spec.config, DistInfo()
     batch = cfg.train.batch_size
     spe = steps_per_epoch(data, batch)
     length = RunLength(spe, cfg.train.epochs, spe * cfg.train.epochs)
     model = build_model(cfg, spec.seed, device, alone)
-    optimizer = create_optimizer(model, cfg.optim, batch)
+    optimizer = make_optimizer(model, cfg.optim, batch)
     features = EvalFeatures(model, device)
     monitor = build_monitor(
         spec, features, data, alone, spec.directory(), Recorder(), length, 0, False, False
