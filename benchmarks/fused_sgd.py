@@ -18,18 +18,15 @@ pass per tensor (``siamlab.train.optim.create_optimizer``). This prints, in one 
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
-import tempfile
 import time
 
 import torch
 from torch import nn
 
+from siamlab.bench.ab import ab_parser, prepared_run
 from siamlab.bench.measure import Arm, interleave, paired_ratio
-from siamlab.bench.runner import _reference_arm, _siamlab_arm, prepare
-from siamlab.config.study import StudyFile, expand_study
+from siamlab.bench.runner import _reference_arm, _siamlab_arm
 from siamlab.train.config import OptimConfig
 from siamlab.train.optim import create_optimizer
 from siamlab.train.speed import speed_label
@@ -74,23 +71,12 @@ def optimiser_alone(model: nn.Module, cfg: OptimConfig, rounds: int = 20) -> Non
 
 def main() -> None:
     """Time the arms and print their rates and paired ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick")
-    parser.add_argument("--steps", type=int, default=400, help="timed steps per arm")
-    parser.add_argument("--block", type=int, default=10, help="steps per interleaved block")
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value")
-    args = parser.parse_args()
-
-    spec = expand_study(StudyFile(name="fused_sgd"), args.profile, args.sets, None)[0]
-    spec, device, data, _, pool = prepare(spec)
-    with tempfile.TemporaryDirectory(prefix="siamlab-fused-sgd-") as tmp:
-        cfg = spec.config
-        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"root": tmp})})
-        spec = dataclasses.replace(spec, config=cfg)
-        label = f"siamlab {speed_label(cfg.train)}"
+    args = ab_parser(__doc__ or "", steps=400).parse_args()
+    with prepared_run("fused_sgd", args.profile, args.sets) as (spec, device, data, pool):
+        label = f"siamlab {speed_label(spec.config.train)}"
         fused, model, m1 = _siamlab_arm(spec, data, device, pool, f"{label}, fused SGD")
         loop, _, m2 = _siamlab_arm(spec, data, device, pool, f"{label}, loop SGD", with_loop)
-        optimiser_alone(model, cfg.optim)
+        optimiser_alone(model, spec.config.optim)
         ref, _ = _reference_arm(spec, device, pool)
         arms: list[Arm] = [fused, loop, ref]
         try:

@@ -15,16 +15,13 @@ the fill on and off.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import statistics
-import tempfile
 
 import torch
 
+from siamlab.bench.ab import ab_parser, prepared_run
 from siamlab.bench.measure import Arm, interleave
-from siamlab.bench.runner import _reference_arm, _siamlab_arm, prepare
-from siamlab.config.study import StudyFile, expand_study
+from siamlab.bench.runner import _reference_arm, _siamlab_arm
 from siamlab.train.speed import speed_label
 
 
@@ -40,20 +37,9 @@ def with_fill(arm: Arm, fill: bool) -> Arm:
 
 def main() -> None:
     """Time the four arms and print their rates and paired ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="quick")
-    parser.add_argument("--steps", type=int, default=500, help="timed steps per arm")
-    parser.add_argument("--block", type=int, default=10, help="steps per interleaved block")
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value")
-    args = parser.parse_args()
-
-    spec = expand_study(StudyFile(name="nan_fill"), args.profile, args.sets, None)[0]
-    spec, device, data, _, pool = prepare(spec)
-    with tempfile.TemporaryDirectory(prefix="siamlab-nan-fill-") as tmp:
-        cfg = spec.config
-        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"root": tmp})})
-        spec = dataclasses.replace(spec, config=cfg)
-        label = f"siamlab {speed_label(cfg.train)}"
+    args = ab_parser(__doc__ or "", steps=500).parse_args()
+    with prepared_run("nan_fill", args.profile, args.sets) as (spec, device, data, pool):
+        label = f"siamlab {speed_label(spec.config.train)}"
         ours, _, monitor = _siamlab_arm(spec, data, device, pool, label)
         ref, _ = _reference_arm(spec, device, pool)
         arms = [with_fill(ours, True), with_fill(ours, False)]

@@ -171,3 +171,24 @@ def test_bench_command_prints_both_rates_and_a_ratio():
 def test_bench_command_bad_input_exits_2():
     result = CliRunner().invoke(app, ["bench", "--set", "train.nope=1"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("fused_sgd.py", ["the same bits after them: True", "fused SGD / reference", "97%:"]),
+        ("nan_fill.py", ["fill on", "fill off", "paired ratio"]),
+    ],
+)
+def test_the_ab_scripts_run_their_arms_side_by_side(script, says):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sets = [a for s in TINY for a in ("--set", s)]
+    cmd = [sys.executable, str(root / "benchmarks" / script), "--steps", "6", "--block", "1"]
+    done = subprocess.run([*cmd, *sets], capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    for text in says:
+        assert text in done.stdout, done.stdout
