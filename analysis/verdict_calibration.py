@@ -41,6 +41,7 @@ from siamlab.diagnostics.config import VerdictConfig
 from siamlab.diagnostics.verdict import signals_from_epochs
 from siamlab.diagnostics.verdict_rule import EpochSignals, RunVerdict, judge_epoch, run_verdict
 from siamlab.results.rejudge import judge_inputs
+from siamlab.results.store import NETCDF_ENGINE
 from siamlab.results.verdicts import OUTCOME_VERDICTS
 
 # the paper's outcome -> its label here: the first verdict that agrees with it; a run is
@@ -102,7 +103,7 @@ def load_runs(roots: Sequence[Path], start_steps: int) -> list[LabelledRun]:
     """Every run under ``roots`` whose ``paper`` attr has an outcome, each training once."""
     runs, seen = [], set()
     for path in sorted(p for root in roots for p in root.glob("*/*/seed*/metrics.nc")):
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
             paper = yaml.safe_load(ds.attrs.get("paper", "") or "{}")
             outcome = paper.get("outcome") if isinstance(paper, dict) else None
             if outcome not in EXPECTED or not np.isfinite(ds["z_std_eval"].values).any():

@@ -26,7 +26,7 @@ from siamlab.evaluation.reference_format import save_reference
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import create_model
 from siamlab.results.schema import spec
-from siamlab.results.store import open_run
+from siamlab.results.store import NETCDF_ENGINE, open_run
 from siamlab.run.assemble import build_run
 from siamlab.train.distributed import DistInfo
 
@@ -75,7 +75,7 @@ def test_reference_checkpoints_give_the_runs_own_diagnostics_at_each_epoch(tmp_p
         if "component" in mine.dims:  # the union of h's and z's spectra lengths
             theirs = theirs.isel(component=slice(0, mine.sizes["component"]))
         np.testing.assert_allclose(mine.values, theirs.values, rtol=1e-6, err_msg=name)
-    assert xr.open_dataset(out.path, engine="h5netcdf").load().identical(ds)
+    assert xr.open_dataset(out.path, engine=NETCDF_ENGINE).load().identical(ds)
 
 
 def _resnet18_state(tmp_path: Path, prefix: str = "") -> Path:
@@ -240,7 +240,7 @@ def test_cli_on_a_torchvision_backbone_and_an_image_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert "judged on h from embeddings alone" in result.output
     assert "kNN top-1" in result.output and "torchvision" in result.output
-    ds = xr.open_dataset(tmp_path / "diagnose-resnet18" / "diagnostics.nc", engine="h5netcdf")
+    ds = xr.open_dataset(tmp_path / "diagnose-resnet18" / "diagnostics.nc", engine=NETCDF_ENGINE)
     assert ds.attrs["verdict_branch"] == "h" and ds.attrs["status"] == "diagnosed"
     assert not [n for n in ds.data_vars if str(n).startswith(("z_", "p_"))]  # random heads
     for name in ds.data_vars:  # the run schema: declared variables, long_name and units

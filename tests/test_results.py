@@ -61,3 +61,23 @@ def test_open_errors(tmp_path):
     (tmp_path / "metrics.nc").write_text("garbage")
     with pytest.raises(ResultsError, match="not a readable"):
         open_run(tmp_path)
+
+
+@pytest.mark.parametrize("writer", ["netcdf4", "h5netcdf"])
+@pytest.mark.parametrize("reader", ["netcdf4", "h5netcdf"])
+def test_either_netcdf_library_reads_what_the_other_wrote(tmp_path, writer, reader):
+    """siamlab writes with netCDF4 (h5netcdf before 2026-12-07, and where netCDF4 is
+    missing): a results file, its string states and its attrs, reads back the same."""
+    import xarray as xr
+
+    from siamlab.results.store import NETCDF_ENGINE
+    from tests.conftest import make_run
+
+    assert NETCDF_ENGINE == "netcdf4"  # installed with siamlab
+    make_run(tmp_path, "good", 0)
+    ds = open_run(tmp_path / "toy" / "good" / "seed0")
+    assert ds["verdict"].dtype.kind == "U" and isinstance(ds.attrs["config"], str)
+    ds.attrs["threads"] = 2
+    ds.to_netcdf(tmp_path / "x.nc", engine=writer)
+    with xr.open_dataset(tmp_path / "x.nc", engine=reader) as back:
+        assert back.load().identical(ds)

@@ -30,6 +30,7 @@ from siamlab.diagnostics.verdict import verdict_attrs
 from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.provenance import config_yaml, now, versions
 from siamlab.results.recorder import Recorder
+from siamlab.results.store import NETCDF_ENGINE
 
 DIAGNOSTICS_FILE = "diagnostics.nc"
 STATUS = "diagnosed"
@@ -122,8 +123,8 @@ def build_dataset(measurements: list[Measurement], cfg: RunConfig, prov: Provena
 
 
 def write_diagnostics(folder: str | Path, ds: xr.Dataset) -> Path:
-    """Write ``ds`` to ``folder/diagnostics.nc`` atomically (netCDF4 via h5netcdf)."""
+    """Write ``ds`` to ``folder/diagnostics.nc`` atomically (netCDF4)."""
     path = Path(folder) / DIAGNOSTICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=NETCDF_ENGINE))
     return path

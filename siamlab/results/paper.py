@@ -14,7 +14,7 @@ import xarray as xr
 import yaml
 
 from siamlab.config.study import read_study
-from siamlab.results.store import METRICS_FILE
+from siamlab.results.store import METRICS_FILE, NETCDF_ENGINE
 
 Note = dict[str, Any]
 Notes = dict[str, dict[str, Note]]  # study -> variant -> note
@@ -66,7 +66,7 @@ def from_runs(ds: xr.Dataset) -> dict[str, Note]:
     folder = ds.attrs.get("results_dir")
     for path in sorted(Path(folder).glob(f"*/seed*/{METRICS_FILE}")) if folder else []:
         try:
-            with xr.open_dataset(path, engine="h5netcdf") as run:
+            with xr.open_dataset(path, engine=NETCDF_ENGINE) as run:
                 text = run.attrs.get("paper", "")
         except (OSError, ValueError):
             continue
