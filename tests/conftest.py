@@ -31,6 +31,10 @@ TINY = [
     "train.threads=1",
     "train.checkpoint_every_epochs=1",  # the quick profile's 10 would leave only the last
     "diagnostics.knn_k=10",
+    # batched views in the training process: a tiny run took twice as long waiting on the
+    # quick profile's one worker and its PIL path (tests of those paths set them)
+    "data.augment_batched=true",
+    "data.num_workers=0",
 ]
 
 

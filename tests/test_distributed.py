@@ -63,8 +63,8 @@ def _run(tmp_path: Path, nproc: int, extra: list[str]) -> Path:
     return root / "tiny" / "default" / "seed0"
 
 
-def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5) -> None:
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-6)
+def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
 @pytest.mark.slow
@@ -72,7 +72,9 @@ def test_two_processes_equal_one(tmp_path):
     one, two = _run(tmp_path, 1, []), _run(tmp_path, 2, [])
     a, b = open_run(one), open_run(two)
     assert b.attrs["world_size"] == 2 and b.attrs["status"] == "finished"
-    _close(a["loss"].values, b["loss"].values)
+    # the all-reduce sums the gradients in another order; its rounding grows over the steps
+    # (1.6e-6 at step 6 of the batched views), and a loss near 0 has no relative precision
+    _close(a["loss"].values, b["loss"].values, atol=1e-5)
     _close(a["z_std_train"].values, b["z_std_train"].values)  # global batch, gathered
     _close(a["z_std_eval"].values, b["z_std_eval"].values)
     assert np.array_equal(a["knn_top1"].values, b["knn_top1"].values)
