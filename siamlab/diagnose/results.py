@@ -30,7 +30,7 @@ from siamlab.diagnostics.verdict import verdict_attrs
 from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.provenance import config_yaml, now, versions
 from siamlab.results.recorder import Recorder
-from siamlab.results.store import NETCDF_ENGINE
+from siamlab.results.store import to_netcdf_file
 
 DIAGNOSTICS_FILE = "diagnostics.nc"
 STATUS = "diagnosed"
@@ -126,5 +126,5 @@ def write_diagnostics(folder: str | Path, ds: xr.Dataset) -> Path:
     """Write ``ds`` to ``folder/diagnostics.nc`` atomically (netCDF4)."""
     path = Path(folder) / DIAGNOSTICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=NETCDF_ENGINE))
+    atomic_write(path, lambda tmp: to_netcdf_file(ds, tmp))
     return path

@@ -68,7 +68,7 @@ def from_runs(ds: xr.Dataset) -> dict[str, Note]:
         try:
             with xr.open_dataset(path, engine=NETCDF_ENGINE) as run:
                 text = run.attrs.get("paper", "")
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: netCDF4 read errors
             continue
         if text and (note := normalise(text)):
             out.setdefault(path.parent.parent.name, note)

@@ -37,8 +37,21 @@ NUMERIC_RUN_ATTRS = frozenset({"verdict_onset_epoch", "verdict_provisional", "th
 def write_run(run_dir: str | Path, ds: xr.Dataset) -> Path:
     """Write ``ds`` to ``run_dir/metrics.nc`` atomically (netCDF4)."""
     path = Path(run_dir) / METRICS_FILE
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=NETCDF_ENGINE))
+    atomic_write(path, lambda tmp: to_netcdf_file(ds, tmp))
     return path
+
+
+def to_netcdf_file(ds: xr.Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path``, a failed write raised as the ``OSError`` atomic_write reports.
+
+    atomic_write says the previous file is intact: free disk space and re-run. The netCDF
+    C library reports a write that fails once the file exists (a full disk among them) as
+    ``RuntimeError("NetCDF: HDF error")``, where h5py raised ``OSError``.
+    """
+    try:
+        ds.to_netcdf(path, engine=NETCDF_ENGINE)
+    except RuntimeError as exc:
+        raise OSError(f"netCDF: {exc}") from exc
 
 
 def open_run(path: str | Path) -> xr.Dataset:
@@ -55,7 +68,7 @@ def open_run(path: str | Path) -> xr.Dataset:
     try:
         with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
             return ds.load()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: the netCDF C library's
         raise ResultsError(f"{path} is not a readable results file: {exc}") from exc
 
 
