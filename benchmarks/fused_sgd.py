@@ -51,7 +51,7 @@ def optimiser_alone(model: nn.Module, cfg: OptimConfig, rounds: int = 20) -> Non
         for name, (twin, opt) in pairs.items():
             gen = torch.Generator().manual_seed(r)
             for p in twin.parameters():
-                p.grad = torch.randn(p.shape, generator=gen)
+                p.grad = torch.empty_like(p).copy_(torch.randn(p.shape, generator=gen))
             t0 = time.perf_counter()
             for _ in range(10):
                 opt.step()

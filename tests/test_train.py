@@ -85,7 +85,7 @@ def _sgd_steps(model, opt, first: int, last: int) -> None:
     for step in range(first, last):
         gen = torch.Generator().manual_seed(step)
         for p in model.parameters():
-            p.grad = torch.randn(p.shape, generator=gen)
+            p.grad = torch.empty_like(p).copy_(torch.randn(p.shape, generator=gen))
         set_lr(opt, 0.05, 1.0 / (step + 1))
         opt.step()
 

@@ -147,7 +147,7 @@ def parts_of(spec: RunSpec) -> TrainingParts:
     model = build_model(cfg, spec.seed, device, dist)
     if train.channels_last is True:  # as siamlab's step does (the batches follow, batches())
         model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer(model, cfg.optim, cfg.train.batch_size)
+    optimizer = create_optimizer(model, cfg.optim, cfg.train.batch_size, fused=False)  # a user loop
     length = run_length(cfg, data.steps_per_epoch)
     set_lr = lr_schedule(cfg, optimizer, length)
     return TrainingParts(spec, model, optimizer, set_lr, device, data, length, train)

@@ -24,7 +24,9 @@ def initial_lr(cfg: OptimConfig, batch_size: int) -> float:
     return cfg.base_lr * batch_size / 256
 
 
-def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
+def create_optimizer(
+    model: nn.Module, cfg: OptimConfig, batch_size: int, fused: bool = True
+) -> torch.optim.Optimizer:
     """SGD (or LARS) over all trainable parameters (BN and biases included, as the paper).
 
     Two groups, ``encoder`` and ``predictor``, so the predictor's lr can be held
@@ -32,6 +34,16 @@ def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> tor
     no group. A momentum target is never optimised. SGD runs torch's fused kernel on a
     CPU or a GPU (:data:`FUSED_DEVICES`), which computes what the reference code's
     ``torch.optim.SGD`` does with fewer passes over the parameters.
+
+    Args:
+        model: the network.
+        cfg: the optimiser's settings.
+        batch_size: for the linear scaling rule.
+        fused: False = torch's default kernel: for a training loop of someone else's
+            (:mod:`siamlab.monitor`), which may scale fp16 gradients with a GradScaler
+            (whose skipped steps the fused kernel handles otherwise) or give a parameter
+            its first gradient after the first step (the fused kernel then refuses the
+            missing momentum buffer).
     """
     lr = initial_lr(cfg, batch_size)
     enc: list[nn.Parameter] = []
@@ -47,7 +59,7 @@ def create_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> tor
     groups = [g for g in groups if g["params"]]
     if cfg.name == "lars":
         return LARS(groups, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    fused = all(p.device.type in FUSED_DEVICES for p in enc + pred)
+    fused = fused and all(p.device.type in FUSED_DEVICES for p in enc + pred)
     sgd = torch.optim.SGD(
         groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused
     )
