@@ -169,3 +169,23 @@ def test_compare_notes_cpu_runs_on_different_thread_counts(tmp_path):
     ds.attrs["threads"] = 1
     write_run(tmp_path / "toy" / "good" / "seed1", ds)
     assert "thread" not in " ".join(run_notes(open_study(tmp_path / "toy")))
+
+
+def test_only_a_checkpoint_from_before_the_spans_is_taken_to_have_trained_on_its_count(tmp_path):
+    """A run started on a GPU has no CPU span: resumed on a CPU, it records none before."""
+    from siamlab.results.recorder import Recorder
+    from siamlab.run.results_file import ResultsFile
+    from siamlab.train.distributed import DistInfo
+
+    spec = tiny_runs(tmp_path)[0]
+    count = torch.get_num_threads()
+
+    def resumed(state) -> dict:
+        results = ResultsFile(spec, tmp_path, Recorder(), DistInfo(), TrainConfig(), CPU)
+        results.load_state_dict(state)
+        results.trains_from(9, earlier=count + 3)
+        return results._thread_history()
+
+    assert resumed({"created": "t", "thread_spans": []}) == {}  # from a GPU process
+    old = {"threads_history": f"{count + 3} from step 1, {count} from step 9"}
+    assert resumed("t") == old  # before 2026-12-07: the checkpoint's count from step 1

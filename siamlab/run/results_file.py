@@ -47,8 +47,10 @@ class ResultsFile:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
         self.speed, self.device = speed, device
         self.created = now()
-        # (first 1-based step, CPU threads) of each count the run trained on, in order
+        # (first 1-based step, CPU threads) of each count the run trained on, in order;
+        # spans_known: False for a checkpoint from before them (its creation time alone)
         self.thread_spans: list[tuple[int, int]] = []
+        self.spans_known = True
 
     def run_verdict(self) -> RunVerdict:
         """The run's verdict as of its last evaluated epoch (empty before the first)."""
@@ -106,11 +108,12 @@ class ResultsFile:
         Args:
             step: the first step this process trains.
             earlier: the checkpoint's count, for a checkpoint without spans (before
-                2026-12-07): the run trained on it from step 1.
+                2026-12-07): the run trained on it from step 1. Not read otherwise (a
+                run started on a GPU and resumed on a CPU has no CPU span before).
         """
         if self.device.type != "cpu":
             return
-        if not self.thread_spans and earlier is not None and step > 1:
+        if not self.spans_known and earlier is not None and step > 1:
             self.thread_spans.append((1, earlier))
         count = torch.get_num_threads()
         if not self.thread_spans or self.thread_spans[-1][1] != count:
@@ -133,7 +136,7 @@ class ResultsFile:
         A checkpoint from before 2026-12-07 holds the creation time alone.
         """
         if isinstance(state, str):
-            self.created = state
+            self.created, self.spans_known = state, False
             return
         self.created = state["created"]
         self.thread_spans = [(int(s), int(n)) for s, n in state["thread_spans"]]
