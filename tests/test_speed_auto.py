@@ -96,7 +96,8 @@ def test_compare_notes_runs_that_trained_at_different_precisions(tmp_path):
     ("ran", "says"),
     [
         (["fp32", "fp32"], "precision: fp32 (2 runs), the exact path; CPU threads: 2 (2 runs)"),
-        (["bf16+CL", "fp32+CL"], "; the exact path: --set train.precision=fp32"),
+        (["bf16+CL", "bf16+CL"], "; the exact path: --set train.precision=fp32"),
+        (["bf16+CL", "fp32+CL"], "fp32 --set train.channels_last=false"),
     ],
 )
 def test_the_summary_gives_the_way_to_the_exact_path_only_to_runs_off_it(ran, says, capsys):

@@ -122,8 +122,9 @@ def _report(reports: "list[StudyReport]") -> None:
             parts.append(f"CPU threads: {_counted(threads)}")
         if any(p.startswith("bf16") for p in ran):
             parts.append("bf16 = autocast of the training forward, CL = channels_last")
-        if not exact:
-            parts.append("the exact path: --set train.precision=fp32")
+        if not exact:  # channels_last off too where a config set it (auto follows fp32)
+            cl = " --set train.channels_last=false" * ("fp32+CL" in ran)
+            parts.append(f"the exact path: --set train.precision=fp32{cl}")
         console.print("; ".join(parts), highlight=False)
     for r in reports:
         if r.error:
