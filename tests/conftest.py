@@ -19,6 +19,9 @@ from siamlab.run.train_run import train_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# batched views in the training process: a tiny run took twice as long waiting on the
+# quick profile's one worker and its PIL path (tests of those paths set them: PIL_LOADER)
+TINY_DATA_PATH = ["data.augment_batched=true", "data.num_workers=0"]
 TINY = [
     "data.image_size=8",
     "data.train_limit=256",
@@ -31,11 +34,11 @@ TINY = [
     "train.threads=1",
     "train.checkpoint_every_epochs=1",  # the quick profile's 10 would leave only the last
     "diagnostics.knn_k=10",
-    # batched views in the training process: a tiny run took twice as long waiting on the
-    # quick profile's one worker and its PIL path (tests of those paths set them)
-    "data.augment_batched=true",
-    "data.num_workers=0",
+    *TINY_DATA_PATH,
 ]
+# the quick profile's own data path, for the tests of killing and resuming a run the way
+# a user's run is killed: PIL views made by one DataLoader worker
+PIL_LOADER = ["data.augment_batched=false", "data.num_workers=1", "data.device_resident=false"]
 
 
 def tiny_runs(

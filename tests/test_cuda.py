@@ -159,7 +159,7 @@ def test_cuda_compile_matches_eager(no_tf32):
 
 
 def test_cuda_loader_pins_batches_and_copies_them_exactly(tmp_path):
-    cfg = tiny_runs(tmp_path)[0].config
+    cfg = tiny_runs(tmp_path, sets=["data.num_workers=1"])[0].config  # through a worker
     data = build_datasets(cfg.data, seed=0)
     sampler = EpochSampler(len(data.train_eval), 32, seed=0)
     sampler.set_epoch(0)

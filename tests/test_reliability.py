@@ -24,7 +24,7 @@ from siamlab.results.store import open_run, write_run
 from siamlab.run.train_run import train_run
 from siamlab.study.execute import run_study
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.conftest import TINY, tiny_runs
+from tests.conftest import PIL_LOADER, TINY, tiny_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def _assert_same_run(a_dir: Path, b_dir: Path, names: tuple[str, ...]) -> None:
         assert torch.equal(wa[key], wb[key]), key
 
 
-SETS = ["train.epochs=4", "data.train_limit=512"]  # 8 steps per epoch
+SETS = ["train.epochs=4", "data.train_limit=512", *PIL_LOADER]  # 8 steps per epoch
 
 
 @pytest.mark.slow
@@ -214,6 +214,10 @@ def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+def _hdf_error(*args, **kwargs):
+    raise RuntimeError("NetCDF: HDF error")
+
+
 def test_disk_full_keeps_previous_results_and_checkpoint(tmp_path, monkeypatch):
     spec = tiny_runs(tmp_path, sets=["train.max_steps=2"])[0]
     done = train_run(spec, progress=False)
@@ -222,6 +226,9 @@ def test_disk_full_keeps_previous_results_and_checkpoint(tmp_path, monkeypatch):
     ds = open_run(done.directory)
     monkeypatch.setattr("xarray.Dataset.to_netcdf", _disk_full)
     with pytest.raises(ResultsError, match="No space left on device.*previous file"):
+        write_run(done.directory, ds)
+    monkeypatch.setattr("xarray.Dataset.to_netcdf", _hdf_error)  # netCDF4's way of saying it
+    with pytest.raises(ResultsError, match="HDF error.*previous file.*free disk space"):
         write_run(done.directory, ds)
     monkeypatch.setattr("torch.save", _disk_full)
     with pytest.raises(ResultsError, match="No space left on device"):

@@ -10,7 +10,7 @@ from siamlab.results.store import open_run, open_study
 from siamlab.run.train_run import train_run
 from siamlab.study.execute import run_study
 from siamlab.train.checkpoint import load_checkpoint
-from tests.conftest import kill_after_epoch, tiny_runs
+from tests.conftest import PIL_LOADER, kill_after_epoch, tiny_runs
 
 
 def test_tiny_run_writes_valid_results_and_tensorboard(tiny):
@@ -34,7 +34,7 @@ def test_tiny_run_writes_valid_results_and_tensorboard(tiny):
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    sets = ["train.epochs=3"]
+    sets = ["train.epochs=3", *PIL_LOADER]  # the quick profile's loader: PIL views, a worker
     full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
 
     interrupted = tiny_runs(tmp_path / "b", sets=sets)[0]

@@ -8,7 +8,7 @@ import pytest
 from siamlab.config.study import expand_study, read_study
 from siamlab.results.store import open_run
 from siamlab.run.train_run import train_run
-from tests.conftest import TINY
+from tests.conftest import TINY, TINY_DATA_PATH
 
 STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
 CASES = [(p, v) for p in STUDIES for v in read_study(p).variants]
@@ -16,7 +16,8 @@ CASES = [(p, v) for p in STUDIES for v in read_study(p).variants]
 
 @pytest.mark.parametrize(("path", "variant"), CASES, ids=[f"{p.stem}-{v}" for p, v in CASES])
 def test_study_variant_smoke_run(path, variant, tmp_path):
-    sets = [*TINY, f"output.root={tmp_path}", "train.max_steps=2"]
+    tiny = [s for s in TINY if s not in TINY_DATA_PATH]  # each study's own data path
+    sets = [*tiny, f"output.root={tmp_path}", "train.max_steps=2"]
     spec = expand_study(read_study(path), sets=sets, only=[variant])[0]
     outcome = train_run(spec, progress=False)
     assert outcome.status == "finished"
