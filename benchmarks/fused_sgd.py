@@ -33,11 +33,8 @@ from siamlab.train.speed import speed_label
 
 
 def with_loop(model: nn.Module, cfg: OptimConfig, batch: int) -> torch.optim.Optimizer:
-    """:func:`create_optimizer` on torch's per-tensor loop (its default on a CPU)."""
-    opt = create_optimizer(model, cfg, batch)
-    for group in opt.param_groups:
-        group["fused"], group["foreach"] = False, False
-    return opt
+    """:func:`create_optimizer` on torch's default kernel (a per-tensor loop on a CPU)."""
+    return create_optimizer(model, cfg, batch, fused=False)
 
 
 def optimiser_alone(model: nn.Module, cfg: OptimConfig, rounds: int = 20) -> None:

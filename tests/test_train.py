@@ -93,10 +93,7 @@ def _sgd_steps(model, opt, first: int, last: int) -> None:
 def _loop_twin(model):
     """``model``'s copy with torch's default CPU SGD (a per-tensor loop) in the same groups."""
     twin = copy.deepcopy(model)
-    opt = create_optimizer(twin, OptimConfig(predictor_lr="constant"), 256)
-    for group in opt.param_groups:
-        group["fused"], group["foreach"] = False, False
-    return twin, opt
+    return twin, create_optimizer(twin, OptimConfig(predictor_lr="constant"), 256, fused=False)
 
 
 def _same_bits(a, b) -> bool:

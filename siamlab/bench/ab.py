@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
-from siamlab.bench.runner import prepare
+from siamlab.bench.runner import in_folder, prepare
 from siamlab.config.study import RunSpec, StudyFile, expand_study
 from siamlab.data.build import DataBundle
 from siamlab.train.loop import Batch
@@ -29,12 +27,6 @@ def ab_parser(doc: str, steps: int) -> argparse.ArgumentParser:
     parser.add_argument("--block", type=int, default=10, help="steps per interleaved block")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value")
     return parser
-
-
-def in_folder(spec: RunSpec, root: str | Path) -> RunSpec:
-    """``spec`` writing under ``root`` (a bench's temporary folder)."""
-    out = spec.config.output.model_copy(update={"root": str(root)})
-    return dataclasses.replace(spec, config=spec.config.model_copy(update={"output": out}))
 
 
 @contextlib.contextmanager

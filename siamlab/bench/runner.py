@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -144,6 +145,12 @@ class _NoSaves:
         pass
 
 
+def in_folder(spec: RunSpec, root: str | Path) -> RunSpec:
+    """``spec`` writing under ``root`` (a bench's temporary folder)."""
+    out = spec.config.output.model_copy(update={"root": str(root)})
+    return dataclasses.replace(spec, config=spec.config.model_copy(update={"output": out}))
+
+
 def steps_per_epoch(data: DataBundle, batch: int) -> int:
     """Full batches in an epoch of one process (the bench's arms train alone)."""
     return max(len(data.train_eval) // batch, 1)
@@ -268,8 +275,7 @@ def run_bench(
     other_loader = None if other is None else time_loader(other, spec, device, loader_batches, 0)[0]
     spe = steps_per_epoch(data, cfg.train.batch_size)
     with tempfile.TemporaryDirectory(prefix="siamlab-bench-") as tmp:
-        out = cfg.output.model_copy(update={"root": tmp})
-        spec = dataclasses.replace(spec, config=cfg.model_copy(update={"output": out}))
+        spec = in_folder(spec, tmp)
         specs = [spec]
         if any(getattr(cfg.train, k) != v for k, v in SPEED_DEFAULTS.items()):
             fp32 = cfg.train.model_copy(update=SPEED_DEFAULTS)
