@@ -1,10 +1,12 @@
 """Launchers without Slurm: cluster.yaml, --launcher local --jobs N, two launchers on one
 study, ``siamlab status`` in every state, and tables that stay whole at 80 columns."""
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -186,3 +188,38 @@ def test_compare_and_the_run_summary_keep_names_whole_at_80_columns(tmp_path):
     assert compared.returncode == 0, compared.stderr
     verdicts = [str(open_run(p).attrs["verdict"]) for p in (tmp_path / "stopgrad").glob("*/seed0")]
     _whole_lines(compared.stdout, ["stop_grad", "no_stop_grad", "finished", *verdicts])
+
+
+def test_slurm_tasks_train_on_cpus_per_task_threads(tmp_path, monkeypatch):
+    """cluster.yaml's cpus_per_task is each task's torch threads (train.threads unset),
+    not torch's default of every core the node shows; the dry run says so."""
+    from siamlab.launch import slurm
+
+    tasks: list = []
+
+    class Executor:  # submitit.SlurmExecutor's surface that submit_slurm uses
+        def __init__(self, folder: Path, max_num_timeout: int) -> None:
+            self.folder = folder
+
+        def update_parameters(self, **parameters: object) -> None:
+            self.parameters = parameters
+
+        def batch(self) -> contextlib.nullcontext:
+            return contextlib.nullcontext()
+
+        def submit(self, task: object, runs: list) -> SimpleNamespace:
+            tasks.append(task)
+            return SimpleNamespace(
+                job_id=f"7_{len(tasks) - 1}", paths=SimpleNamespace(stdout="log")
+            )
+
+    monkeypatch.setattr(slurm, "import_submitit", lambda: SimpleNamespace(SlurmExecutor=Executor))
+    runs = tiny_runs(tmp_path, variants={"a": {}, "b": {}})
+    cluster = ClusterConfig(cpus_per_task=3)
+    dry = slurm.submit_slurm(runs, cluster, dry_run=True, log=lambda _: None)
+    assert "torch CPU threads per process: 3 (cpus_per_task; train.threads overrides)" in (
+        slurm.describe(dry)
+    )
+    sub = slurm.submit_slurm(runs, cluster, log=lambda _: None)
+    assert sub.job_ids == ["7_0", "7_1"] and [t.threads for t in tasks] == [3, 3]
+    assert sub.parameters["cpus_per_task"] == 3

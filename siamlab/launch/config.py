@@ -27,7 +27,8 @@ class ClusterConfig(BaseModel):
             needs longer is requeued at the limit and resumes from its checkpoint.
         nodes: nodes per run.
         gpus_per_node: GPUs per node; one training process per GPU (0: one CPU process).
-        cpus_per_task: CPU cores per process (data loading, torch threads).
+        cpus_per_task: CPU cores per process: torch's CPU threads of a run whose config
+            leaves ``train.threads`` unset (its DataLoader workers share these cores).
         mem: memory per node, e.g. ``64G`` (None: the cluster's default).
         constraint: ``--constraint``, e.g. ``a100``.
         array_parallelism: at most this many runs of the study at once.

@@ -2,8 +2,10 @@
 
 Each task is one run on ``nodes`` x ``gpus_per_node`` processes (see
 :mod:`siamlab.launch.task`); submitit writes the sbatch script, its logs go to
-``<study>/.submitit/``. The launcher returns once the array is submitted: follow the
-study with ``siamlab status``.
+``<study>/.submitit/``. Each process trains on ``cpus_per_task`` torch CPU threads
+unless a run's config sets ``train.threads`` (torch's own default would take every core
+of a shared node, or its affinity mask, whatever Slurm gave). The launcher returns once
+the array is submitted: follow the study with ``siamlab status``.
 """
 
 from collections.abc import Callable
@@ -24,12 +26,16 @@ class Submission:
     runs: list[RunSpec]
     job_ids: list[str]  # empty in a dry run
     logs: Path
+    threads: int  # torch CPU threads of each process whose run leaves train.threads unset
 
 
 def describe(sub: Submission) -> list[str]:
     """The submission as lines: the sbatch options, then one line per run."""
     lines = [f"sbatch options (submitit SlurmExecutor), logs in {sub.logs}:"]
     lines += [f"  {key}: {value}" for key, value in sub.parameters.items() if value != {}]
+    lines.append(
+        f"torch CPU threads per process: {sub.threads} (cpus_per_task; train.threads overrides)"
+    )
     lines.append(f"array of {len(sub.runs)} task(s), one per run:")
     ids = sub.job_ids or ["-"] * len(sub.runs)
     lines += [
@@ -60,14 +66,19 @@ def submit_slurm(
         **cluster.submitit_parameters(),
     }
     if dry_run or not pending:
-        return Submission(parameters, pending, [], logs)
+        return Submission(parameters, pending, [], logs, cluster.cpus_per_task)
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=cluster.max_requeues)
     executor.update_parameters(**parameters)
-    task = RunTask(max_requeues=cluster.max_requeues, resume_stopped=resume_stopped)
+    task = RunTask(
+        max_requeues=cluster.max_requeues,
+        resume_stopped=resume_stopped,
+        threads=cluster.cpus_per_task,
+    )
     mark_queued(pending)
     with executor.batch():
         jobs = [executor.submit(task, [spec]) for spec in pending]
     for spec, job in zip(pending, jobs, strict=True):
         record_job([spec], str(job.job_id), str(job.paths.stdout))
-    return Submission(parameters, pending, [str(j.job_id) for j in jobs], logs)
+    ids = [str(j.job_id) for j in jobs]
+    return Submission(parameters, pending, ids, logs, cluster.cpus_per_task)

@@ -41,8 +41,9 @@ class RunTask:
         resume_stopped: train runs stopped on collapse on to their end
             (``siamlab run --resume-stopped``).
         threads: torch's CPU threads for the job's runs whose ``train.threads`` is unset
-            (the local launcher's share of the cores; None: torch's default). A run it
-            resumes continues on its checkpoint's count instead.
+            (the local launcher's share of the cores, the Slurm launcher's
+            ``cpus_per_task``; None: torch's default). A run it resumes continues on its
+            checkpoint's count instead.
     """
 
     max_requeues: int = 10
