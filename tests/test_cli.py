@@ -204,3 +204,24 @@ def test_help_paragraphs_reflow_to_the_terminal_width():
     lines = [line.strip() for line in out.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("A run that"))
     assert len(lines[start]) > 70 and lines[start + 1].startswith("a finished one")
+
+
+def test_siamlab_warnings_show_as_one_line_and_others_as_python_shows_them(capsys):
+    import warnings
+
+    from siamlab.cli.app import PACKAGE, one_line_warnings
+
+    python: list[tuple] = []
+    show = one_line_warnings(lambda *args: python.append(args))
+    ours = str(PACKAGE / "train" / "device.py")
+    show(UserWarning("resumes on 2 threads [slurm]"), UserWarning, ours, 120, None, "warn(m)")
+    show(UserWarning("from torch"), UserWarning, "/site-packages/torch/x.py", 3, None, "warn()")
+    err = capsys.readouterr().err
+    assert err == "warning: resumes on 2 threads [slurm]\n"  # no file, line or source
+    assert [a[:4] for a in python] == [(python[0][0], UserWarning, "/site-packages/torch/x.py", 3)]
+    with warnings.catch_warnings():
+        assert runner.invoke(app, ["validate", str(STUDIES[0])]).exit_code == 0
+        installed = warnings.showwarning
+        runner.invoke(app, ["validate", str(STUDIES[0])])
+        assert getattr(warnings.showwarning, "one_line", False)
+        assert warnings.showwarning is installed  # once, not wrapped at each command

@@ -3,12 +3,19 @@
 import inspect
 import os
 import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+import siamlab
 from siamlab.errors import SiamlabError
+
+PACKAGE = Path(siamlab.__file__).resolve().parent
 
 app = typer.Typer(
     help="siamlab: study collapse in Siamese self-supervised learning (SimSiam and ablations).",
@@ -32,6 +39,42 @@ def _width(stream: object) -> int | None:
 
 console = Console(width=_width(sys.stdout))
 err = Console(stderr=True, width=_width(sys.stderr))
+
+
+ShowWarning = Callable[..., None]  # the signature of ``warnings.showwarning``
+
+
+def one_line_warnings(fallback: ShowWarning) -> ShowWarning:
+    """``warnings.showwarning`` printing siamlab's warnings as ``warning: <message>``.
+
+    Python's format names the file and line that warned and repeats its source line,
+    which tells a user of the command line nothing (siamlab's messages say what happened
+    and what to do). Warnings of torch, xarray, ... go to ``fallback`` unchanged: there
+    the place is the context.
+    """
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if Path(filename).resolve().is_relative_to(PACKAGE):
+            err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+        else:
+            fallback(message, category, filename, lineno, file, line)
+
+    show.one_line = True  # type: ignore[attr-defined]
+    return show
+
+
+@app.callback()
+def _command_line() -> None:
+    """Before every command: siamlab's warnings as one line (:func:`one_line_warnings`)."""
+    if not getattr(warnings.showwarning, "one_line", False):
+        warnings.showwarning = one_line_warnings(warnings.showwarning)
 
 
 def reflow_help(*apps: typer.Typer) -> None:
