@@ -152,3 +152,20 @@ def test_sum_over_ranks_sums_values_and_gradients_without_warnings(tmp_path):
 def test_sum_over_ranks_alone_is_identity():
     x = torch.randn(3, requires_grad=True)
     assert sum_over_ranks(x) is x
+
+
+def test_ddp_is_told_not_to_sync_buffers_by_the_keyword_its_torch_knows(monkeypatch):
+    """torch >= 2.13 names it ``forward_sync_buffers``; an older torch (a GPU image's)
+    knows only ``broadcast_buffers`` and refuses the other."""
+    from torch import nn
+
+    from siamlab.train import distributed
+
+    assert distributed._no_forward_buffer_sync() == {"forward_sync_buffers": False}
+
+    class OldDDP(nn.Module):
+        def __init__(self, module, device_ids=None, broadcast_buffers=True) -> None:
+            super().__init__()
+
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", OldDDP)
+    assert distributed._no_forward_buffer_sync() == {"broadcast_buffers": False}

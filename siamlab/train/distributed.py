@@ -6,8 +6,10 @@ single process. Backend: nccl for CUDA tensors on a CUDA job, with gloo beside i
 the CPU tensors some helpers exchange (scalars, eta rows); gloo alone on CPU.
 """
 
+import inspect
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -194,4 +196,16 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     ids = [device.index] if device.type == "cuda" else None
     # No buffer broadcast before each forward: cross-process BN keeps the running stats
     # equal on every rank. (The init-time sync this still does copies equal values.)
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, **_no_forward_buffer_sync())
+
+
+def _no_forward_buffer_sync() -> dict[str, Any]:
+    """DDP's keyword that turns off the buffer broadcast before each forward.
+
+    ``forward_sync_buffers`` from torch 2.13 on (``broadcast_buffers``, deprecated there,
+    warns); ``broadcast_buffers`` before, where the other is an unknown keyword (a GPU
+    image may hold an older torch than the one pinned here).
+    """
+    known = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    name = "forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers"
+    return {name: False}
