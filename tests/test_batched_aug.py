@@ -153,3 +153,26 @@ def test_tiny_run_with_the_batched_path_and_persistent_workers(tmp_path: Path):
     # a persistent worker sees every epoch's keys: the same views as without workers
     np.testing.assert_allclose(a["loss"].values, b["loss"].values, rtol=1e-6)
     assert a.sizes["epoch"] == 2 and np.isfinite(a["loss"].values).all()
+
+
+def test_crop_resize_is_torchvisions_roi_align_with_or_without_deterministic_mode():
+    """The op called directly: the same bits as ``torchvision.ops.roi_align`` on a CPU
+    (where deterministic mode does not reroute it; on CUDA, tests/test_cuda.py)."""
+    from torchvision.ops import roi_align
+
+    from siamlab.data.batched import crop_resize
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 20, 20, generator=g)
+    corner = torch.rand(6, 2, generator=g) * 10
+    rois = torch.cat([torch.arange(6.0)[:, None], corner, corner + 4 + 6 * torch.rand(6, 1)], 1)
+    for size in (8, 32):  # shrinking (several samples per pixel) and enlarging
+        want = roi_align(x, rois, size, sampling_ratio=-1, aligned=True)
+        assert torch.equal(crop_resize(x, rois, size), want)
+    saved = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        want = roi_align(x, rois, 8, sampling_ratio=-1, aligned=True)
+        assert torch.equal(crop_resize(x, rois, 8), want)
+    finally:
+        torch.use_deterministic_algorithms(saved)

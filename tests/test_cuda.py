@@ -188,3 +188,26 @@ def test_cuda_runs_train_end_to_end_with_the_eta_table(tmp_path):
     other = train_run(tiny_runs(tmp_path / "b", sets=[*gpu, *eta])[0], progress=False)
     assert (other.directory / "eta" / "eta.slots.npy").is_file()
     xr.testing.assert_allclose(plain["loss"], open_run(other.directory)["loss"], rtol=1e-4)
+
+
+def test_cuda_crop_resize_under_deterministic_mode_is_the_native_op():
+    """``train.deterministic`` would send ``torchvision.ops.roi_align`` on CUDA to a
+    version compiled on first use; the views call the native op, whose forward is
+    deterministic: two calls agree bit for bit, and equal the op outside that mode."""
+    from torchvision.ops import roi_align
+
+    from siamlab.data.batched import crop_resize
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 32, 32, generator=g).to(GPU)
+    corner = torch.rand(64, 2, generator=g) * 16
+    rois = torch.cat([torch.arange(64.0)[:, None], corner, corner + 8 + 8 * torch.rand(64, 1)], 1)
+    rois = rois.to(GPU)
+    plain = roi_align(x, rois, 24, sampling_ratio=-1, aligned=True)  # the native op
+    saved = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        first = crop_resize(x, rois, 24)
+        assert torch.equal(first, crop_resize(x, rois, 24)) and torch.equal(first, plain)
+    finally:
+        torch.use_deterministic_algorithms(saved)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
+import torchvision.ops  # noqa: F401  (registers torch.ops.torchvision)
 
 from siamlab.data.colour import grey, jitter, rows_of
 from siamlab.data.config import AugmentConfig, DataConfig
@@ -131,6 +131,26 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor
     return y.reshape(n, c, hgt, wid).to(x.dtype)
 
 
+def crop_resize(x: torch.Tensor, rois: torch.Tensor, size: int) -> torch.Tensor:
+    """Each box of ``x`` resized by torchvision's ``roi_align`` (bilinear, adaptive, aligned).
+
+    The op itself, not ``torchvision.ops.roi_align``: under deterministic algorithms
+    (``train.deterministic``) that routes CUDA inputs to a pure-Python version it compiles
+    with ``torch.compile`` on first use (for a backward without atomics). The views need no
+    backward, and the op's forward computes each output pixel in one thread, so it is
+    deterministic as it is; on a CPU both are the same op.
+
+    Args:
+        x: images (B, C, H, W).
+        rois: (B, 5) rows ``(image index, x1, y1, x2, y2)`` in pixels, on ``x``'s device.
+        size: the output side S.
+
+    Returns:
+        The crops resized to (B, C, S, S).
+    """
+    return torch.ops.torchvision.roi_align(x, rois, 1.0, size, size, -1, True)
+
+
 class BatchedAugment:
     """The two-view augmentation of a whole batch (see the module docstring).
 
@@ -158,7 +178,7 @@ class BatchedAugment:
         x = images.permute(0, 3, 1, 2).float().div_(255)  # (B, 3, H, W) in [0, 1]
         boxes = crop_boxes(u[:, U_CROP:U_JIT], x.shape[2], x.shape[3], aug.crop_scale)
         rois = torch.cat([torch.arange(b)[:, None], boxes], dim=1).to(x.dtype)  # (B, 5)
-        x = roi_align(x, rois.to(dev), self.size, sampling_ratio=-1, aligned=True)  # (B, 3, S, S)
+        x = crop_resize(x, rois.to(dev), self.size)  # (B, 3, S, S)
         x = x.clamp_(0, 1)
         x = jitter(x, u[:, U_JIT:U_GRAY], aug.jitter, aug.jitter_p)
         gray = rows_of(u[:, U_GRAY] < aug.grayscale_p, dev)  # (n,) or None
