@@ -74,8 +74,11 @@ class LeastSquaresAccumulator:
         chol, info = torch.linalg.cholesky_ex(g + ridge * eye)
         if int(info) == 0:
             sol = torch.cholesky_solve(self._cross, chol)  # (D+1, D')
-        else:  # numerically indefinite: fall back to a least-squares solve
-            sol = torch.linalg.lstsq(g + ridge * eye, self._cross).solution
+        else:  # numerically indefinite: a least-squares solve, on the CPU, where the
+            # default driver (gelsy) handles rank deficiency; CUDA has only gels, which
+            # assumes full rank
+            a, b = (g + ridge * eye).cpu(), self._cross.cpu()
+            sol = torch.linalg.lstsq(a, b).solution.to(g.device)
         return sol[:-1].T.contiguous()  # (D', D)
 
 
