@@ -8,8 +8,10 @@ In CI-sized form (CPU, tiny sizes, the CUDA tests skipping; tests/test_gpu_check
     python benchmarks/gpu_check.py --tiny --out DIR
 
 Steps, each a subprocess with its own log in ``--out`` (at most 8 files come back from a
-lent GPU machine, so there are 7):
-    env.txt                   python, torch, CUDA, the GPU, nvidia-smi, the commit.
+lent GPU machine; these are 6):
+    env.txt                   python, torch, CUDA, the GPU, TF32 switches, nvidia-smi.
+    (summary.json also names the commit ``--prepare`` was made at: the GPU machine gets
+    the working tree without its git folder.)
     pytest_cuda.txt           ``pytest -m cuda``: the tests that skip without a GPU.
     bench_resnet18_cifar.txt  ``siamlab bench --profile cifar10`` on the CIFAR-10 subset: the
                               reference (fp32), siamlab fp32, bf16 + channels_last, then
@@ -17,7 +19,8 @@ lent GPU machine, so there are 7):
     bench_resnet50_224.txt    the same at the imagenet profile (ResNet-50, 224 px views of the
                               CIFAR-10 subset, batch 256).
     study_stopgrad.txt        2 epochs of studies/stopgrad.yaml at the cifar10 profile.
-    summary.json              per step: command, exit status, seconds, ok/failed/timeout/skipped.
+    summary.json              per step: command, exit status, seconds, ok/failed/timeout/skipped;
+                              the commit, the data, the packages installed.
 The steps run in order of importance and share one time budget (``--budget`` seconds:
 each step gets what is left, one that cannot start in time is skipped), so the whole check
 ends within it; the compile benches come last.
@@ -56,6 +59,7 @@ TINY = [  # CPU, seconds: the same commands on a few images and a narrow network
     "diagnostics.knn_k=5",
     "train.threads=1",
 ]
+COMMIT_FILE = "commit.txt"  # in the --prepare folder: the commit it was made at
 PYTEST = ["-p", "no:cacheprovider", "--continue-on-collection-errors"]
 ENV_PROBE = """
 import os, platform, torch
@@ -68,6 +72,11 @@ if torch.cuda.is_available():
           p.multi_processor_count, "SMs | bf16:", torch.cuda.is_bf16_supported())
     print("tf32 matmul:", torch.backends.cuda.matmul.allow_tf32,
           "| tf32 cudnn:", torch.backends.cudnn.allow_tf32)
+import subprocess
+try:
+    print(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout)
+except (OSError, subprocess.SubprocessError) as exc:
+    print("nvidia-smi:", exc)
 """
 
 
@@ -142,7 +151,9 @@ def _install_wheels(wheels: Path | None, work: Path) -> tuple[str | None, str]:
     site = work / "site"
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
     cmd += ["--no-compile", "--target", str(site), *map(str, found)]
-    subprocess.run(cmd, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:  # the steps then fail on the import, each in its own log
+        return None, f"pip could not install the carried wheels: {done.stderr.strip()[-500:]}"
     return str(site), f"installed {len(found)} carried wheels into {site}"
 
 
@@ -163,7 +174,9 @@ def plan(args: argparse.Namespace, data_sets: list[str], work: Path) -> list[Ste
     size = TINY if tiny else [f"data.num_workers={min(8, os.cpu_count() or 1)}"]
     timing = "--steps 1 --block 1 --warmup 0 --loader-batches 2 --peak-n 64"
     if not tiny:
-        timing = "--steps 20 --block 5 --warmup 2 --loader-batches 4"
+        # an 8192^3 product: ~1.4 ms in bf16 on an H100, where 2048^3 (~25 us) would time
+        # the launch and the sync more than the GPU's peak
+        timing = "--steps 20 --block 5 --warmup 2 --loader-batches 4 --peak-n 8192"
     bench = [py, "-m", "siamlab", "bench", *timing.split()]
     fast = ["train.precision=bf16", "train.channels_last=true"]
     r18 = [*bench, "--profile", "cifar10", *_sets([*data_sets, *size, *fast])]
@@ -205,7 +218,29 @@ def prepare(folder: Path, data: Path) -> None:
     cmd += ["--python-version", "3.12", "--implementation", "cp", "-d", str(folder / "whl")]
     cmd += [arg for p in platforms for arg in ("--platform", p)]
     subprocess.run([*cmd, *pins], check=True)
+    (folder / COMMIT_FILE).write_text(_commit() + "\n")
     print(f"ready: {folder} (carry it; e.g. run 'python3 benchmarks/gpu_check.py --out $OUT')")
+
+
+def _commit() -> str:
+    """This tree's git commit, marked when files differ from it; "unknown" without git."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def _prepared_commit(wheels: Path) -> str:
+    """The commit the carried folder (the wheels' parent) was prepared at, else this tree's."""
+    recorded = wheels.parent / COMMIT_FILE
+    if recorded.is_file():
+        return f"{recorded.read_text().strip()} (when --prepare ran)"
+    return _commit()
 
 
 def main() -> None:
@@ -241,6 +276,7 @@ def main() -> None:
         "tiny": args.tiny,
         "budget_s": args.budget,
         "total_s": round(time.monotonic() - check.started, 1),
+        "commit": _prepared_commit(args.wheels),
         "data": data_note,
         "packages": installed,
         "steps": [asdict(s) for s in steps],

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_gpu_check_runs_end_to_end_in_ci_size(tmp_path):
     assert {p.name for p in out.iterdir()} == FILES
     summary = json.loads((out / "summary.json").read_text())
     assert [s["status"] for s in summary["steps"]] == ["ok"] * 5, summary["steps"]
+    assert re.match(r"[0-9a-f]{40}", summary["commit"]), summary["commit"]  # this clone's
     tests = (out / "pytest_cuda.txt").read_text()
     if not torch.cuda.is_available():
         assert "skipped" in tests and "needs a CUDA GPU" in tests

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from siamlab.bench.measure import synchronize
 from siamlab.diagnostics.hooks import StepHook, Values
 from siamlab.diagnostics.monitor import Monitor, Sink
 from siamlab.diagnostics.registry import HOOKS
@@ -38,8 +39,11 @@ class _TimedStepHook:
         return self.hook.step_every
 
     def on_step(self, view: StepView) -> Values:
+        device = view.output.z1.device
+        synchronize(device)  # on CUDA, what the step or the hook before it queued
         t0 = time.perf_counter()
         out = self.hook.on_step(view)
+        synchronize(device)
         self.seconds[self.name] += time.perf_counter() - t0
         return out
 

@@ -31,6 +31,7 @@ from siamlab.bench.measure import (
     matmul_peak,
     paired_ratio,
     step_flops,
+    synchronize,
 )
 from siamlab.bench.reference import ReferenceStep, reference_loss
 from siamlab.config.study import RunSpec
@@ -126,8 +127,11 @@ class _StepsOnly:
         self.arm: Arm | None = None
 
     def on_step_end(self, view: StepView) -> None:
+        device = view.output.z1.device
+        synchronize(device)  # the step's queued backward and update are not the hooks'
         t0 = time.perf_counter()
         self.monitor.on_step_end(view)
+        synchronize(device)
         if self.arm is not None:
             self.arm.diag_seconds += time.perf_counter() - t0
 
@@ -270,6 +274,12 @@ def run_bench(
             f"load average {load:.1f} on {cores} cores with {torch.get_num_threads()} torch "
             "threads: OpenMP threads spin while their siblings wait for a core, which can slow "
             "both loops many times over; try --set train.threads=1 or OMP_WAIT_POLICY=PASSIVE"
+        )
+    if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+        notes.append(
+            "the fp32 peak is a matmul without TF32 (torch's default for matmuls), but cuDNN "
+            "runs fp32 convolutions in TF32 (its default): a conv net's fp32 share of it can "
+            "pass 100%"
         )
     other = other_path(data, device)
     other_loader = None if other is None else time_loader(other, spec, device, loader_batches, 0)[0]
