@@ -195,7 +195,9 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     ids = [device.index] if device.type == "cuda" else None
     # No buffer broadcast before each forward: cross-process BN keeps the running stats
-    # equal on every rank. (The init-time sync this still does copies equal values.)
+    # equal on every rank. Every rank builds the model from the same seed (or loads the
+    # same checkpoint), so its buffers start equal: the init-time broadcast, which on
+    # torch < 2.13 skips the buffers too, has nothing to change.
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, **_no_forward_buffer_sync())
 
 
