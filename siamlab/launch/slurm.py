@@ -26,15 +26,15 @@ class Submission:
     runs: list[RunSpec]
     job_ids: list[str]  # empty in a dry run
     logs: Path
-    threads: int  # torch CPU threads of each process whose run leaves train.threads unset
 
 
 def describe(sub: Submission) -> list[str]:
     """The submission as lines: the sbatch options, then one line per run."""
     lines = [f"sbatch options (submitit SlurmExecutor), logs in {sub.logs}:"]
     lines += [f"  {key}: {value}" for key, value in sub.parameters.items() if value != {}]
+    threads = sub.parameters["cpus_per_task"]  # RunTask's default count (submit_slurm)
     lines.append(
-        f"torch CPU threads per process: {sub.threads} (cpus_per_task; train.threads overrides)"
+        f"torch CPU threads per process: {threads} (cpus_per_task; train.threads overrides)"
     )
     lines.append(f"array of {len(sub.runs)} task(s), one per run:")
     ids = sub.job_ids or ["-"] * len(sub.runs)
@@ -66,7 +66,7 @@ def submit_slurm(
         **cluster.submitit_parameters(),
     }
     if dry_run or not pending:
-        return Submission(parameters, pending, [], logs, cluster.cpus_per_task)
+        return Submission(parameters, pending, [], logs)
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=logs, max_num_timeout=cluster.max_requeues)
     executor.update_parameters(**parameters)
@@ -80,5 +80,4 @@ def submit_slurm(
         jobs = [executor.submit(task, [spec]) for spec in pending]
     for spec, job in zip(pending, jobs, strict=True):
         record_job([spec], str(job.job_id), str(job.paths.stdout))
-    ids = [str(j.job_id) for j in jobs]
-    return Submission(parameters, pending, ids, logs, cluster.cpus_per_task)
+    return Submission(parameters, pending, [str(j.job_id) for j in jobs], logs)
