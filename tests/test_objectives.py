@@ -2,11 +2,18 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from siamlab.config.objective import ObjectiveConfig
 from siamlab.models.config import ModelConfig
 from siamlab.models.siamese import SiameseOutput, create_model
-from siamlab.objectives import negative_cosine, simsiam_loss, stop_gradient
+from siamlab.objectives import (
+    SIMILARITIES,
+    negative_cosine,
+    simsiam_loss,
+    simsiam_loss_terms,
+    stop_gradient,
+)
 from tests.conftest import negative_cosine_grad
 
 
@@ -28,6 +35,54 @@ def test_symmetric_loss_closed_form():
         assert simsiam_loss(out, ObjectiveConfig(stop_grad=sg)).item() == pytest.approx(
             expected.item()
         )
+
+
+@pytest.mark.parametrize("similarity", list(SIMILARITIES))
+@pytest.mark.parametrize("symmetry", ["symmetric", "asymmetric"])
+@pytest.mark.parametrize("stop_grad", [True, False])
+@pytest.mark.parametrize("targets", [False, True])
+def test_loss_terms_have_the_bits_of_the_formula(similarity, symmetry, stop_grad, targets):
+    """The loss and every gradient equal D's of Eq. 4 bit for bit; the rows are F.normalize's.
+
+    z feeds the predictor and (without stop-grad) the target, so its gradient sums two
+    paths: their order of accumulation is part of what must not change.
+    """
+    if targets and not stop_grad:
+        pytest.skip("a momentum target has no graph: stop_grad=False is refused for it")
+    cfg = ObjectiveConfig(similarity=similarity, symmetry=symmetry, stop_grad=stop_grad)
+    results = []
+    for terms in (False, True):
+        g = torch.Generator().manual_seed(5)
+        leaves = [torch.randn(32, 16, generator=g).requires_grad_() for _ in range(2)]
+        w = torch.randn(16, 16, generator=g).requires_grad_()  # a linear predictor
+        z1, z2 = (x * 3 for x in leaves)
+        t = (torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g))
+        out = SiameseOutput(z1, z2, z1, z2, z1 @ w, z2 @ w, *(t if targets else (None, None)))
+        if terms:
+            loss, rows = simsiam_loss_terms(out, cfg)
+        else:
+            d, (t1, t2) = SIMILARITIES[similarity], out.targets()
+            t1, t2 = stop_gradient(t1, stop_grad), stop_gradient(t2, stop_grad)
+            if symmetry == "symmetric":
+                loss = 0.5 * d(out.p1, t2) + 0.5 * d(out.p2, t1)
+            else:
+                loss = d(out.p1, t2)
+            rows = {}
+        loss.backward()
+        results.append((loss.detach(), [x.grad for x in (*leaves, w)], rows, out))
+    (plain, plain_grads, _, _), (loss, grads, rows, out) = results
+    assert torch.equal(loss, plain)
+    for a, b in zip(grads, plain_grads, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    if similarity != "cosine":
+        assert rows == {}
+        return
+    names = ["p1", "t2"] + (["p2", "t1"] if symmetry == "symmetric" else [])
+    assert sorted(rows) == sorted(names)
+    t1, t2 = out.targets()
+    fields = {"p1": out.p1, "p2": out.p2, "t1": t1, "t2": t2}
+    for name in names:
+        assert torch.equal(rows[name], F.normalize(fields[name].detach(), dim=1))
 
 
 def _grads_through_target(

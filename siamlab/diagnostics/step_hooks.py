@@ -136,7 +136,8 @@ class BatchGeometryHook:
         ``cos(p, t)`` is the dot product of the unit rows, as ``F.cosine_similarity``
         computes it (:func:`pair_cosines`; the same bits, ``tests/diagnostics``), so
         z's rows are normalised once for it and the alignment, and z1's float64 rows
-        once for the centre ratio and the train std.
+        once for the centre ratio and the train std. In siamlab's trainer the rows of
+        p and t are the cosine loss's own (``LossTerms.unit_rows``), not normalised here.
         """
         out = view.output
         unit = view.unit_rows

@@ -127,6 +127,7 @@ class Trainer:
                         x1.shape[0],
                         model,
                         done.target_stats,
+                        done.unit_rows,
                     )
                 )
                 self.saver.after_step(step)

@@ -9,14 +9,14 @@ nothing here records metrics or writes files.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from siamlab.eta.provider import TargetProvider
 from siamlab.models.siamese import SiameseNet, SiameseOutput
-from siamlab.objectives import ObjectiveConfig, simsiam_loss
+from siamlab.objectives import ObjectiveConfig, simsiam_loss_terms
 from siamlab.train.speed import autocast, to_float
 
 
@@ -36,6 +36,7 @@ class StepResult:
     loss: float  # the global batch's loss (mean over processes)
     lr: float  # the encoder's lr the step used
     target_stats: dict[str, float]  # from the eta source (empty without one)
+    unit_rows: dict[str, torch.Tensor] = field(default_factory=dict)  # the loss's, detached
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class SimSiamStep:
                 out, stats = self.eta.apply(out, idx, step)  # t1, t2 <- eta (B, d)
             # targets: t = z (SimSiam), the momentum target's output (m > 0) or eta;
             # L = 1/2 D(p1, stopgrad(t2)) + 1/2 D(p2, stopgrad(t1))   (B, d) -> ()
-            loss = simsiam_loss(out, self.objective)
+            loss, unit_rows = simsiam_loss_terms(out, self.objective)
         value = self.reduce_loss(float(loss.detach()))
         if not math.isfinite(value):
             raise DivergedError(step + 1, value)
@@ -103,7 +104,8 @@ class SimSiamStep:
         self.optimizer.step()  # update f and h
         self.model.update_target(self.momentum(step + 1))  # xi <- m xi + (1 - m) theta
         self.model.update_predictor(out.z1, out.z2, step + 1)  # DirectPred: F, then W_p
-        return StepResult(detached(out), value, lr, stats)
+        rows = {name: row.detach() for name, row in unit_rows.items()}  # (B, d) each
+        return StepResult(detached(out), value, lr, stats, rows)
 
 
 def detached(out: SiameseOutput) -> SiameseOutput:

@@ -67,6 +67,17 @@ class StepView:
         Raises:
             ValueError: the output has no such tensor (an h that was not handed in).
         """
+        key = self._unit_key(name, dtype)
+        if key not in self._units:
+            x = getattr(self.output, key[0])
+            self._units[key] = F.normalize(x.detach().to(key[1]), dim=1)  # (B, k)
+        return self._units[key]
+
+    def _unit_key(self, name: str, dtype: torch.dtype | None) -> tuple[str, torch.dtype]:
+        """(field, dtype) of :meth:`unit_rows`: ``t`` -> ``z`` without targets, dtype resolved.
+
+        Resolved first, so ``unit_rows("z1")``, ``("t1")`` and ``("z1", float32)`` share rows.
+        """
         if name in ("t1", "t2") and getattr(self.output, name) is None:
             name = "z" + name[1]
         x = getattr(self.output, name)
@@ -74,10 +85,7 @@ class StepView:
             raise ValueError(f"the step's {name} is not a (B, k) tensor")
         if dtype is None:
             dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-        key = (name, dtype)  # resolved first: unit_rows("z1") and (z1, float32) share rows
-        if key not in self._units:
-            self._units[key] = F.normalize(x.detach().to(dtype), dim=1)  # (B, k)
-        return self._units[key]
+        return name, dtype
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ def step_view(
     batch_size: int,
     model: nn.Module,
     target_stats: Mapping[str, float],
+    unit_rows: Mapping[str, torch.Tensor] = MappingProxyType({}),
 ) -> StepView:
     """The :class:`StepView` of a step, read from ``model`` after its optimiser step.
 
@@ -137,9 +146,14 @@ def step_view(
         model: the trained network, whose ``.grad`` hold this step's gradients (or any
             module with ``backbone``, ``projector``, ``predictor`` attributes).
         target_stats: the eta provider's statistics.
+        unit_rows: rows of ``output`` that the loss already l2-normalised, by field
+            (:class:`siamlab.objectives.LossTerms`): ``F.normalize(x, dim=1)`` of the same
+            tensor, the bits :meth:`StepView.unit_rows` would compute, so the step hooks
+            take them instead of normalising again. Rows of another dtype or shape than
+            the field's are left out.
     """
     detached = SiameseOutput._make(None if t is None else t.detach() for t in output)
-    return StepView(
+    view = StepView(
         step,
         epoch,
         loss,
@@ -149,3 +163,9 @@ def step_view(
         module_gradients(model),
         MappingProxyType(dict(target_stats)),
     )
+    for name, rows in unit_rows.items():
+        key = view._unit_key(name, None)  # the field's own dtype (float32 or float64)
+        x = getattr(detached, key[0])
+        if rows.dtype == x.dtype == key[1] and rows.shape == x.shape:
+            view._units[key] = rows.detach()
+    return view

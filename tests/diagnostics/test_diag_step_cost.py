@@ -22,8 +22,9 @@ from siamlab.diagnostics.std_hooks import TrainStdHook
 from siamlab.diagnostics.step_hooks import BatchGeometryHook, pair_cosines
 from siamlab.diagnostics.verdict import VERDICTS
 from siamlab.models.siamese import SiameseOutput
+from siamlab.objectives import ObjectiveConfig, simsiam_loss_terms
 from siamlab.reporting.tensorboard import TensorBoardSink
-from siamlab.train.views import StepView, module_gradients
+from siamlab.train.views import StepView, module_gradients, step_view
 
 
 def _output(g: torch.Generator, b: int = 64, d: int = 32, targets: bool = False, h: bool = True):
@@ -85,6 +86,26 @@ def test_unit_rows_are_computed_once_per_view_and_targets_default_to_z():
     assert view.unit_rows("z1", torch.float64).dtype == torch.float64
     with pytest.raises(ValueError, match="h1"):
         StepView(1, 0, 0.0, 0.1, out._replace(h1=None), 64).unit_rows("h1")
+
+
+@pytest.mark.parametrize("targets", [False, True])
+@pytest.mark.parametrize("symmetry", ["symmetric", "asymmetric"])
+def test_step_hooks_take_the_loss_rows_and_record_the_same_bits(targets, symmetry):
+    """The loss's unit rows stand in for the view's own: the same values, no second pass."""
+    g = torch.Generator().manual_seed(6)
+    out = _output(g, b=128, d=64, targets=targets)
+    _, rows = simsiam_loss_terms(out, ObjectiveConfig(symmetry=symmetry))
+    net = nn.Module()
+    plain = step_view(1, 0, 0.0, 0.1, out, 128, net, {})
+    shared = step_view(1, 0, 0.0, 0.1, out, 128, net, {}, rows)
+    t = "t" if targets else "z"  # the targets' field: t1, t2, or z itself
+    for name, field in (("p1", "p1"), ("t2", f"{t}2")):  # the loss's storage, not a copy
+        assert shared.unit_rows(field).data_ptr() == rows[name].data_ptr()
+    for hook in (BatchGeometryHook(), TrainStdHook()):
+        assert hook.on_step(shared) == hook.on_step(plain)
+    wrong = step_view(1, 0, 0.0, 0.1, out, 128, net, {}, {"p1": rows["p1"].double()})
+    assert wrong.unit_rows("p1").data_ptr() != rows["p1"].data_ptr()  # another dtype: anew
+    assert torch.equal(wrong.unit_rows("p1"), rows["p1"])
 
 
 @pytest.mark.parametrize("b", [30, 64])  # N = 2B = 60, or a power of 2 (one pass less)
