@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from siamlab.models.siamese import SiameseOutput
@@ -69,8 +68,9 @@ class StepView:
         """
         key = self._unit_key(name, dtype)
         if key not in self._units:
-            x = getattr(self.output, key[0])
-            self._units[key] = F.normalize(x.detach().to(key[1]), dim=1)  # (B, k)
+            x = getattr(self.output, key[0]).detach().to(key[1], copy=True)  # (B, k)
+            norms = torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12)  # (B, 1)
+            self._units[key] = x.div_(norms)  # F.normalize's bits, one (B, k) buffer less
         return self._units[key]
 
     def _unit_key(self, name: str, dtype: torch.dtype | None) -> tuple[str, torch.dtype]:

@@ -79,11 +79,13 @@ def test_train_std_equals_welford_std_to_float_rounding():
 
 def test_unit_rows_are_computed_once_per_view_and_targets_default_to_z():
     out = _output(torch.Generator().manual_seed(3))
+    kept = out.z1.clone()
     view = StepView(1, 0, 0.0, 0.1, out, 64)
     z1 = view.unit_rows("z1")
     assert view.unit_rows("z1") is z1 and view.unit_rows("t1") is z1
-    assert torch.equal(z1, F.normalize(out.z1, dim=1))
-    assert view.unit_rows("z1", torch.float64).dtype == torch.float64
+    assert torch.equal(z1, F.normalize(out.z1, dim=1))  # F.normalize's bits, zero row too
+    assert torch.equal(view.unit_rows("z1", torch.float64), F.normalize(out.z1.double(), dim=1))
+    assert torch.equal(out.z1, kept)  # normalised in a buffer of its own, not in place
     with pytest.raises(ValueError, match="h1"):
         StepView(1, 0, 0.0, 0.1, out._replace(h1=None), 64).unit_rows("h1")
 
