@@ -1,7 +1,8 @@
 """Does the quick profile's fast path change a study's outcome? fp32 vs fast, seed by seed.
 
 The quick profile trains with ``train.precision=auto`` (bf16 autocast of the training
-forward and channels_last where the CPU has AVX512-BF16/AMX, or on CUDA; fp32 elsewhere).
+forward and channels_last where the CPU has AVX512-BF16/AMX, or on CUDA; on other CPUs
+fp32 with channels_last, whose NHWC kernels round otherwise than the exact path's).
 This script runs a study twice per seed -- the exact path (``--set train.precision=fp32``)
 and the profile's default -- each with ``siamlab run`` in a fresh process, one after the
 other, and times every job. Then it compares, per variant, what a researcher reads off:

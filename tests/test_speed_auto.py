@@ -20,7 +20,7 @@ runner = CliRunner()
     ("precision", "layout", "native", "want"),
     [
         ("auto", "auto", True, ("bf16", True)),
-        ("auto", "auto", False, ("fp32", False)),
+        ("auto", "auto", False, ("fp32", True)),  # a CPU without bf16: NHWC fp32 kernels
         ("auto", False, True, ("bf16", False)),  # a layout asked for explicitly is kept
         ("fp32", "auto", True, ("fp32", False)),  # the exact path: one --set
         ("bf16", "auto", False, ("bf16", True)),  # bf16 asked for is kept, even if emulated
@@ -32,6 +32,14 @@ def test_auto_resolves_by_device_support(monkeypatch, precision, layout, native,
     cfg = resolve_speed(TrainConfig(precision=precision, channels_last=layout), CPU)
     assert (cfg.precision, cfg.channels_last) == want
     assert speed_label(cfg) == want[0] + "+CL" * want[1]
+
+
+@pytest.mark.parametrize(("native", "want"), [(True, ("bf16", True)), (False, ("fp32", False))])
+def test_auto_on_cuda_keeps_fp32_contiguous(monkeypatch, native, want):
+    """NHWC fp32 is measured faster on CPUs only; a GPU without bf16 keeps NCHW."""
+    monkeypatch.setattr(speed, "bf16_supported", lambda device: native)
+    cfg = resolve_speed(TrainConfig(precision="auto", channels_last="auto"), torch.device("cuda"))
+    assert (cfg.precision, cfg.channels_last) == want
 
 
 def test_unresolved_auto_never_reaches_the_model():

@@ -62,7 +62,8 @@ class TrainConfig(BaseModel):
             study its verdicts and diagnostics stay within the seed spread of fp32).
         channels_last: NHWC layout of conv weights and input batches (faster oneDNN /
             cuDNN kernels; the same results up to float rounding); ``auto``: on when
-            the precision resolves to bf16.
+            the precision resolves to bf16, and on a CPU with ``precision=auto`` (fp32
+            there without native bf16); off with an explicit ``precision=fp32``.
         compile: run the training forward through ``torch.compile`` (needs a C++
             compiler; the first steps compile).
         stop_on_collapse: end the run at the end of the epoch whose evaluation makes its
