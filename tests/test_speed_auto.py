@@ -98,6 +98,11 @@ def test_compare_notes_runs_that_trained_at_different_precisions(tmp_path):
     ds.attrs["precision"] = "bf16"
     write_run(tmp_path / "toy" / "good" / "seed1", ds)
     assert not any("precision" in n for n in run_notes(open_study(tmp_path / "toy")))
+    ds = open_run(tmp_path / "toy" / "good" / "seed1")
+    ds.attrs["channels_last"] = 1  # the same precision in NHWC: other float rounding
+    write_run(tmp_path / "toy" / "good" / "seed1", ds)
+    notes = " ".join(run_notes(open_study(tmp_path / "toy")))
+    assert "different precisions (bf16: good/seed0; bf16+CL: good/seed1)" in notes
 
 
 @pytest.mark.parametrize(

@@ -146,14 +146,22 @@ def precision_conflicts(ds: xr.Dataset) -> list[str]:
     """A message when the runs trained at different precisions or CPU thread counts.
 
     A config's ``train.precision: auto`` is bf16 on one machine and fp32 on another, so
-    configs that agree can still have run differently. On a CPU the thread count
-    (``threads``, with ``device`` cpu) changes the float rounding of every step, as
+    configs that agree can still have run differently; runs in channels_last (``+CL``)
+    count as another precision, as their convolution kernels round otherwise. On a CPU
+    the thread count (``threads``, with ``device`` cpu) changes the float rounding of every step, as
     ``--launcher local --jobs N`` does by giving each run cores // N threads; a run
     resumed on another count (``threads_history``) is noted too. Files without these
     attrs say nothing.
     """
     notes = []
     precision = _runs_by(ds, "precision")
+    nhwc = set(_runs_by(ds, "channels_last").get("1", []))  # its kernels round otherwise
+    if nhwc:
+        labelled: dict[str, list[str]] = {}
+        for label, names in precision.items():
+            for run in names:
+                labelled.setdefault(label + "+CL" * (run in nhwc), []).append(run)
+        precision = labelled
     if len(precision) > 1:
         notes.append(
             f"the runs trained at different precisions ({_listed(precision)}): differences mix both"

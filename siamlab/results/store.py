@@ -23,6 +23,7 @@ RUN_ATTRS = {
     "status": "status",
     "config": "config",
     "precision": "precision",
+    "channels_last": "channels_last",
     "device": "device",
     "threads": "threads",
     "threads_history": "threads_history",
@@ -31,7 +32,9 @@ RUN_ATTRS = {
     "verdict_evidence": "final_verdict_evidence",
     "verdict_provisional": "final_verdict_provisional",
 }
-NUMERIC_RUN_ATTRS = frozenset({"verdict_onset_epoch", "verdict_provisional", "threads"})
+NUMERIC_RUN_ATTRS = frozenset(
+    {"verdict_onset_epoch", "verdict_provisional", "threads", "channels_last"}
+)
 
 
 def write_run(run_dir: str | Path, ds: xr.Dataset) -> Path:
