@@ -16,7 +16,7 @@ from siamlab.data.batched import (
     with_batched_views,
 )
 from siamlab.data.build import build_datasets
-from siamlab.data.colour import OPS
+from siamlab.data.colour import OPS, hsv_to_rgb, jitter, rgb_to_hsv
 from siamlab.data.config import AugmentConfig, DataConfig
 from siamlab.data.sources import ArraySource, FolderSource
 from siamlab.errors import DataError
@@ -176,3 +176,60 @@ def test_crop_resize_is_torchvisions_roi_align_with_or_without_deterministic_mod
         assert torch.equal(crop_resize(x, rois, 8), want)
     finally:
         torch.use_deterministic_algorithms(saved)
+
+
+def _table_hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """The reference: torchvision's six-sector table, (n, 3, 6, S, S), then one gather."""
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    sector = i.to(torch.int64) % 6
+    p = (v * (1.0 - s)).clamp(0, 1)
+    q = (v * (1.0 - s * f)).clamp(0, 1)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0, 1)
+    rows = ([v, q, p, p, t, v], [t, v, v, q, p, p], [p, p, t, v, v, q])
+    table = torch.stack([torch.stack(r, dim=1) for r in rows], dim=1)  # (n, 3, 6, S, S)
+    return table.gather(2, sector[:, None, None].expand(-1, 3, 1, -1, -1))[:, :, 0]
+
+
+def test_hsv_to_rgb_picks_the_same_values_as_the_six_sector_table():
+    g = torch.Generator().manual_seed(1)
+    hsv = torch.rand(5, 3, 9, 9, generator=g)
+    hsv[0, 0] = torch.linspace(0, 1 - 1e-7, 81).view(9, 9)  # every sector and its edges
+    hsv[1, 1] = 0.0  # no saturation: grey
+    hsv[2, 0] = (torch.arange(81) % 6).view(9, 9) / 6.0  # exactly on the sector borders
+    assert torch.equal(hsv_to_rgb(hsv), _table_hsv_to_rgb(hsv))
+    x = torch.rand(4, 3, 7, 7, generator=g)
+    assert torch.equal(hsv_to_rgb(rgb_to_hsv(x)), _table_hsv_to_rgb(rgb_to_hsv(x)))
+    torch.testing.assert_close(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-6, rtol=0)
+
+
+def test_jitter_applies_each_images_ops_in_its_own_order():
+    """The batched jitter against its definition, one image at a time: for image b with
+    u[b, 0] < p, each op with a non-zero strength, in the argsort order of u[b, 5:9]."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 3, 6, 6, generator=g)
+    u = torch.rand(40, 9, generator=g, dtype=torch.float64)
+    for strength in ((0.4, 0.4, 0.4, 0.1), (0.8, 0.0, 0.3, 0.0)):
+        lo = torch.tensor([max(0.0, 1 - s) for s in strength[:3]] + [-strength[3]], dtype=u.dtype)
+        hi = torch.tensor([1 + s for s in strength[:3]] + [strength[3]], dtype=u.dtype)
+        want = x.clone()
+        for b in range(40):
+            if u[b, 0] >= 0.8:
+                continue
+            for op in torch.argsort(u[b, 5:9]).tolist():
+                if strength[op] > 0:
+                    f = (lo[op] + (hi[op] - lo[op]) * u[b, 1 + op]).float().view(1, 1, 1, 1)
+                    want[b : b + 1] = OPS[op](want[b : b + 1], f)
+        assert torch.equal(jitter(x, u, strength, 0.8), want)
+
+
+def test_both_views_in_one_call_equal_one_call_per_view():
+    views = _views(size=8)
+    views.epoch = 3
+    ks = [7, 0, 23, 5, 5, 11]
+    v1, v2, _, i = views.batch(ks)
+    images = views.images[i]
+    for view, got in ((0, v1), (1, v2)):
+        alone = views.augment(images, views.uniforms(i.numpy(), np.zeros(6, np.int64), view))
+        assert torch.equal(got, alone)

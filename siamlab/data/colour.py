@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as torchvision's rgb_to_grayscale
@@ -40,8 +41,8 @@ def _saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return _blend(x, grey(x), f)
 
 
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """RGB (n, 3, S, S) in [0, 1] -> HSV (n, 3, S, S), H in [0, 1) (torchvision's formulas)."""
+def _hsv_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RGB (n, 3, S, S) in [0, 1] -> H, S, V planes (n, S, S) each (torchvision's formulas)."""
     r, g, b = x.unbind(1)  # (n, S, S) each
     maxc, minc = x.amax(1), x.amin(1)
     flat = maxc == minc
@@ -54,34 +55,47 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
     hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
     h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack([h, s, maxc], dim=1)
+    return h, s, maxc
 
 
-def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    """HSV (n, 3, S, S) -> RGB (n, 3, S, S) (torchvision's formulas)."""
-    h, s, v = x.unbind(1)  # (n, S, S) each
+def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> HSV (n, 3, S, S), H in [0, 1) (torchvision's formulas)."""
+    return torch.stack(_hsv_planes(x), dim=1)
+
+
+# Which of (v, q, p, t) each RGB channel takes in each of the six hue sectors (rows):
+# torchvision's table, R = (v, q, p, p, t, v), G = (t, v, v, q, p, p), B = (p, p, t, v, v, q).
+_SECTOR_SOURCES = ((0, 3, 2), (1, 0, 2), (2, 0, 3), (2, 1, 0), (3, 2, 0), (0, 2, 1))
+
+
+def _rgb_planes(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """H, S, V planes (n, S, S) -> RGB (n, 3, S, S) (torchvision's formulas).
+
+    Each output value is one of v, q, p, t, picked per pixel by its hue sector: one gather
+    from the four, stacked last (n, S, S, 4), instead of torchvision's (n, 3, 6, S, S)
+    table; the same values.
+    """
     i = torch.floor(h * 6.0)
     f = h * 6.0 - i
     sector = i.to(torch.int64) % 6  # (n, S, S)
     p = (v * (1.0 - s)).clamp(0, 1)
     q = (v * (1.0 - s * f)).clamp(0, 1)
     t = (v * (1.0 - s * (1.0 - f))).clamp(0, 1)
-    table = torch.stack(
-        [
-            torch.stack([v, q, p, p, t, v], dim=1),
-            torch.stack([t, v, v, q, p, p], dim=1),
-            torch.stack([p, p, t, v, v, q], dim=1),
-        ],
-        dim=1,
-    )  # (n, 3, 6, S, S): each channel's value in each of the six hue sectors
-    index = sector[:, None, None].expand(-1, 3, 1, -1, -1)  # (n, 3, 1, S, S)
-    return table.gather(2, index)[:, :, 0]
+    sources = torch.tensor(_SECTOR_SOURCES, device=h.device)  # (6, 3)
+    index = sources.index_select(0, sector.view(-1)).view(*sector.shape, 3)  # (n, S, S, 3)
+    rgb = torch.stack([v, q, p, t], dim=-1).gather(-1, index)  # (n, S, S, 3)
+    return rgb.permute(0, 3, 1, 2)  # (n, 3, S, S), channels-last strides
+
+
+def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """HSV (n, 3, S, S) -> RGB (n, 3, S, S) (torchvision's formulas)."""
+    return _rgb_planes(*x.unbind(1))
 
 
 def _hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    hsv = rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, :1] + shift, 1.0)  # shift: (n, 1, 1, 1)
-    return hsv_to_rgb(torch.cat([h, hsv[:, 1:]], dim=1))
+    h, s, v = _hsv_planes(x)
+    h = torch.remainder(h + shift.view(-1, 1, 1), 1.0)  # shift: (n, 1, 1, 1)
+    return _rgb_planes(h, s, v)
 
 
 OPS: tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ...] = (
@@ -103,6 +117,10 @@ def jitter(
 ) -> torch.Tensor:
     """Apply ColorJitter with probability ``p`` per image.
 
+    Which images each op touches in each of the four slots is decided on the host (numpy:
+    a few microseconds each, where torch ops on tiny tensors cost several times that); the
+    images are gathered, changed and written back by index on their device.
+
     Args:
         x: images (B, 3, S, S) in [0, 1], on any device.
         u: host uniforms (B, 9): apply, the four factors, four keys whose argsort is the
@@ -114,17 +132,19 @@ def jitter(
         The jittered images (B, 3, S, S) (a new tensor).
     """
     x = x.clone()
-    on = u[:, 0] < p  # (B,)
+    on = (u[:, 0] < p).numpy()  # (B,)
     lo = torch.tensor([max(0.0, 1 - s) for s in strength[:3]] + [-strength[3]], dtype=u.dtype)
     hi = torch.tensor([1 + s for s in strength[:3]] + [strength[3]], dtype=u.dtype)
-    factors = (lo + (hi - lo) * u[:, 1:5]).to(x.dtype)  # (B, 4)
-    order = torch.argsort(u[:, 5:9], dim=1)  # (B, 4): op index per slot
+    factors = (lo + (hi - lo) * u[:, 1:5]).to(x.dtype).numpy()  # (B, 4)
+    order = torch.argsort(u[:, 5:9], dim=1).numpy()  # (B, 4): op index per slot
     active = [s > 0 for s in strength]  # torchvision skips an op of strength 0
     for slot in range(4):
         for op, fn in enumerate(OPS):
-            chosen = on & (order[:, slot] == op)  # (B,) on the host
-            rows = rows_of(chosen, x.device) if active[op] else None
-            if rows is not None:
-                f = factors[chosen, op].to(x.device).view(-1, 1, 1, 1)  # (n, 1, 1, 1)
-                x[rows] = fn(x[rows], f)
+            if not active[op]:
+                continue
+            chosen = np.flatnonzero(on & (order[:, slot] == op))  # (n,) on the host
+            if chosen.size:
+                f = torch.from_numpy(factors[chosen, op]).view(-1, 1, 1, 1).to(x.device)
+                rows = torch.from_numpy(chosen).to(x.device)  # (n,)
+                x.index_copy_(0, rows, fn(x.index_select(0, rows), f))
     return x
