@@ -192,3 +192,31 @@ def test_the_ab_scripts_run_their_arms_side_by_side(script, says):
     assert done.returncode == 0, done.stderr
     for text in says:
         assert text in done.stdout, done.stdout
+
+
+def test_the_views_benchmark_times_both_commits_and_compares_their_bits():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("needs a git checkout (the base commit's worktree)")
+    sets = [a for s in TINY for a in ("--set", s)]
+    cmd = [sys.executable, str(root / "benchmarks" / "batched_views.py"), "--base", "HEAD"]
+    cmd += ["--rounds", "1", "--batches", "1", *sets]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    for text in ("base:", "here:", "speed-up here over base", "the same views bit for bit:"):
+        assert text in done.stdout, done.stdout
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "siamlab/data"], capture_output=True, text=True, cwd=root
+    ).stdout
+    if not dirty:  # the views' code is HEAD's: the same bits
+        assert "the same views bit for bit: yes" in done.stdout, done.stdout
+    assert (
+        "siamlab-views-"
+        not in subprocess.run(
+            ["git", "worktree", "list"], capture_output=True, text=True, cwd=root
+        ).stdout
+    )  # the base's worktree is removed again
