@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,8 @@ def main() -> None:
         return
     if not args.base:
         parser.error("--base COMMIT is needed (the checkout is timed against it)")
+    if args.rounds < 1 or args.batches < 1:
+        parser.error("--rounds and --batches need to be at least 1")
     from siamlab.bench.measure import paired_ratio
 
     with tempfile.TemporaryDirectory(prefix="siamlab-views-") as tmp:
@@ -108,7 +111,7 @@ def main() -> None:
     ratio = paired_ratio(ms["base"], ms["here"])  # base time / our time: > 1 is faster here
     print(f"profile {args.profile}: batch {got['batch']}, {got['size']} px views, both views")
     for arm in ("base", "here"):
-        median = sorted(ms[arm])[len(ms[arm]) // 2]
+        median = statistics.median(ms[arm])
         print(f"  {arm:4s}: {median:7.2f} ms per batch (median of {args.rounds} rounds)")
     print(
         f"  speed-up here over base: {ratio.median:.2f}x "
