@@ -124,7 +124,10 @@ def _report(reports: "list[StudyReport]") -> None:
             parts.append("bf16 = autocast of the training forward, CL = channels_last")
         if not exact:  # channels_last off too where a config set it (auto follows fp32)
             cl = " --set train.channels_last=false" * ("fp32+CL" in ran)
-            parts.append(f"the exact path: --set train.precision=fp32{cl}")
+            # into another folder: these runs' results would refuse the changed config
+            parts.append(
+                f"the exact path: --set train.precision=fp32{cl} --set output.root=NEW_FOLDER"
+            )
         console.print("; ".join(parts), highlight=False)
     for r in reports:
         if r.error:
@@ -168,6 +171,9 @@ def run(
 ) -> None:
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
+    Re-running over results of another config (a changed --set or study file) is
+    refused before anything trains, naming each run and key (exit status 2).
+
     A run that train.stop_on_collapse stopped (stopped_collapsed) is skipped like a
     finished one unless --resume-stopped.
 
@@ -182,7 +188,7 @@ def run(
         reports = _launch(runs, launcher, launcher_config, jobs, dry_run, progress, resume_stopped)
     except SiamlabError as exc:  # e.g. a bad cluster file, submitit missing
         raise fail(exc) from None
-    if reports is None:
+    if not reports:  # submitted to Slurm, or nothing left to run (said above)
         return
     if int(os.environ.get("RANK", "0")) == 0:
         _report(reports)

@@ -13,6 +13,7 @@ from siamlab.config.study import RunSpec
 from siamlab.errors import ConfigError
 from siamlab.results.runlock import lock_holder
 from siamlab.results.runstate import write_state
+from siamlab.study.changed_config import refuse_changed_runs
 from siamlab.study.execute import ended_as
 
 
@@ -38,7 +39,11 @@ def pending_runs(
     """The runs to submit: not done, and not held by a live process (both said).
 
     Done: finished, or stopped on collapse unless ``resume_stopped``.
+
+    Raises:
+        ConfigError: a run has results of another config (nothing is submitted).
     """
+    refuse_changed_runs(runs)
     out = []
     for spec in runs:
         name = f"{spec.variant}/seed{spec.seed}"

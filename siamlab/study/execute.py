@@ -23,8 +23,9 @@ from siamlab.results.runstate import STOPPED_COLLAPSED, write_state
 from siamlab.results.store import open_run
 from siamlab.results.verdicts import verdict_from_attrs
 from siamlab.run.train_run import RunOutcome, train_run
+from siamlab.study.changed_config import refuse_changed_runs
 from siamlab.train.loop import Preempted
-from siamlab.train.speed import precision_label
+from siamlab.train.speed import recorded_precision
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ def with_verdict(report: StudyReport, spec: RunSpec) -> StudyReport:
         attrs = open_run(spec.directory()).attrs
     except ResultsError:
         return report
-    ran = str(attrs.get("precision", ""))
-    precision = precision_label(ran, bool(attrs.get("channels_last", 0) == 1)) if ran else ""
+    precision = recorded_precision(attrs)
     threads = attrs.get("threads", 0) if attrs.get("device") == "cpu" else 0
     report = dataclasses.replace(report, precision=precision, threads=int(threads))
     found = verdict_from_attrs(attrs)
@@ -175,8 +175,11 @@ def run_study(
     checkpoint and train to their last epoch.
 
     Raises:
+        ConfigError: a run has results of another config (nothing is trained; see
+            :mod:`siamlab.study.changed_config`).
         ResultsError: the study folder cannot be created or written.
     """
+    refuse_changed_runs(runs)
     reports: list[StudyReport] = []
     flag = StopFlag()
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 holds the locks

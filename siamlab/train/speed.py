@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, cast
 
 import torch
@@ -73,6 +73,12 @@ def speed_label(cfg: TrainConfig) -> str:
 def precision_label(precision: str, channels_last: bool) -> str:
     """What a run's training forward ran as, e.g. ``bf16+CL`` (its ``metrics.nc`` attrs)."""
     return precision + "+CL" * channels_last
+
+
+def recorded_precision(attrs: Mapping[Hashable, Any]) -> str:
+    """:func:`precision_label` of a run's ``metrics.nc`` attrs; "" when they do not say."""
+    ran = str(attrs.get("precision", ""))
+    return precision_label(ran, bool(attrs.get("channels_last") == 1)) if ran else ""
 
 
 @contextlib.contextmanager
