@@ -118,7 +118,10 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor
     """Separable Gaussian blur of (n, 3, S, S) with per-sample ``sigma`` (n,), reflect padding.
 
     On a GPU the convolutions run in float64: cuDNN may round float32 ones to TF32 (a
-    10-bit mantissa), and the views should match the host's up to float32 rounding.
+    10-bit mantissa), and the views should match the host's up to float32 rounding. They
+    run outside autocast: the eta cache pass makes its views under the training forward's
+    bf16 autocast, which would round a CPU's float32 convolutions to bf16 (and its targets
+    would then be of other views than training's; tests/test_eta.py).
     """
     n, c, hgt, wid = x.shape
     dtype = x.dtype if x.device.type == "cpu" else torch.float64
@@ -126,8 +129,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor
     kern = torch.exp(-0.5 * (grid[None, :] / sigma[:, None].to(dtype)) ** 2)  # (n, k)
     kern = (kern / kern.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, k)
     y = F.pad(x.to(dtype).reshape(1, n * c, hgt, wid), (k // 2,) * 4, mode="reflect")
-    y = F.conv2d(y, kern[:, None, :, None], groups=n * c)  # vertical
-    y = F.conv2d(y, kern[:, None, None, :], groups=n * c)  # horizontal
+    with torch.autocast(x.device.type, enabled=False):
+        y = F.conv2d(y, kern[:, None, :, None], groups=n * c)  # vertical
+        y = F.conv2d(y, kern[:, None, None, :], groups=n * c)  # horizontal
     return y.reshape(n, c, hgt, wid).to(x.dtype)
 
 
