@@ -266,9 +266,13 @@ def test_cli_compare(study_dir, tmp_path):
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
-@pytest.mark.parametrize(("width", "tables"), [(60, 2), (80, 2), (120, 2), (200, 1)])
+@pytest.mark.parametrize(("width", "tables"), [(60, 2), (80, 2), (120, 1), (200, 1)])
 def test_cli_compare_verdicts_fit_the_terminal(study_dir, tmp_path, monkeypatch, width, tables):
-    """Verdict, onset and agrees beside the metrics, or in a 2nd table when they do not fit."""
+    """Verdict, onset and agrees beside the metrics, or in a 2nd table when they do not fit.
+
+    At 120 the paper's notes go below (they would get too few characters beside), and
+    then the verdicts fit beside the numbers.
+    """
     from siamlab.cli.app import console
 
     monkeypatch.setattr(console, "width", width)
@@ -283,6 +287,7 @@ def test_cli_compare_verdicts_fit_the_terminal(study_dir, tmp_path, monkeypatch,
     assert max(len(line) for line in lines) <= width
     assert sum(bool(re.match(r"^ variant ", ln)) for ln in lines) == tables
     assert any(re.search(r"^ bad .*collapsed\?\s+ep 2\s+yes\?", ln) for ln in lines)
+    assert ("paper, bad: " in res.stdout) == (width < 200)  # below, or beside at 200
     assert any(
         re.search(r"^ good .*healthy( 2/3,)?( unstable 1/3)?\s+ep 1\s+2/3", ln) for ln in lines
     )

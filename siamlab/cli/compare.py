@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from siamlab.cli.app import app, console, err, fail
-from siamlab.cli.tables import fitted_table, least_width
+from siamlab.cli.tables import GAP, fitted_table, least_width
 from siamlab.errors import SiamlabError
 
 if TYPE_CHECKING:  # xarray: loaded when the command runs
@@ -54,6 +54,7 @@ NARROW = {"std z/‖z‖·√d": "std·√d", "kNN top-1 (%)": "kNN %", "seeds":
 
 
 VERDICT_COLUMNS = ("verdict", "onset", "agrees")
+PAPER_ROOM = 30  # the paper's notes beside the table only with this many characters
 _INTERVAL = re.compile(r"\[([^\]\s]+), ([^\]\s]+)\]")
 
 
@@ -105,8 +106,15 @@ def _plain(markup: list[list[str]]) -> list[list[str]]:
     return [[Text.from_markup(c).plain for c in row] for row in markup]
 
 
+def _paper_room(columns: list[str], rows: list[list[str]], width: int) -> int:
+    """The characters the paper's notes (the last column) get beside the others at full width."""
+    i = columns.index("paper")
+    full = [max(len(c) for c in (head, *(r[k] for r in rows))) for k, head in enumerate(columns)]
+    return width - sum(full[:i]) - GAP * (i + 1)
+
+
 def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
-    """The rich table(s); in a terminal narrower than 120 the paper's notes go below.
+    """The rich table(s); the paper's notes go below where they would wrap under 30 characters.
 
     Names, statuses, verdicts and numbers are never cut inside a word
     (:func:`~siamlab.cli.tables.fitted_table`); an interval stays on one line
@@ -117,9 +125,10 @@ def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
     """
     columns, rows = table.columns(), table.text_rows()
     below = []
-    if "paper" in columns and width < 120:
-        i = columns.index("paper")
-        below = [f"{r[columns.index('variant')]}: {r[i]}" for r in rows if r[i]]
+    notes = [r[columns.index("paper")] for r in rows] if "paper" in columns else []
+    if notes and _paper_room(columns, rows, width) < min(PAPER_ROOM, max(map(len, notes))):
+        i, v = columns.index("paper"), columns.index("variant")
+        below = list(dict.fromkeys(f"{r[v]}: {r[i]}" for r in rows if r[i]))  # once each
         columns, rows = columns[:i], [r[:i] for r in rows]
     headers = [NARROW.get(c, c) if width < 100 else c for c in columns]
     numeric = set(columns[columns.index("status") + 1 :]) - {*VERDICT_COLUMNS, "paper"}
