@@ -37,6 +37,7 @@ SIMSIAM_AS_ETA = {  # eta settings that are SimSiam exactly (Sec. 5.2)
 
 PRECISIONS = {  # the blur's convolutions must keep fp32 under the cache pass's autocast
     "fp32": ["train.precision=fp32"],
+    "fp32_cl": ["train.precision=fp32", "train.channels_last=true"],  # the AVX2 default
     "bf16": ["train.precision=bf16"],
     "bf16_blur": ["train.precision=bf16", "data.augment.blur_p=0.5"],
 }

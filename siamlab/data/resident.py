@@ -27,6 +27,7 @@ from torch.utils.data import Sampler
 from siamlab.data.batched import BatchedTwoViewDataset
 from siamlab.data.config import DataConfig
 from siamlab.data.loader import train_loader
+from siamlab.data.view_memo import Batch, ViewMemo
 from siamlab.data.views import TwoViewDataset
 from siamlab.errors import DataError
 from siamlab.train.device import usable_cores
@@ -34,7 +35,6 @@ from siamlab.train.device import usable_cores
 if TYPE_CHECKING:
     from siamlab.data.build import DataBundle
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, labels, indices
 AUTO_MEMORY_SHARE = 0.25  # auto: the images may take at most this share of the free memory
 
 
@@ -47,14 +47,22 @@ class ResidentBatches:
     Args:
         views: resident batched views (:meth:`BatchedTwoViewDataset.on_device`).
         batches: a batch sampler of flat indices (an EpochSampler or PairBatches).
+        memo: batches the eta cache pass made already, taken instead of made again.
     """
 
-    def __init__(self, views: BatchedTwoViewDataset, batches: Sampler[list[int]]) -> None:
-        self.views, self.batches = views, batches
+    def __init__(
+        self,
+        views: BatchedTwoViewDataset,
+        batches: Sampler[list[int]],
+        memo: ViewMemo | None = None,
+    ) -> None:
+        self.views, self.batches, self.memo = views, batches, memo
 
     def __iter__(self) -> Iterator[Batch]:
         for ks in self.batches:
-            yield self.views.batch(ks)  # views (B, 3, S, S) on the device; labels, indices
+            made = None if self.memo is None else self.memo.take(self.views.epoch, ks)
+            # views (B, 3, S, S) on the device; labels, indices (B,)
+            yield self.views.batch(ks) if made is None else made
 
     def __len__(self) -> int:
         return len(self.batches) if isinstance(self.batches, Sized) else 0
@@ -100,9 +108,17 @@ def with_resident_views(data: DataBundle, cfg: DataConfig, device: torch.device)
 
 
 def training_batches(
-    cfg: DataConfig, views: TwoViewDataset, batches: Sampler[list[int]], device: torch.device
+    cfg: DataConfig,
+    views: TwoViewDataset,
+    batches: Sampler[list[int]],
+    device: torch.device,
+    memo: ViewMemo | None = None,
 ) -> Iterable[Batch]:
-    """What the training loop iterates each epoch: resident batches, or the DataLoader."""
+    """What the training loop iterates each epoch: resident batches, or the DataLoader.
+
+    ``memo``: the eta cache pass's batches, which resident batches take (the loader
+    path makes its views in workers and has none).
+    """
     if isinstance(views, BatchedTwoViewDataset) and views.resident:
-        return ResidentBatches(views, batches)
+        return ResidentBatches(views, batches, memo)
     return train_loader(cfg, views, batches, device)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from siamlab.data.batched import BatchedTwoViewDataset
 from siamlab.data.plan import BatchPlan
+from siamlab.data.view_memo import ViewMemo
 from siamlab.data.views import TwoViewDataset
 from siamlab.eta.cached import CachedTargets, ViewLoader
 from siamlab.eta.config import CachedEtaConfig, EtaConfig, MovingAverageEtaConfig
@@ -21,11 +22,14 @@ from siamlab.preemption import leave_signals_to_the_main_process
 from siamlab.train.distributed import DistInfo
 
 
-def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
+def view_loader(
+    dataset: TwoViewDataset, num_workers: int, memo: ViewMemo | None = None
+) -> ViewLoader:
     """A function loading the views of given batches of an epoch (same keys as training).
 
     Resident views (``data.device_resident``) make the batches on the device, as in
-    training; otherwise a DataLoader with ``num_workers`` loads them.
+    training, and put them in ``memo`` for the training steps to take; otherwise a
+    DataLoader with ``num_workers`` loads them.
     """
 
     def load(epoch: int, batches: list[list[int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -33,8 +37,10 @@ def view_loader(dataset: TwoViewDataset, num_workers: int) -> ViewLoader:
         views.set_epoch(epoch)
         if isinstance(views, BatchedTwoViewDataset) and views.resident:
             for ks in batches:
-                x1, x2, _, _ = views.batch(ks)  # (B, 3, S, S) each, on the device
-                yield x1, x2
+                batch = views.batch(ks)  # views (B, 3, S, S) each, on the device
+                if memo is not None:
+                    memo.put(epoch, ks, batch)
+                yield batch[0], batch[1]
             return
         for x1, x2, _, _ in DataLoader(
             views,
@@ -58,16 +64,19 @@ def create_targets(
     device: torch.device,
     num_workers: int = 0,
     dist: DistInfo | None = None,
+    memo: ViewMemo | None = None,
 ) -> TargetProvider | None:
     """The provider for ``cfg.mode`` (None for ``off``: SimSiam's own targets).
 
     Under torchrun, ``plan`` holds this rank's shares of the batches; a memmap table is
     one file per node (``node<k>/``), created and written by the node's local rank 0.
+    ``memo``: where the k-step cache pass leaves its resident batches for training.
     """
     dist = dist or DistInfo()
     if isinstance(cfg, CachedEtaConfig):
         k = plan.steps_per_epoch if cfg.k == "epoch" else cfg.k
-        return CachedTargets(model, plan, view_loader(dataset, num_workers), k, total_steps, device)
+        load = view_loader(dataset, num_workers, memo)
+        return CachedTargets(model, plan, load, k, total_steps, device)
     if isinstance(cfg, MovingAverageEtaConfig):
         folder = Path(cfg.path) if cfg.path else run_dir / "eta"
         if dist.world_size > 1:

@@ -172,6 +172,7 @@ def build_run(
         device,
         cfg.data.num_workers,
         dist,
+        training.memo,
     )
     recorder = Recorder()
     results = ResultsFile(spec, directory, recorder, dist, resolved.train, device)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from siamlab.config.schema import RunConfig
-from siamlab.data.batched import with_batched_views
+from siamlab.data.batched import BatchedTwoViewDataset, with_batched_views
 from siamlab.data.build import DataBundle, build_datasets
 from siamlab.data.resident import training_batches, with_resident_views
+from siamlab.data.view_memo import ViewMemo
 from siamlab.data.views import EpochSampler, PairBatches
 from siamlab.train.distributed import DistInfo
 from siamlab.train.loop import Batch
@@ -29,12 +30,15 @@ class TrainingData:
         pairs: augmented pairs per image (2 for ``objective.symmetry=asymmetric_2x``).
         loader: yields ``(view1 (B, 3, S, S), view2, labels (B,), indices (B,))``: the
             DataLoader, or batches made on the training device (``data.device_resident``).
+        memo: with resident views and the k-step eta, where its cache pass leaves the
+            batches the loader takes (:mod:`siamlab.data.view_memo`); else None.
     """
 
     data: DataBundle
     sampler: EpochSampler
     pairs: int
     loader: Iterable[Batch]
+    memo: ViewMemo | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -63,5 +67,7 @@ def build_training_data(
     n_images, batch = len(data.train_eval), cfg.train.batch_size
     sampler = EpochSampler(n_images, batch, seed, rank=dist.rank, world_size=dist.world_size)
     batches = PairBatches(sampler, pairs) if pairs > 1 else sampler
-    loader = training_batches(cfg.data, data.train_views, batches, device)
-    return TrainingData(data, sampler, pairs, loader)
+    resident = isinstance(data.train_views, BatchedTwoViewDataset) and data.train_views.resident
+    memo = ViewMemo() if resident and cfg.objective.eta.mode == "cached" else None
+    loader = training_batches(cfg.data, data.train_views, batches, device, memo)
+    return TrainingData(data, sampler, pairs, loader, memo)
