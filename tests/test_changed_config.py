@@ -85,6 +85,17 @@ def test_a_precision_that_resolves_to_what_ran_is_the_same_run(finished):
     same = [f"train.precision={attrs['precision']}", f"train.channels_last={layout}"]
     runs = tiny_runs(finished, variants={"a": {}}, sets=[*TWO_STEPS, *same])
     assert config_changes(runs[0]) == []
+    ran = attrs["precision"] + "+CL" * (layout == "true")
+    # where another machine trains (a Slurm node), what resolves here decides nothing
+    assert config_changes(runs[0], trains_here=False) == [
+        f"train.channels_last: 'auto' -> {layout == 'true'!r}",
+        f"train.precision: 'auto' -> {attrs['precision']!r}",
+        f"(it trained as {ran})",
+    ]
     other = "fp32" if attrs["precision"] == "bf16" else "bf16"
+    as_other = "bf16+CL" if other == "bf16" else "fp32"  # an explicit fp32: channels_last off
     runs = tiny_runs(finished, variants={"a": {}}, sets=[*TWO_STEPS, f"train.precision={other}"])
-    assert config_changes(runs[0]) == [f"train.precision: 'auto' -> {other!r}"]
+    assert config_changes(runs[0]) == [
+        f"train.precision: 'auto' -> {other!r}",
+        f"(it trained as {ran}, the asked config trains as {as_other} here)",
+    ]

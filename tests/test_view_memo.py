@@ -43,6 +43,9 @@ def test_the_memo_keeps_what_fits_gives_each_batch_once_and_empties_on_a_miss():
     assert len(memo) == 0 and memo.held_bytes == 0
     memo.put(1, [5], _batch())
     assert memo.take(0, [5]) is None  # keyed by epoch too
+    memo.put(2, [1], _batch())
+    memo.put(2, [1], _batch())  # made again (a refresh after a resume): held once
+    assert len(memo) == 1 and memo.held_bytes == size
 
 
 def test_training_takes_the_cache_passs_batches_bit_for_bit():
@@ -68,10 +71,18 @@ def test_training_takes_the_cache_passs_batches_bit_for_bit():
 K_STEPS = ["objective.eta.mode=cached", "data.device_resident=true"]
 
 
-@pytest.mark.parametrize("k", ["3", "epoch"])
-def test_a_k_step_run_is_the_same_with_and_without_the_memo(tmp_path, monkeypatch, k):
+@pytest.mark.parametrize(
+    ("k", "more"),
+    [
+        ("3", []),
+        ("epoch", []),
+        # the cache pass makes its views under the training forward's autocast
+        ("3", ["train.precision=bf16", "data.augment.blur_p=0.5"]),
+    ],
+)
+def test_a_k_step_run_is_the_same_with_and_without_the_memo(tmp_path, monkeypatch, k, more):
     """Every recorded value and weight the same when training makes every batch itself."""
-    sets = [*K_STEPS, f"objective.eta.k={k}", "train.epochs=3"]
+    sets = [*K_STEPS, f"objective.eta.k={k}", "train.epochs=3", *more]
     hits = []
     take = ViewMemo.take
     monkeypatch.setattr(ViewMemo, "take", lambda self, *a: hits.append(take(self, *a)) or hits[-1])

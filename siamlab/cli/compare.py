@@ -2,6 +2,7 @@
 
 import re
 import textwrap
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -106,11 +107,16 @@ def _plain(markup: list[list[str]]) -> list[list[str]]:
     return [[Text.from_markup(c).plain for c in row] for row in markup]
 
 
-def _paper_room(columns: list[str], rows: list[list[str]], width: int) -> int:
-    """The characters the paper's notes (the last column) get beside the others at full width."""
-    i = columns.index("paper")
-    full = [max(len(c) for c in (head, *(r[k] for r in rows))) for k, head in enumerate(columns)]
-    return width - sum(full[:i]) - GAP * (i + 1)
+def _paper_room(
+    columns: list[str], rows: list[list[str]], width: int, elsewhere: Collection[str] = ()
+) -> int:
+    """The characters the paper's notes get beside the other columns at full width.
+
+    ``elsewhere``: columns printed in a table of their own (the differences vs ``--vs``).
+    """
+    beside = [k for k, c in enumerate(columns) if c != "paper" and c not in elsewhere]
+    full = [max(len(c) for c in (columns[k], *(r[k] for r in rows))) for k in beside]
+    return width - sum(full) - GAP * (len(beside) + 1)
 
 
 def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
@@ -126,7 +132,8 @@ def _rich(table: "CompareTable", width: int) -> tuple[list[Table], list[str]]:
     columns, rows = table.columns(), table.text_rows()
     below = []
     notes = [r[columns.index("paper")] for r in rows] if "paper" in columns else []
-    if notes and _paper_room(columns, rows, width) < min(PAPER_ROOM, max(map(len, notes))):
+    room = _paper_room(columns, rows, width, table.difference_columns()) if notes else 0
+    if notes and room < min(PAPER_ROOM, max(map(len, notes))):
         i, v = columns.index("paper"), columns.index("variant")
         below = list(dict.fromkeys(f"{r[v]}: {r[i]}" for r in rows if r[i]))  # once each
         columns, rows = columns[:i], [r[:i] for r in rows]

@@ -19,6 +19,11 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # views, 
 BUDGET_BYTES = 512 * 2**20  # at most this much of kept views (quick: 0.8 MB per batch)
 
 
+def _size(batch: Batch) -> int:
+    """The bytes of a batch's tensors."""
+    return sum(t.numel() * t.element_size() for t in batch)
+
+
 class ViewMemo:
     """Batches keyed by (epoch, flat indices), kept within ``budget_bytes``.
 
@@ -35,9 +40,11 @@ class ViewMemo:
 
     def put(self, epoch: int, ks: list[int], batch: Batch) -> None:
         """Keep ``batch``, the views of ``ks`` in ``epoch``, if it fits the budget."""
-        size = sum(t.numel() * t.element_size() for t in batch)
+        key, size = (epoch, tuple(ks)), _size(batch)
+        if key in self._batches:  # made again (a refresh after a resume): one copy kept
+            self.held_bytes -= _size(self._batches.pop(key))
         if self.held_bytes + size <= self.budget_bytes:
-            self._batches[(epoch, tuple(ks))] = batch
+            self._batches[key] = batch
             self.held_bytes += size
 
     def take(self, epoch: int, ks: list[int]) -> Batch | None:
@@ -47,5 +54,5 @@ class ViewMemo:
             self._batches.clear()
             self.held_bytes = 0
         else:
-            self.held_bytes -= sum(t.numel() * t.element_size() for t in batch)
+            self.held_bytes -= _size(batch)
         return batch

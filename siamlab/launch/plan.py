@@ -34,16 +34,21 @@ def import_submitit() -> ModuleType:
 
 
 def pending_runs(
-    runs: list[RunSpec], log: Callable[[str], None], resume_stopped: bool = False
+    runs: list[RunSpec],
+    log: Callable[[str], None],
+    resume_stopped: bool = False,
+    trains_here: bool = True,
 ) -> list[RunSpec]:
     """The runs to submit: not done, and not held by a live process (both said).
 
-    Done: finished, or stopped on collapse unless ``resume_stopped``.
+    Done: finished, or stopped on collapse unless ``resume_stopped``. ``trains_here``:
+    the jobs run on this machine (``--launcher local``; not so for Slurm), which
+    decides what a ``precision`` of ``auto`` means for the config check.
 
     Raises:
         ConfigError: a run has results of another config (nothing is submitted).
     """
-    refuse_changed_runs(runs)
+    refuse_changed_runs(runs, trains_here)
     out = []
     for spec in runs:
         name = f"{spec.variant}/seed{spec.seed}"

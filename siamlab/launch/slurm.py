@@ -59,7 +59,7 @@ def submit_slurm(
     Raises:
         ConfigError: submitit is not installed (not needed for a dry run).
     """
-    pending = pending_runs(runs, log, resume_stopped)
+    pending = pending_runs(runs, log, resume_stopped, trains_here=False)  # on the nodes
     logs = runs[0].directory().parent.parent / ".submitit"
     parameters: dict[str, object] = {
         "job_name": f"siamlab-{runs[0].study}",

@@ -5,13 +5,18 @@ an edited study file) over an existing results folder would otherwise keep the o
 finished runs as if they answered the new question: ``--set train.precision=fp32``
 over ``auto`` runs would report the fast path's numbers as the exact path's. A resume
 under another config is refused by its checkpoint (:func:`siamlab.run.checkpointer.
-read_checkpoint`); this check asks the same of every run that has results, finished
-or not, before anything trains, so no study folder ends up mixing the two configs.
+read_checkpoint`), one run at a time as each comes up; this check compares the asked
+config with every run that has results, finished or not, before anything trains, so a
+changed ``--set`` or study file does not leave a folder of old and new runs.
 
 Keys that say where results go or when training stops (:data:`RESUMABLE`) may differ,
-and so may ``precision`` / ``channels_last`` when the new value resolves on this
-device to what the run ran (``auto`` here is ``fp32`` + channels_last on an AVX2 CPU).
-Keys that only one side has (a key added to siamlab after the run) are not compared.
+and so may ``precision`` / ``channels_last`` when the new value resolves on the machine
+that trains to what the run ran (``auto`` is ``fp32`` + channels_last on an AVX2 CPU).
+Where that machine is not this one (``--launcher slurm`` on a login node), a changed
+speed key stays a change. Keys that only one side has (a key added to siamlab after the
+run) are not compared. Not checked here: the same asked config resolving otherwise on
+another machine (``auto`` moved from a CPU to a GPU); the checkpoint's check compares
+resolved configs and refuses such a resume.
 """
 
 from typing import Any
@@ -49,8 +54,13 @@ def _runs_as(spec: RunSpec) -> str:
     return precision_label(resolved.precision, resolved.channels_last is True)
 
 
-def config_changes(spec: RunSpec) -> list[str]:
+def config_changes(spec: RunSpec, trains_here: bool = True) -> list[str]:
     """How ``spec``'s config differs from the one its existing results were trained under.
+
+    Args:
+        spec: the run as asked.
+        trains_here: this machine trains the run, so a speed key that resolves here to
+            what the run ran is no change (False: every changed speed key is one).
 
     Returns:
         ``key: recorded -> asked`` per differing key; [] when the run has no results.
@@ -65,19 +75,30 @@ def config_changes(spec: RunSpec) -> list[str]:
         for d in shared_diff(run_config(attrs.get("config")), asked)
         if not d.startswith(RESUMABLE)
     ]
+    speed = [d for d in diffs if d.startswith(SPEED_KEYS)]
+    if not speed:
+        return diffs
     ran = recorded_precision(attrs)  # "" in files older than the attr: kept as a change
-    if any(d.startswith(SPEED_KEYS) for d in diffs) and ran == _runs_as(spec):
-        diffs = [d for d in diffs if not d.startswith(SPEED_KEYS)]
+    asked_as = _runs_as(spec) if trains_here else ""
+    if ran and ran == asked_as:
+        return [d for d in diffs if d not in speed]
+    if ran:  # what ran beside what the asked value is, so the user can match it
+        here = f", the asked config trains as {asked_as} here" if asked_as else ""
+        diffs.append(f"(it trained as {ran}{here})")
     return diffs
 
 
-def refuse_changed_runs(runs: list[RunSpec]) -> None:
+def refuse_changed_runs(runs: list[RunSpec], trains_here: bool = True) -> None:
     """Raise, before anything trains, when any of ``runs`` has results of another config.
+
+    Args:
+        runs: the runs asked for.
+        trains_here: this machine trains them (see :func:`config_changes`).
 
     Raises:
         ConfigError: names each such run and its differing keys, and the ways out.
     """
-    changed = [(spec, diffs) for spec in runs if (diffs := config_changes(spec))]
+    changed = [(spec, diffs) for spec in runs if (diffs := config_changes(spec, trains_here))]
     if not changed:
         return
     lines = [
