@@ -31,15 +31,21 @@ def versions() -> dict[str, Any]:
     }
 
 
-def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted key paths whose values differ between two nested config dicts."""
-    keys = sorted(set(old) | set(new))
+def config_diff(
+    old: dict[str, Any], new: dict[str, Any], prefix: str = "", shared_only: bool = False
+) -> list[str]:
+    """Dotted key paths whose values differ between two nested config dicts.
+
+    ``shared_only``: compare only the keys both dicts have (a key one side lacks, e.g.
+    one added to siamlab since ``old`` was written, is no difference).
+    """
+    keys = sorted(set(old) & set(new) if shared_only else set(old) | set(new))
     diffs: list[str] = []
     for key in keys:
         path = f"{prefix}{key}"
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += config_diff(a, b, f"{path}.")
+            diffs += config_diff(a, b, f"{path}.", shared_only)
         elif a != b:
             diffs.append(f"{path}: {a!r} -> {b!r}")
     return diffs

@@ -6,8 +6,9 @@ import pytest
 
 from siamlab.errors import ConfigError
 from siamlab.launch.plan import pending_runs
+from siamlab.provenance import config_diff
 from siamlab.results.store import open_run
-from siamlab.study.changed_config import config_changes, shared_diff
+from siamlab.study.changed_config import config_changes
 from siamlab.study.execute import run_study
 from tests.conftest import tiny_runs
 
@@ -28,6 +29,10 @@ def finished(tmp_path_factory):
 
 def _digest(runs):
     return [hashlib.sha256((s.directory() / "metrics.nc").read_bytes()).hexdigest() for s in runs]
+
+
+def shared_diff(old, new):
+    return config_diff(old, new, shared_only=True)
 
 
 def test_shared_diff_compares_only_the_keys_both_configs_have():

@@ -19,12 +19,11 @@ another machine (``auto`` moved from a CPU to a GPU); the checkpoint's check com
 resolved configs and refuses such a resume.
 """
 
-from typing import Any
-
 import torch
 
 from siamlab.config.study import RunSpec
 from siamlab.errors import ConfigError, ResultsError
+from siamlab.provenance import config_diff
 from siamlab.results.runinfo import run_config
 from siamlab.results.store import open_run
 from siamlab.run.checkpointer import RESUMABLE
@@ -32,18 +31,6 @@ from siamlab.train.speed import precision_label, recorded_precision, resolve_spe
 
 SPEED_KEYS = ("train.precision:", "train.channels_last:")
 SHOWN = 8  # runs named in the error, the rest counted
-
-
-def shared_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys, present in both nested dicts, whose values differ (``key: old -> new``)."""
-    diffs: list[str] = []
-    for key in sorted(set(old) & set(new)):
-        a, b = old[key], new[key]
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += shared_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return diffs
 
 
 def _runs_as(spec: RunSpec) -> str:
@@ -72,7 +59,7 @@ def config_changes(spec: RunSpec, trains_here: bool = True) -> list[str]:
     asked = spec.config.model_dump(mode="json")
     diffs = [
         d
-        for d in shared_diff(run_config(attrs.get("config")), asked)
+        for d in config_diff(run_config(attrs.get("config")), asked, shared_only=True)
         if not d.startswith(RESUMABLE)
     ]
     speed = [d for d in diffs if d.startswith(SPEED_KEYS)]
