@@ -23,7 +23,9 @@ from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 # 4 steps of 64 per epoch; fp32: bf16's rounding depends on the shape of each rank's share
-SETS = [*TINY, "train.epochs=2", "data.train_limit=256", "train.precision=fp32"]
+# (the epochs are the study's: 2, and 3 for the memmap table)
+SETS = [*(s for s in TINY if not s.startswith("train.epochs=")), "data.train_limit=256"]
+SETS += ["train.precision=fp32"]
 WARNING_LINE = re.compile(r"\w*Warning\b|deprecated", re.IGNORECASE)
 
 
@@ -33,11 +35,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(tmp_path: Path, nproc: int, extra: list[str]) -> Path:
+# Three runs, trained by one 1-process and one 2-process launch of one study (each
+# launch pays the imports once): the SimSiam step, the moving-average eta table in memory,
+# and in a memmap file whose generation both ranks switch at every checkpoint.
+ETA_MA = {
+    "objective": {"eta": {"mode": "moving_average"}},
+    "model": {"predictor": {"kind": "none"}},
+}
+VARIANTS = {
+    "simsiam": {},
+    "eta_rows": ETA_MA,
+    "eta_memmap": {
+        "train": {"epochs": 3, "checkpoint_every_epochs": 1},
+        "objective": {"eta": {"mode": "moving_average", "storage": "memmap"}},
+        "model": {"predictor": {"kind": "none"}},
+    },
+}
+
+
+def _run(tmp_path: Path, nproc: int) -> Path:
+    """Train the study's runs on ``nproc`` processes; the study's results folder."""
     study = tmp_path / "tiny.yaml"
-    study.write_text(yaml.safe_dump({"name": "tiny", "variants": {"default": {}}}))
+    spec = {"name": "tiny", "base": {"train": {"epochs": 2}}, "variants": VARIANTS}
+    study.write_text(yaml.safe_dump(spec))
     root = tmp_path / f"out{nproc}"
-    args = [a for s in [*SETS, *extra, f"output.root={root}"] for a in ("--set", s)]
+    args = [a for s in [*SETS, f"output.root={root}"] for a in ("--set", s)]
     cli = ["-m", "siamlab", "run", str(study), "--no-progress", *args]
     if nproc == 1:
         cmd = [sys.executable, *cli]
@@ -60,7 +82,18 @@ def _run(tmp_path: Path, nproc: int, extra: list[str]) -> Path:
     assert done.returncode == 0, output[-6000:]
     warned = [line for line in output.splitlines() if WARNING_LINE.search(line)]
     assert not warned, f"{nproc}-process run printed warnings:\n" + "\n".join(warned[:10])
-    return root / "tiny" / "default" / "seed0"
+    return root / "tiny"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[int, Path]:
+    """The study's results folder, by process count."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    return {nproc: _run(tmp, nproc) for nproc in (1, 2)}
+
+
+def _runs(trained: dict[int, Path], variant: str) -> tuple[Path, Path]:
+    return trained[1] / variant / "seed0", trained[2] / variant / "seed0"
 
 
 def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-6) -> None:
@@ -68,8 +101,8 @@ def _close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-5, atol: float = 1e-6)
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(tmp_path):
-    one, two = _run(tmp_path, 1, []), _run(tmp_path, 2, [])
+def test_two_processes_equal_one(trained):
+    one, two = _runs(trained, "simsiam")
     a, b = open_run(one), open_run(two)
     assert b.attrs["world_size"] == 2 and b.attrs["status"] == "finished"
     # the all-reduce sums the gradients in another order; its rounding grows over the steps
@@ -88,9 +121,8 @@ def test_two_processes_equal_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_update_the_same_eta_rows(tmp_path):
-    extra = ["objective.eta.mode=moving_average", "model.predictor.kind=none"]
-    one, two = _run(tmp_path, 1, extra), _run(tmp_path, 2, extra)
+def test_two_processes_update_the_same_eta_rows(trained):
+    one, two = _runs(trained, "eta_rows")
     ta = load_checkpoint(one / "checkpoints")["targets"]["table"]
     tb = load_checkpoint(two / "checkpoints")["targets"]["table"]
     assert torch.equal(ta["visited"], tb["visited"])
@@ -100,18 +132,11 @@ def test_two_processes_update_the_same_eta_rows(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_a_memmap_table_across_generations(tmp_path):
+def test_two_processes_share_a_memmap_table_across_generations(trained):
     """Both ranks switch the table's generation at every checkpoint (after each epoch),
     so epoch 3 reads what rank 0 wrote in epoch 2: a rank left on the old slot map would
     read epoch 1's rows."""
-    extra = [
-        "train.epochs=3",
-        "objective.eta.mode=moving_average",
-        "model.predictor.kind=none",
-        "objective.eta.storage=memmap",
-        "train.checkpoint_every_epochs=1",
-    ]
-    one, two = _run(tmp_path, 1, extra), _run(tmp_path, 2, extra)
+    one, two = _runs(trained, "eta_memmap")
     _close(open_run(one)["loss"].values, open_run(two)["loss"].values, rtol=1e-4)
     every = torch.arange(256)
     tables = []

@@ -177,15 +177,20 @@ def test_status_shows_every_state_whole_at_80_columns(tmp_path):
     assert "stopped" in _cli("status", str(tmp_path / "tiny")).stdout
 
 
-@pytest.mark.slow
-def test_compare_and_the_run_summary_keep_names_whole_at_80_columns(tmp_path):
+def test_compare_and_the_run_summary_keep_names_whole_at_80_columns(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from siamlab.cli.app import app, console
+
+    monkeypatch.setattr(console, "width", 80)  # what COLUMNS=80 gives a terminal
     study = REPO / "studies" / "stopgrad.yaml"
     sets = [*TINY, "train.epochs=1", f"output.root={tmp_path}"]
-    proc = _cli("run", str(study), *[a for s in sets for a in ("--set", s)], "--no-progress")
-    assert proc.returncode == 0, proc.stderr
+    args = ["run", str(study), *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    proc = CliRunner().invoke(app, args)
+    assert proc.exit_code == 0, proc.output
     _whole_lines(proc.stdout, ["stop_grad/seed0", "no_stop_grad/seed0", "finished"])
-    compared = _cli("compare", str(tmp_path / "stopgrad"))
-    assert compared.returncode == 0, compared.stderr
+    compared = CliRunner().invoke(app, ["compare", str(tmp_path / "stopgrad")])
+    assert compared.exit_code == 0, compared.output
     verdicts = [str(open_run(p).attrs["verdict"]) for p in (tmp_path / "stopgrad").glob("*/seed0")]
     _whole_lines(compared.stdout, ["stop_grad", "no_stop_grad", "finished", *verdicts])
 

@@ -91,9 +91,15 @@ def _assert_same_run(a_dir: Path, b_dir: Path, names: tuple[str, ...]) -> None:
 SETS = ["train.epochs=4", "data.train_limit=512", *PIL_LOADER]  # 8 steps per epoch
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run of SETS that the killed and stopped runs must equal."""
+    runs = tiny_runs(tmp_path_factory.mktemp("uninterrupted"), sets=SETS)
+    return train_run(runs[0], progress=False).directory
+
+
 @pytest.mark.slow
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
-    reference = train_run(tiny_runs(tmp_path / "ref", sets=SETS)[0], progress=False)
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, reference):
     study, args = _study_file(tmp_path, SETS)
     proc = _spawn(study, args)
     run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
@@ -106,16 +112,13 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     rerun = _spawn(study, args)
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
     _assert_same_run(
-        reference.directory,
-        run_dir,
-        ("loss", "z_std_train", "knn_top1", "z_std_eval", "epoch_loss"),
+        reference, run_dir, ("loss", "z_std_train", "knn_top1", "z_std_eval", "epoch_loss")
     )
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
-    sets = [*SETS, "train.checkpoint_every_steps=3"]
-    reference = train_run(tiny_runs(tmp_path / "ref", sets=sets)[0], progress=False)
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
+    sets = [*SETS, "train.checkpoint_every_steps=3"]  # the reference checkpoints per epoch
     study, args = _study_file(tmp_path, sets)
     proc = _spawn(study, args)
     run_dir = tmp_path / "out" / "tiny" / "default" / "seed0"
@@ -128,9 +131,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path):
     assert state["step"] == stopped.sizes["step"]  # checkpoint and results agree
     rerun = _spawn(study, args)
     assert rerun.wait(timeout=300) == 0, rerun.stdout.read().decode()
-    _assert_same_run(
-        reference.directory, run_dir, ("loss", "z_std_train", "knn_top1", "lr", "epoch_loss")
-    )
+    _assert_same_run(reference, run_dir, ("loss", "z_std_train", "knn_top1", "lr", "epoch_loss"))
 
 
 @pytest.mark.slow
