@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from siamlab.data.config import AugmentConfig, DataConfig, dataset_stats
 from siamlab.data.dataset_config import ImageFolderConfig
-from siamlab.data.sources import load_sources
+from siamlab.data.fingerprint import data_fingerprint
+from siamlab.data.sources import ImageSource, dataset_root, load_sources
 from siamlab.data.tolerant import TolerantSource
 from siamlab.data.transforms import eval_transform, train_transform
 from siamlab.data.views import EvalDataset, TwoViewDataset
@@ -26,6 +27,7 @@ class DataBundle:
         num_classes: number of labels (the training split's classes).
         classes: the class names, indexed by label.
         image_shape: shape of one model input, (3, image_size, image_size).
+        fingerprint: which images these are (:mod:`siamlab.data.fingerprint`).
 
     """
 
@@ -35,6 +37,7 @@ class DataBundle:
     num_classes: int
     classes: tuple[str, ...]
     image_shape: tuple[int, int, int]
+    fingerprint: str = ""
 
 
 def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
@@ -53,6 +56,7 @@ def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
 
     """
     train, test = load_sources(cfg)
+    fingerprint = source_fingerprint(cfg, train, test)
     if isinstance(cfg.dataset, ImageFolderConfig):
         train = TolerantSource(train, cfg.dataset.max_corrupt_fraction)
         test = TolerantSource(test, cfg.dataset.max_corrupt_fraction)
@@ -68,7 +72,23 @@ def build_datasets(cfg: DataConfig, seed: int, pairs: int = 1) -> DataBundle:
         num_classes=len(train.classes),
         classes=tuple(train.classes),
         image_shape=(3, size, size),
+        fingerprint=fingerprint,
     )
+
+
+def source_fingerprint(cfg: DataConfig, train: ImageSource, test: ImageSource) -> str:
+    """The fingerprint of the sources ``cfg`` loaded (its image files by path under root)."""
+    root = dataset_root(cfg.dataset)
+    return data_fingerprint(train, test, None if root is None else str(root))
+
+
+def fingerprint_of(cfg: DataConfig) -> str:
+    """Load the images ``cfg`` names and return their fingerprint (no transforms built).
+
+    Raises:
+        DataError: the data is missing or malformed.
+    """
+    return source_fingerprint(cfg, *load_sources(cfg))
 
 
 def resolved_augment(cfg: DataConfig) -> AugmentConfig:

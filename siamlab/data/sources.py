@@ -259,6 +259,13 @@ def _images(cfg: DatasetConfig, image_size: int) -> tuple[ImageSource, ImageSour
     return own_images(_root(cfg), cfg.test_fraction)
 
 
+def dataset_root(cfg: DatasetConfig) -> Path | None:
+    """The folder ``cfg``'s images are read from (None for the bundled digits)."""
+    if isinstance(cfg, NpzConfig | CifarConfig | ImageFolderConfig | ImagesConfig):
+        return _root(cfg)
+    return None
+
+
 def load_sources(cfg: DataConfig) -> tuple[ImageSource, ImageSource]:
     """Load the (train, test) sources ``cfg`` describes, subset to the configured limits.
 

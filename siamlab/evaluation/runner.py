@@ -29,6 +29,7 @@ from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
 from siamlab.data.dataset_config import NpzConfig
+from siamlab.data.fingerprint import same_images
 from siamlab.evaluation.augmented_probe import (
     KeyedAugmented,
     probe_augmented,
@@ -128,7 +129,8 @@ def prepare(
 def _source_text(target: EvalTarget) -> str:
     d = target.config.data
     src = d.dataset.kind + (f":{d.dataset.name}" if isinstance(d.dataset, NpzConfig) else "")
-    return f"{src} at {d.image_size}px (root {getattr(d.dataset, 'root', None)})"
+    root = getattr(d.dataset, "root", None)
+    return f"{src} at {d.image_size}px (root {root}; images {target.data.fingerprint})"
 
 
 def _split_text(target: EvalTarget, split: str) -> str:
@@ -155,6 +157,14 @@ def _record(target: EvalTarget, out: EvalOutcome) -> EvalOutcome:
         "status": "evaluated",
         "source": str(target.checkpoint.path),
     }
+    metrics = target.write_dir / METRICS_FILE
+    attrs = open_run(metrics.parent).attrs if metrics.is_file() else {}
+    trained = str(attrs.get("data_fingerprint", ""))
+    if trained and not same_images(trained, target.data.fingerprint):
+        out.notes.append(
+            f"evaluated on other images than the run trained on (trained on {trained}; "
+            f"evaluated on {target.data.fingerprint}); the data attr says which"
+        )
     out.written = write_eval(target.write_dir, out.values, out.attrs, new_attrs)
     return out
 

@@ -2,7 +2,8 @@
 
 Runs still running or missing, seeds of one variant with different configs, verdicts
 judged with thresholds other than today's defaults (``siamlab rejudge`` judges them
-again), and runs trained at different precisions or, on CPUs, thread counts.
+again), runs trained on different images (their data fingerprints), and runs trained
+at different precisions or, on CPUs, thread counts.
 """
 
 from collections.abc import Mapping
@@ -23,15 +24,33 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# keys that say where a run's results go, not what it computes (seeds of one variant
-# trained into two output roots and copied together are not mixed settings)
-WHERE_ONLY = ("output.",)
+# keys that say where a run's results go or how its loader works, not what it computes
+# (seeds of one variant trained into two output roots and copied together, or loaded by
+# another number of workers, are not mixed settings)
+WHERE_ONLY = (
+    "output.",
+    "data.num_workers",
+    "data.pin_memory",
+    "data.persistent_workers",
+    "data.prefetch_factor",
+    "data.download",
+)
+DATA_ROOT = "data.root"  # where the images are: a mixed setting unless they are the same
+
+
+def _digests(ds: xr.Dataset, variant: Any, seeds: list[int]) -> set[str]:
+    """The data fingerprints' digests of a variant's runs ("" for a file without one)."""
+    if "data_fingerprint" not in ds.data_vars:
+        return {""}
+    values = (str(ds["data_fingerprint"].sel(variant=variant, seed=s).item()) for s in seeds)
+    return {v.split(" ", 1)[0] for v in values}
 
 
 def config_conflicts(ds: xr.Dataset) -> list[str]:
     """One message per variant whose seeds ran with different configs (differing keys).
 
-    Keys under :data:`WHERE_ONLY` may differ.
+    Keys under :data:`WHERE_ONLY` may differ, and ``data.root`` where every seed's
+    fingerprint names the same images.
     """
     exists = run_exists(ds)
     out = []
@@ -41,11 +60,13 @@ def config_conflicts(ds: xr.Dataset) -> list[str]:
             for seed in ds["seed"].values
             if exists.sel(variant=variant, seed=seed)
         }
+        digests = _digests(ds, variant, list(runs))
+        where = (*WHERE_ONLY, DATA_ROOT) if len(digests) == 1 and "" not in digests else WHERE_ONLY
         keys = sorted({k for cfg in runs.values() for k in cfg})
         diff = [
             k
             for k in keys
-            if not k.startswith(WHERE_ONLY) and len({repr(cfg.get(k)) for cfg in runs.values()}) > 1
+            if not k.startswith(where) and len({repr(cfg.get(k)) for cfg in runs.values()}) > 1
         ]
         if diff:
             shown = "; ".join(
@@ -110,7 +131,8 @@ def run_notes(ds: xr.Dataset) -> list[str]:
             progress = f"at epoch {epoch} of {planned}"
             what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
             notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
-    return notes + config_conflicts(ds) + precision_conflicts(ds) + threshold_notes(ds)
+    conflicts = config_conflicts(ds) + data_conflicts(ds) + precision_conflicts(ds)
+    return notes + conflicts + threshold_notes(ds)
 
 
 def _runs_by(ds: xr.Dataset, name: str, cpu_only: bool = False) -> dict[str, list[str]]:
@@ -140,6 +162,21 @@ def _listed(groups: dict[str, list[str]]) -> str:
         return (0, float(label)) if label.replace(".", "", 1).isdigit() else (1, label)
 
     return "; ".join(f"{g}: {', '.join(groups[g])}" for g in sorted(groups, key=order))
+
+
+def data_conflicts(ds: xr.Dataset) -> list[str]:
+    """A message when the runs trained on different images (their data fingerprints).
+
+    Configs that agree can still have read other images: another file under the same
+    ``data.root``, or another ``SIAMLAB_DATA``. Files without the fingerprint say nothing.
+    """
+    groups = _runs_by(ds, "data_fingerprint")
+    if len(groups) < 2:
+        return []
+    return [
+        f"the runs trained on different images ({_listed(groups)}): differences mix "
+        "the data with the method"
+    ]
 
 
 def precision_conflicts(ds: xr.Dataset) -> list[str]:

@@ -21,6 +21,10 @@ files of siamlab before 2026-12-03, which ran what their config says), ``device`
 CPU a run's float rounding depends on them; both absent from files before 2026-12-04),
 ``threads_history`` only for a CPU run resumed on another count (``"2 from step 1, 1
 from step 121"``: the count each part of the run trained on; from 2026-12-07),
+``data_fingerprint`` (which images the run trained and was evaluated on, after the
+limits: ``"blake2b-128:<hex> (<n train> + <n test> images)"``, the pixels of in-memory
+data, the file paths under the root of image folders; :mod:`siamlab.data.fingerprint`;
+from 2026-12-07),
 ``diverged_step`` when status is diverged.
 
 Variables are declared next to the code that produces them: each diagnostic hook's

@@ -27,6 +27,7 @@ RUN_ATTRS = {
     "device": "device",
     "threads": "threads",
     "threads_history": "threads_history",
+    "data_fingerprint": "data_fingerprint",
     "verdict": "final_verdict",
     "verdict_onset_epoch": "final_verdict_onset_epoch",
     "verdict_evidence": "final_verdict_evidence",
@@ -87,7 +88,8 @@ def open_study(study_dir: str | Path) -> xr.Dataset:
     attrs become variables over (variant, seed) (:data:`RUN_ATTRS`): ``status``,
     ``config``, ``precision`` (what the training forward ran), ``device`` and ``threads``
     (where it trained; "" and NaN in older files), ``threads_history`` (a CPU run resumed
-    on another count: "2 from step 1, 1 from step 121"; "" otherwise) and the run verdict as
+    on another count: "2 from step 1, 1 from step 121"; "" otherwise), ``data_fingerprint``
+    (which images it trained on; "" in older files) and the run verdict as
     ``final_verdict``, ``final_verdict_onset_epoch``, ``final_verdict_evidence``,
     ``final_verdict_provisional`` ("" or NaN when a run's file has none).
 

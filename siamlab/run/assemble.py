@@ -30,6 +30,7 @@ from siamlab.run.checkpointer import (
     CpuRandomStream,
     Part,
     SaveSchedule,
+    check_same_data,
     read_checkpoint,
 )
 from siamlab.run.collapse_stop import collapse_stop, never
@@ -151,6 +152,9 @@ def build_run(
     if saved is not None:
         resume_threads(cfg.train, device, threads, str(directory), warn=dist.is_main)
     training = build_training_data(cfg, spec.seed, dist, device)
+    fingerprint = training.data.fingerprint
+    if saved is not None:
+        check_same_data(saved, fingerprint, directory)
     data, n_images, batch = training.data, len(training.data.train_eval), cfg.train.batch_size
     model = build_model(cfg, spec.seed, device, dist)
     optimizer = create_optimizer(model, cfg.optim, batch)
@@ -175,7 +179,7 @@ def build_run(
         training.memo,
     )
     recorder = Recorder()
-    results = ResultsFile(spec, directory, recorder, dist, resolved.train, device)
+    results = ResultsFile(spec, directory, recorder, dist, resolved.train, device, fingerprint)
     start_step = 0 if saved is None else int(saved["step"])
     features = EvalFeatures(model, device)
     has_targets = eta is not None
@@ -195,7 +199,7 @@ def build_run(
             getattr(eta, k, False) for k in ("per_rank_state", "every_rank_state")
         )
         parts.append(Part("targets", eta, per_rank=per_rank, every_rank=every_rank))
-    checkpointer = Checkpointer(directory, config, parts, results, dist)
+    checkpointer = Checkpointer(directory, config, parts, results, dist, fingerprint)
     saves = SaveSchedule(
         checkpointer, cfg.train.checkpoint_every_epochs, cfg.train.checkpoint_every_steps, spe
     )

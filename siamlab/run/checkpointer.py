@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from siamlab.atomic import atomic_write
+from siamlab.data.fingerprint import same_images
 from siamlab.errors import ResultsError
 from siamlab.provenance import config_diff
 from siamlab.run.results_file import ResultsFile
@@ -72,16 +73,31 @@ def _save(value: object, path: Path) -> None:
 
 # Config keys a run may resume under a changed value of: where results go, whether it
 # stops on collapse (that changes when training ends, never what it computes), where
-# its batches are made (the same views; siamlab.data.resident), and its CPU threads (it
-# continues on the checkpoint's count unless one is set, with a warning where a set
-# count differs: siamlab.train.device.resume_threads).
-RESUMABLE = ("output.", "train.stop_on_collapse:", "data.device_resident:", "train.threads:")
+# its batches are made (the same views; siamlab.data.resident), how the DataLoader
+# loads them (views are keyed by (seed, epoch, image), not by worker: siamlab.data.
+# views), and its CPU threads (it continues on the checkpoint's count unless one is set,
+# with a warning where a set count differs: siamlab.train.device.resume_threads).
+RESUMABLE = (
+    "output.",
+    "train.stop_on_collapse:",
+    "data.device_resident:",
+    "data.num_workers:",
+    "data.pin_memory:",
+    "data.persistent_workers:",
+    "data.prefetch_factor:",
+    "data.download:",
+    "train.threads:",
+)
+# Where the images are: it may change when the images there are the ones the run
+# trained on, which the data fingerprint (siamlab.data.fingerprint) tells
+DATA_WHERE = ("data.root:",)
 
 
 def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint of the run in ``directory`` (None without one), if its config matches.
 
-    Keys in :data:`RESUMABLE` may differ.
+    Keys in :data:`RESUMABLE` may differ, and :data:`DATA_WHERE` in a checkpoint that
+    records its data's fingerprint (:func:`check_same_data` then compares the images).
 
     Raises:
         ResultsError: the checkpoint is unreadable or holds another config.
@@ -89,7 +105,10 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     state = load_checkpoint(directory / "checkpoints")
     if state is None:
         return None
-    diffs = [d for d in config_diff(state["config"], config) if not d.startswith(RESUMABLE)]
+    moves = DATA_WHERE if state.get("data_fingerprint") else ()
+    diffs = [
+        d for d in config_diff(state["config"], config) if not d.startswith((*RESUMABLE, *moves))
+    ]
     if diffs:
         raise ResultsError(
             f"{directory} holds a checkpoint of a different config; refusing to resume. "
@@ -98,6 +117,23 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
             + "\nDelete the folder to start over, or change output.root."
         )
     return state
+
+
+def check_same_data(state: dict[str, Any], fingerprint: str, directory: Path) -> None:
+    """Refuse to resume the checkpoint ``state`` on other images than it trained on.
+
+    A checkpoint from before the fingerprint (2026-12-07) is not compared.
+
+    Raises:
+        ResultsError: the fingerprints differ.
+    """
+    saved = state.get("data_fingerprint")
+    if saved and not same_images(saved, fingerprint):
+        raise ResultsError(
+            f"{directory} holds a checkpoint trained on other images than data.root now "
+            f"holds (trained on {saved}; now {fingerprint}); refusing to resume. Point "
+            "data.root back at the run's images, or delete the folder to start over."
+        )
 
 
 class Checkpointer:
@@ -109,6 +145,7 @@ class Checkpointer:
         parts: the stateful parts, by name.
         results: written after each checkpoint.
         dist: this process's place in the job.
+        data_fingerprint: which images the run trains on (checked on resume).
     """
 
     def __init__(
@@ -118,9 +155,11 @@ class Checkpointer:
         parts: Sequence[Part],
         results: ResultsFile,
         dist: DistInfo,
+        data_fingerprint: str = "",
     ) -> None:
         self.folder = directory / "checkpoints"
         self.config, self.parts, self.results, self.dist = config, tuple(parts), results, dist
+        self.data_fingerprint = data_fingerprint
 
     def _own_file(self, part: Part) -> Path | None:
         """Where ``part`` is saved by this rank alone (None: in ``last.pt``)."""
@@ -134,6 +173,7 @@ class Checkpointer:
         state: dict[str, Any] = {
             "step": step,
             "config": self.config,
+            "data_fingerprint": self.data_fingerprint,
             "threads": torch.get_num_threads(),
         }
         for part in self.parts:

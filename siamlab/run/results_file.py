@@ -33,6 +33,8 @@ class ResultsFile:
             ``channels_last`` attrs say what ran, where the config may say ``auto``.
         device: where the run trains (the ``device`` attr; with ``threads``, the CPU
             threads, it says what a CPU run's float rounding depended on).
+        data_fingerprint: which images it trains on (the ``data_fingerprint`` attr;
+            :mod:`siamlab.data.fingerprint`).
     """
 
     def __init__(
@@ -43,9 +45,10 @@ class ResultsFile:
         dist: DistInfo,
         speed: TrainConfig,
         device: torch.device,
+        data_fingerprint: str = "",
     ) -> None:
         self.spec, self.directory, self.recorder, self.dist = spec, directory, recorder, dist
-        self.speed, self.device = speed, device
+        self.speed, self.device, self.data_fingerprint = speed, device, data_fingerprint
         self.created = now()
         # (first 1-based step, CPU threads) of each count the run trained on, in order;
         # spans_known: False for a checkpoint from before them (its creation time alone)
@@ -79,6 +82,7 @@ class ResultsFile:
             "paper": self.spec.paper,
             "status": status,
             "config": config_yaml(cfg),
+            "data_fingerprint": self.data_fingerprint,
             "dim": cfg.model.dim,
             "std_reference": 1 / math.sqrt(cfg.model.dim),
             "world_size": self.dist.world_size,

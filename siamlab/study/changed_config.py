@@ -9,28 +9,41 @@ read_checkpoint`), one run at a time as each comes up; this check compares the a
 config with every run that has results, finished or not, before anything trains, so a
 changed ``--set`` or study file does not leave a folder of old and new runs.
 
-Keys that say where results go or when training stops (:data:`RESUMABLE`) may differ,
-and so may ``precision`` / ``channels_last`` when the new value resolves on the machine
-that trains to what the run ran (``auto`` is ``fp32`` + channels_last on an AVX2 CPU).
-Where that machine is not this one (``--launcher slurm`` on a login node), a changed
-speed key stays a change. Keys that only one side has (a key added to siamlab after the
-run) are not compared. Not checked here: the same asked config resolving otherwise on
-another machine (``auto`` moved from a CPU to a GPU); the checkpoint's check compares
-resolved configs and refuses such a resume.
+Keys that say where results go, when training stops or how the loader works
+(:data:`RESUMABLE`) may differ, and so may ``precision`` / ``channels_last`` when the new
+value resolves on the machine that trains to what the run ran (``auto`` is ``fp32`` +
+channels_last on an AVX2 CPU). Where that machine is not this one (``--launcher slurm``
+on a login node), a changed speed key stays a change. Keys that only one side has (a key
+added to siamlab after the run) are not compared.
+
+The images are compared too: a run whose results record a data fingerprint
+(:mod:`siamlab.data.fingerprint`) is checked against the images the asked config reads
+(loaded here once per data config), so other images under the same ``data.root`` are a
+change and the same images moved to another ``data.root`` are not.
+
+Not checked here: the same asked config resolving otherwise on another machine (``auto``
+moved from a CPU to a GPU); the checkpoint's check compares resolved configs and refuses
+such a resume.
 """
+
+import json
 
 import torch
 
 from siamlab.config.study import RunSpec
-from siamlab.errors import ConfigError, ResultsError
+from siamlab.data.build import fingerprint_of
+from siamlab.data.config import DataConfig
+from siamlab.data.fingerprint import same_images
+from siamlab.errors import ConfigError, DataError, ResultsError
 from siamlab.provenance import config_diff
 from siamlab.results.runinfo import run_config
 from siamlab.results.store import open_run
-from siamlab.run.checkpointer import RESUMABLE
+from siamlab.run.checkpointer import DATA_WHERE, RESUMABLE
 from siamlab.train.speed import precision_label, recorded_precision, resolve_speed
 
 SPEED_KEYS = ("train.precision:", "train.channels_last:")
 SHOWN = 8  # runs named in the error, the rest counted
+OTHER_IMAGES = "data: other images than it trained on"
 
 
 def _runs_as(spec: RunSpec) -> str:
@@ -41,16 +54,51 @@ def _runs_as(spec: RunSpec) -> str:
     return precision_label(resolved.precision, resolved.channels_last is True)
 
 
-def config_changes(spec: RunSpec, trains_here: bool = True) -> list[str]:
+class DataCheck:
+    """The fingerprint of each asked data config's images, loaded once per study start."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, str]] = {}  # config JSON -> (fingerprint, error)
+
+    def __call__(self, data: DataConfig) -> tuple[str, str]:
+        """(fingerprint, "") of ``data``'s images, or ("", why they could not be read)."""
+        key = json.dumps(data.model_dump(mode="json"), sort_keys=True)
+        if key not in self.seen:
+            try:
+                self.seen[key] = (fingerprint_of(data), "")
+            except DataError as exc:
+                self.seen[key] = ("", str(exc))
+        return self.seen[key]
+
+
+def _data_changes(diffs: list[str], recorded: str, spec: RunSpec, check: DataCheck) -> list[str]:
+    """``diffs`` less a moved ``data.root`` holding the run's images; a note where not."""
+    moved = [d for d in diffs if d.startswith(DATA_WHERE)]
+    if not recorded:  # results from before the fingerprint: a moved root stays a change
+        note = "(its results record no data fingerprint to compare the images with)"
+        return diffs + [note] if moved else diffs
+    now, error = check(spec.config.data)
+    if error:  # the run's own process reports unreadable data; a moved root is unproven
+        return diffs + [f"(the images there could not be read here: {error})"] if moved else diffs
+    if same_images(recorded, now):
+        return [d for d in diffs if d not in moved]
+    return [*diffs, f"{OTHER_IMAGES} (recorded {recorded}; now {now})"]
+
+
+def config_changes(
+    spec: RunSpec, trains_here: bool = True, check: DataCheck | None = None
+) -> list[str]:
     """How ``spec``'s config differs from the one its existing results were trained under.
 
     Args:
         spec: the run as asked.
         trains_here: this machine trains the run, so a speed key that resolves here to
             what the run ran is no change (False: every changed speed key is one).
+        check: the fingerprints of the asked data (a new one loads the data).
 
     Returns:
-        ``key: recorded -> asked`` per differing key; [] when the run has no results.
+        ``key: recorded -> asked`` per differing key, ``data: ...`` when the images
+        differ from the recorded fingerprint; [] when the run has no results.
     """
     try:
         attrs = open_run(spec.directory()).attrs
@@ -62,6 +110,8 @@ def config_changes(spec: RunSpec, trains_here: bool = True) -> list[str]:
         for d in config_diff(run_config(attrs.get("config")), asked, shared_only=True)
         if not d.startswith(RESUMABLE)
     ]
+    recorded = str(attrs.get("data_fingerprint", ""))
+    diffs = _data_changes(diffs, recorded, spec, check or DataCheck())
     speed = [d for d in diffs if d.startswith(SPEED_KEYS)]
     if not speed:
         return diffs
@@ -85,7 +135,10 @@ def refuse_changed_runs(runs: list[RunSpec], trains_here: bool = True) -> None:
     Raises:
         ConfigError: names each such run and its differing keys, and the ways out.
     """
-    changed = [(spec, diffs) for spec in runs if (diffs := config_changes(spec, trains_here))]
+    check = DataCheck()
+    changed = [
+        (spec, diffs) for spec in runs if (diffs := config_changes(spec, trains_here, check))
+    ]
     if not changed:
         return
     lines = [
@@ -93,19 +146,27 @@ def refuse_changed_runs(runs: list[RunSpec], trains_here: bool = True) -> None:
     ]
     if len(changed) > SHOWN:
         lines.append(f"  ... and {len(changed) - SHOWN} more run(s)")
-    keys = {d.split(":")[0] for _, diffs in changed for d in diffs}
+    keys = {d.split(":")[0] for _, diffs in changed for d in diffs if not d.startswith("(")}
     ways = [
         "To train the asked config beside them: --set output.root=A_NEW_FOLDER. To replace "
         "them: delete those run folders. To keep them: drop the changed --set (or the edit "
         "of the study file)."
     ]
+    images = any(d.startswith(OTHER_IMAGES) for _, diffs in changed for d in diffs)
+    if images:
+        ways.append("Other images: point data.root at the images those runs trained on.")
     study = runs[0].directory().parent.parent
     if all(k.startswith("diagnostics.verdict.") for k in keys):
         ways.append(
             f"Verdict thresholds alone: siamlab rejudge {study} --set "
             "diagnostics.verdict.KEY=VALUE judges the recorded runs again without training."
         )
+    what = (
+        "another config or other images than asked for"
+        if images
+        else ("another config than the one asked for")
+    )
     raise ConfigError(
-        f"{study} holds {len(changed)} run(s) trained under another config than the one "
-        "asked for (recorded -> asked); nothing was run:\n" + "\n".join(lines + ways)
+        f"{study} holds {len(changed)} run(s) trained under {what} (recorded -> asked); "
+        "nothing was run:\n" + "\n".join(lines + ways)
     )

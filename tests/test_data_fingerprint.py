@@ -1,0 +1,214 @@
+"""A run records which images it trained on, and resumes or counts as done only on them."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from siamlab.data.build import fingerprint_of
+from siamlab.data.config import DataConfig
+from siamlab.data.fingerprint import data_fingerprint, same_images
+from siamlab.data.sources import ArraySource, FolderSource
+from siamlab.data.tolerant import TolerantSource
+from siamlab.errors import ConfigError, ResultsError
+from siamlab.results.run_notes import config_conflicts, data_conflicts
+from siamlab.results.store import open_run, write_run
+from siamlab.run.train_run import train_run
+from siamlab.study.changed_config import config_changes
+from siamlab.study.execute import run_study
+from tests.conftest import kill_after_epoch, tiny_runs
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def _images(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), np.arange(n) % 4
+
+
+def _npz_folder(folder, seed: int = 0):
+    """A folder of tiny npz splits (256 + 128 random 8 px images, 4 classes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 256), ("test", 128)):
+        x, y = _images(seed + (split == "test"), n)
+        np.savez(folder / f"toy_{split}.npz", x=x, y=y, classes=np.array(list("abcd")))
+    return folder
+
+
+def _npz_sets(folder, *more: str) -> list[str]:
+    return ["data.dataset=npz", f"data.root={folder}", "data.name=toy", *more]
+
+
+def test_the_fingerprint_changes_with_any_pixel_label_or_class_and_only_then():
+    x, y = _images(0, 16)
+    base = data_fingerprint(ArraySource(x, y, "abcd"), ArraySource(x[:4], y[:4], "abcd"))
+    assert base.startswith("blake2b-128:") and base.endswith("(16 + 4 images)")
+    copy = data_fingerprint(ArraySource(x.copy(), y, "abcd"), ArraySource(x[:4], y[:4], "abcd"))
+    assert copy == base
+    pixel = x.copy()
+    pixel[3, 2, 1, 0] ^= 1
+    label = y.copy()
+    label[0] = 3
+    for other in (
+        (ArraySource(pixel, y, "abcd"), ArraySource(x[:4], y[:4], "abcd")),
+        (ArraySource(x, label, "abcd"), ArraySource(x[:4], y[:4], "abcd")),
+        (ArraySource(x, y, "abce"), ArraySource(x[:4], y[:4], "abce")),
+        (ArraySource(x[:4], y[:4], "abcd"), ArraySource(x, y, "abcd")),  # splits swapped
+    ):
+        assert not same_images(data_fingerprint(*other), base)
+    wrapped = TolerantSource(ArraySource(x, y, "abcd"), 0.1)
+    assert data_fingerprint(wrapped, ArraySource(x[:4], y[:4], "abcd")) == base
+
+
+def test_image_files_are_named_by_their_path_under_the_root():
+    names = ["train/a/1.png", "train/b/2.png"]
+    y = np.array([0, 1])
+
+    def at(root: str, files=names) -> str:
+        train = FolderSource([str(Path(root) / f) for f in files], y, ["a", "b"])
+        return data_fingerprint(train, train, root)
+
+    assert at("/data/in") == at("/mnt/copy/") == at("/mnt/copy")
+    assert at("/data/in") != at("/data/in", ["train/a/1.png", "train/b/3.png"])
+
+
+def test_the_loaded_data_is_fingerprinted_after_the_limits(tmp_path):
+    one, moved = _npz_folder(tmp_path / "one"), tmp_path / "moved"
+    shutil.copytree(one, moved)
+    cfg = DataConfig(dataset="npz", root=str(one), name="toy")
+    assert fingerprint_of(cfg) == fingerprint_of(
+        cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"root": str(moved)})})
+    )
+    assert fingerprint_of(cfg).endswith("(256 + 128 images)")
+    assert not same_images(
+        fingerprint_of(cfg.model_copy(update={"train_limit": 128})), fingerprint_of(cfg)
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished tiny study on npz images, the images in ``data/``."""
+    root = tmp_path_factory.mktemp("fingerprint")
+    data = _npz_folder(root / "data")
+    runs = tiny_runs(root / "out", variants={"a": {}}, sets=_npz_sets(data, "train.max_steps=2"))
+    assert [r.status for r in run_study(runs, **QUIET)] == ["finished"]
+    return root
+
+
+def test_results_record_the_fingerprint_and_moved_images_are_the_same_run(finished, tmp_path):
+    data = finished / "data"
+    (run,) = tiny_runs(
+        finished / "out", variants={"a": {}}, sets=_npz_sets(data, "train.max_steps=2")
+    )
+    recorded = open_run(run.directory()).attrs["data_fingerprint"]
+    assert recorded == fingerprint_of(run.config.data)
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    loader = ["data.num_workers=3", "data.persistent_workers=true"]  # how, not what
+    (again,) = tiny_runs(
+        finished / "out", variants={"a": {}}, sets=_npz_sets(moved, "train.max_steps=2", *loader)
+    )
+    assert config_changes(again) == []
+    before = (run.directory() / "metrics.nc").read_bytes()
+    assert [r.status for r in run_study([again], **QUIET)] == ["skipped"]  # done already
+    assert (run.directory() / "metrics.nc").read_bytes() == before
+
+
+def test_a_root_moved_to_other_images_is_refused_before_anything_trains(finished, tmp_path):
+    other = _npz_folder(tmp_path / "data", seed=7)  # the same file names, other pixels
+    runs = tiny_runs(
+        finished / "out", variants={"a": {}}, sets=_npz_sets(other, "train.max_steps=2")
+    )
+    with pytest.raises(ConfigError) as err:
+        run_study(runs, **QUIET)
+    message = str(err.value)
+    assert "a/seed0: data.root: " in message and "other images than it trained on" in message
+    assert "point data.root at the images those runs trained on" in message
+    assert open_run(runs[0].directory()).attrs["status"] == "finished"  # left as it was
+
+
+def test_other_images_under_the_same_root_are_refused(tmp_path):
+    data = _npz_folder(tmp_path / "data")
+    runs = tiny_runs(tmp_path / "out", sets=_npz_sets(data, "train.max_steps=2"))
+    run_study(runs, **QUIET)
+    _npz_folder(data, seed=7)  # the files regenerated: other pixels under the same names
+    with pytest.raises(ConfigError, match="other images than asked for") as err:
+        run_study(runs, **QUIET)
+    (line,) = [ln for ln in str(err.value).splitlines() if "seed0:" in ln]
+    assert line.strip().startswith("default/seed0: data: other images than it trained on")
+
+
+def test_a_moved_root_over_results_without_a_fingerprint_stays_a_change(finished, tmp_path):
+    shutil.copytree(finished / "out", tmp_path / "out")
+    shutil.copytree(finished / "data", tmp_path / "moved")
+    (run,) = tiny_runs(
+        tmp_path / "out",
+        variants={"a": {}},
+        sets=_npz_sets(tmp_path / "moved", "train.max_steps=2"),
+    )
+    ds = open_run(run.directory()).load()
+    del ds.attrs["data_fingerprint"]  # results from before the fingerprint
+    write_run(run.directory(), ds)
+    changes = config_changes(run)
+    assert changes[0].startswith("data.root: ") and "record no data fingerprint" in changes[1]
+
+
+def test_a_resume_continues_on_moved_images_and_refuses_other_ones(tmp_path, monkeypatch):
+    data = _npz_folder(tmp_path / "data")
+    whole = tiny_runs(tmp_path / "whole", sets=_npz_sets(data))[0]
+    reference = open_run(train_run(whole, progress=False).directory)
+    cut = tiny_runs(tmp_path / "cut", sets=_npz_sets(data))[0]
+    kill_after_epoch(cut, 1, monkeypatch)
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    resumed = train_run(tiny_runs(tmp_path / "cut", sets=_npz_sets(moved))[0], progress=False)
+    for name in ("loss", "z_std_eval", "knn_top1"):
+        xr.testing.assert_equal(reference[name], open_run(resumed.directory)[name])
+    again = tiny_runs(tmp_path / "again", sets=_npz_sets(moved))[0]
+    kill_after_epoch(again, 1, monkeypatch)
+    _npz_folder(moved, seed=7)  # the folder's files replaced by other images
+    with pytest.raises(ResultsError, match="trained on other images than data.root now holds"):
+        train_run(again, progress=False)
+
+
+def test_compare_notes_runs_on_other_images_and_seeds_on_other_roots_only_then():
+    def study(fingerprints, roots):
+        """One variant, a seed per (fingerprint, root)."""
+        config = [[f"data:\n  dataset: npz\n  root: {r}\n" for r in roots]]
+        return xr.Dataset(
+            {
+                "data_fingerprint": (("variant", "seed"), [fingerprints]),
+                "config": (("variant", "seed"), config),
+                "status": (("variant", "seed"), [["finished"] * len(roots)]),
+            },
+            coords={"variant": ["a"], "seed": list(range(len(roots)))},
+        )
+
+    moved = study(["blake2b-128:aa (4 + 2 images)"] * 2, ["/x", "/y"])
+    assert data_conflicts(moved) == [] and config_conflicts(moved) == []
+    other = study(["blake2b-128:aa (4 + 2 images)", "blake2b-128:bb (4 + 2 images)"], ["/x", "/y"])
+    (note,) = data_conflicts(other)
+    assert "different images" in note and "a/seed0" in note and "a/seed1" in note
+    (mixed,) = config_conflicts(other)
+    assert "data.root: seed0='/x', seed1='/y'" in mixed
+    unknown = study(["", ""], ["/x", "/y"])  # files from before the fingerprint
+    assert data_conflicts(unknown) == [] and len(config_conflicts(unknown)) == 1
+
+
+def test_an_eval_on_other_images_says_so_and_records_which(finished, tmp_path):
+    from siamlab.evaluation.knn_eval import KnnRecipe
+    from siamlab.evaluation.runner import prepare, run_knn
+
+    (run,) = tiny_runs(
+        finished / "out", variants={"a": {}}, sets=_npz_sets(finished / "data", "train.max_steps=2")
+    )
+    other = _npz_folder(tmp_path / "other", seed=7)
+    target = prepare(run.directory(), sets=[f"data.root={other}"], device="cpu")
+    out = run_knn(target, KnnRecipe(k=5), progress=False)
+    (note,) = [n for n in out.notes if "other images than the run trained on" in n]
+    assert open_run(run.directory()).attrs["data_fingerprint"] in note
+    assert target.data.fingerprint in open_run(run.directory())["eval_knn_top1"].attrs["data"]
+    same = run_knn(prepare(run.directory(), device="cpu"), KnnRecipe(k=5), progress=False)
+    assert not [n for n in same.notes if "other images" in n]
