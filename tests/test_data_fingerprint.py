@@ -106,11 +106,17 @@ def test_results_record_the_fingerprint_and_moved_images_are_the_same_run(finish
     assert recorded == fingerprint_of(run.config.data)
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)
-    loader = ["data.num_workers=3", "data.persistent_workers=true"]  # how, not what
+    loader = ["data.pin_memory=false", "data.persistent_workers=true"]  # how, not what
     (again,) = tiny_runs(
         finished / "out", variants={"a": {}}, sets=_npz_sets(moved, "train.max_steps=2", *loader)
     )
     assert config_changes(again) == []
+    (workers,) = tiny_runs(
+        finished / "out",
+        variants={"a": {}},
+        sets=_npz_sets(moved, "train.max_steps=2", "data.num_workers=2"),
+    )  # workers make the batched views on other threads: not bit for bit the same run
+    assert config_changes(workers) == ["data.num_workers: 0 -> 2"]
     before = (run.directory() / "metrics.nc").read_bytes()
     assert [r.status for r in run_study([again], **QUIET)] == ["skipped"]  # done already
     assert (run.directory() / "metrics.nc").read_bytes() == before
@@ -163,7 +169,8 @@ def test_a_resume_continues_on_moved_images_and_refuses_other_ones(tmp_path, mon
     kill_after_epoch(cut, 1, monkeypatch)
     moved = tmp_path / "moved"
     data.rename(moved)
-    resumed = train_run(tiny_runs(tmp_path / "cut", sets=_npz_sets(moved))[0], progress=False)
+    how = _npz_sets(moved, "data.pin_memory=false")  # how batches are handed over: resumable
+    resumed = train_run(tiny_runs(tmp_path / "cut", sets=how)[0], progress=False)
     for name in ("loss", "z_std_eval", "knn_top1"):
         xr.testing.assert_equal(reference[name], open_run(resumed.directory)[name])
     again = tiny_runs(tmp_path / "again", sets=_npz_sets(moved))[0]
@@ -174,9 +181,14 @@ def test_a_resume_continues_on_moved_images_and_refuses_other_ones(tmp_path, mon
 
 
 def test_compare_notes_runs_on_other_images_and_seeds_on_other_roots_only_then():
-    def study(fingerprints, roots):
-        """One variant, a seed per (fingerprint, root)."""
-        config = [[f"data:\n  dataset: npz\n  root: {r}\n" for r in roots]]
+    def study(fingerprints, roots, names=("toy", "toy")):
+        """One variant, a seed per (fingerprint, root, npz name)."""
+        config = [
+            [
+                f"data:\n  dataset: npz\n  root: {r}\n  name: {n}\n"
+                for r, n in zip(roots, names, strict=True)
+            ]
+        ]
         return xr.Dataset(
             {
                 "data_fingerprint": (("variant", "seed"), [fingerprints]),
@@ -190,9 +202,16 @@ def test_compare_notes_runs_on_other_images_and_seeds_on_other_roots_only_then()
     assert data_conflicts(moved) == [] and config_conflicts(moved) == []
     other = study(["blake2b-128:aa (4 + 2 images)", "blake2b-128:bb (4 + 2 images)"], ["/x", "/y"])
     (note,) = data_conflicts(other)
-    assert "different images" in note and "a/seed0" in note and "a/seed1" in note
+    assert "asked for the same images but trained on different ones" in note
+    assert "a/seed0" in note and "a/seed1" in note
     (mixed,) = config_conflicts(other)
     assert "data.root: seed0='/x', seed1='/y'" in mixed
+    on_purpose = study(
+        ["blake2b-128:aa (4 + 2 images)", "blake2b-128:bb (4 + 2 images)"],
+        ["/x", "/x"],
+        ("toy", "cifar10"),
+    )
+    assert data_conflicts(on_purpose) == []  # other data asked for: no surprise
     unknown = study(["", ""], ["/x", "/y"])  # files from before the fingerprint
     assert data_conflicts(unknown) == [] and len(config_conflicts(unknown)) == 1
 
@@ -212,3 +231,77 @@ def test_an_eval_on_other_images_says_so_and_records_which(finished, tmp_path):
     assert target.data.fingerprint in open_run(run.directory())["eval_knn_top1"].attrs["data"]
     same = run_knn(prepare(run.directory(), device="cpu"), KnnRecipe(k=5), progress=False)
     assert not [n for n in same.notes if "other images" in n]
+
+
+def _png_folder(folder: Path) -> Path:
+    """A folder of tiny labelled PNGs: folder/<class>/<i>.png."""
+    from PIL import Image
+
+    for c in "ab":
+        (folder / c).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.full((8, 8, 3), 40 * i + (c == "b") * 7, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / c / f"{i}.png")
+    return folder
+
+
+def test_a_moved_image_folder_keeps_its_names_fingerprint_but_stays_a_change(tmp_path):
+    from siamlab.study.changed_config import DataCheck, _data_changes
+
+    folder = _png_folder(tmp_path / "pngs")
+    shutil.copytree(folder, tmp_path / "moved")
+    cfg = DataConfig(dataset="images", root=str(folder))
+    moved = cfg.model_copy(
+        update={"dataset": cfg.dataset.model_copy(update={"root": str(tmp_path / "moved")})}
+    )
+    home = DataConfig(dataset="images", root="~/../" + str(folder).lstrip("/"))  # the same, via ~
+    recorded = fingerprint_of(cfg)
+    assert recorded.startswith("blake2b-128-names:") and recorded == fingerprint_of(moved)
+    assert fingerprint_of(home) == recorded
+    (tmp_path / "moved" / "a" / "0.png").rename(tmp_path / "moved" / "a" / "9.png")
+    assert not same_images(fingerprint_of(moved), recorded)
+    (tmp_path / "moved" / "a" / "9.png").rename(tmp_path / "moved" / "a" / "0.png")
+    (spec,) = tiny_runs(
+        tmp_path / "out", sets=["data.dataset=images", f"data.root={tmp_path / 'moved'}"]
+    )
+    diffs = [f"data.root: {str(folder)!r} -> {str(tmp_path / 'moved')!r}"]
+    attrs = {"data_fingerprint": recorded, "status": "finished"}
+    changes = _data_changes(diffs, attrs, spec, DataCheck())
+    assert changes[0] == diffs[0] and "by their names, not their pixels" in changes[1]
+
+
+def test_a_checkpoint_moves_its_root_only_with_a_fingerprint_of_pixels(tmp_path):
+    from siamlab.run.checkpointer import read_checkpoint
+    from siamlab.train.checkpoint import save_checkpoint
+
+    config = {"data": {"dataset": "npz", "root": "/old"}, "output": {"root": "/o"}}
+    asked = {"data": {"dataset": "npz", "root": "/new"}, "output": {"root": "/p"}}
+    for fingerprint, resumes in (
+        ("blake2b-128:aa (4 + 2 images)", True),
+        ("blake2b-128-names:aa (4 + 2 images)", False),  # image files: names only
+        ("", False),  # a checkpoint from before the fingerprint
+    ):
+        save_checkpoint(
+            tmp_path / "checkpoints", {"step": 1, "config": config, "data_fingerprint": fingerprint}
+        )
+        if resumes:
+            assert read_checkpoint(tmp_path, asked)["data_fingerprint"] == fingerprint
+        else:
+            with pytest.raises(ResultsError, match="data.root: '/old' -> '/new'"):
+                read_checkpoint(tmp_path, asked)
+
+
+def test_an_eval_of_an_unfinished_run_on_other_images_says_so_too(tmp_path, monkeypatch):
+    from siamlab.evaluation.knn_eval import KnnRecipe
+    from siamlab.evaluation.runner import prepare, run_knn
+
+    (cut,) = tiny_runs(tmp_path / "out", sets=_npz_sets(_npz_folder(tmp_path / "data")))
+    kill_after_epoch(cut, 1, monkeypatch)
+    other = _npz_folder(tmp_path / "other", seed=7)
+    out = run_knn(
+        prepare(cut.directory(), sets=[f"data.root={other}"], device="cpu"),
+        KnnRecipe(k=5),
+        progress=False,
+    )
+    assert any("other images than the run trained on" in n for n in out.notes), out.notes
+    assert any(n.startswith("not recorded: run status is 'running'") for n in out.notes)

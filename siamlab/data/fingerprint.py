@@ -2,11 +2,14 @@
 
 The config says where the data is (``data.root``) and which subset a run takes
 (``data.train_limit``, ...); the fingerprint says what was there. It hashes what the run
-reads after the limits: in-memory images (digits, npz, CIFAR) by their pixels, labels and
-class names; image folders by each file's path under the dataset's root, its label and the
-class names (not the files' bytes: that would read a whole ImageNet before training).
-So the same images moved to another folder keep their fingerprint, and another set of
-images under the same ``data.root`` gets another one.
+reads after the limits. In-memory images (digits, npz, CIFAR) are hashed by their pixels,
+labels and class names (``blake2b-128:``), so the same images moved to another folder
+keep their fingerprint and other images under the same ``data.root`` get another one.
+Image folders are hashed by each file's path under the dataset's root, its label and the
+class names, not the files' bytes (reading a whole ImageNet before training would take
+longer than many runs): ``blake2b-128-names:``. Such a fingerprint tells other file
+names apart, not other pixels under the same names, so it does not let a run move to
+another ``data.root`` (:func:`names_pixels`).
 
 ``metrics.nc`` records it (attr ``data_fingerprint``) and so does the checkpoint: a run
 resumes, and a finished run is skipped as done, only on the data it was trained on
@@ -22,7 +25,14 @@ import numpy as np
 from siamlab.data.sources import ArraySource, FolderSource, ImageSource
 from siamlab.data.tolerant import TolerantSource
 
-PREFIX = "blake2b-128:"  # what the hex digest is of; a future scheme gets another prefix
+PIXELS = "blake2b-128:"  # the digest of the images' pixels; a future scheme gets another
+NAMES = "blake2b-128-names:"  # the digest of image files' paths under the root
+# data config keys that do not say which images a run reads: its augmentation and how
+# its batches are made and handed over
+NOT_IMAGES = frozenset(
+    {"augment", "augment_batched", "device_resident", "num_workers", "pin_memory"}
+    | {"persistent_workers", "prefetch_factor", "download"}
+)
 
 
 def data_fingerprint(train: ImageSource, test: ImageSource, root: str | None = None) -> str:
@@ -34,19 +44,27 @@ def data_fingerprint(train: ImageSource, test: ImageSource, root: str | None = N
         root: the dataset's folder; image files are hashed by their path below it.
 
     Returns:
-        ``"blake2b-128:<32 hex digits> (<n train> + <n test> images)"``.
+        ``"blake2b-128:<32 hex digits> (<n train> + <n test> images)"``, or with
+        ``blake2b-128-names:`` where a split is image files (hashed by path).
     """
     digest = hashlib.blake2b(digest_size=16)
+    pixels = True
     for split, source in (("train", train), ("test", test)):
         digest.update(f"{split}:{len(source)}:".encode())
-        _hash_source(digest, source, root)
-    return f"{PREFIX}{digest.hexdigest()} ({len(train)} + {len(test)} images)"
+        pixels &= _hash_source(digest, source, root)
+    prefix = PIXELS if pixels else NAMES
+    return f"{prefix}{digest.hexdigest()} ({len(train)} + {len(test)} images)"
 
 
-def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None) -> None:
-    """Feed ``source``'s images (or file paths), labels and class names to ``digest``."""
+def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None) -> bool:
+    """Feed ``source``'s images (or file paths), labels and class names to ``digest``.
+
+    Returns:
+        Whether its pixels were hashed (False: file paths, or a source of another kind).
+    """
     while isinstance(source, TolerantSource):
         source = source.source
+    pixels = isinstance(source, ArraySource)
     if isinstance(source, ArraySource):
         digest.update(repr(source.x.shape).encode())
         digest.update(np.ascontiguousarray(source.x).data)  # (N, H, W, 3) uint8
@@ -58,8 +76,14 @@ def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None)
         digest.update(type(source).__name__.encode())
     digest.update(np.ascontiguousarray(source.targets, dtype=np.int64).tobytes())  # (N,)
     digest.update("\0".join(source.classes).encode())
+    return pixels
 
 
 def same_images(a: str, b: str) -> bool:
     """Whether two recorded fingerprints name the same images (the digest, not the note)."""
     return a.split(" ", 1)[0] == b.split(" ", 1)[0]
+
+
+def names_pixels(fingerprint: str) -> bool:
+    """Whether ``fingerprint`` hashes pixels, so the same one elsewhere is the same images."""
+    return fingerprint.startswith(PIXELS)

@@ -147,7 +147,22 @@ def _checkpoint_text(loaded: LoadedCheckpoint) -> str:
     return f"{loaded.path} ({loaded.format}{when}; loaded: {'+'.join(loaded.parts)})"
 
 
+def _trained_on(target: EvalTarget) -> str:
+    """The data fingerprint of the run the checkpoint belongs to ("" if none is recorded)."""
+    run_dir = target.checkpoint.run_dir
+    metrics = None if run_dir is None else run_dir / METRICS_FILE
+    if metrics is None or not metrics.is_file():
+        return ""
+    return str(open_run(metrics.parent).attrs.get("data_fingerprint", ""))
+
+
 def _record(target: EvalTarget, out: EvalOutcome) -> EvalOutcome:
+    trained = _trained_on(target)
+    if trained and not same_images(trained, target.data.fingerprint):
+        out.notes.append(
+            f"evaluated on other images than the run trained on (trained on {trained}; "
+            f"evaluated on {target.data.fingerprint}); the data attr says which"
+        )
     if target.write_dir is None:
         out.notes.append(f"not recorded: {target.skip_reason}")
         return out
@@ -157,14 +172,6 @@ def _record(target: EvalTarget, out: EvalOutcome) -> EvalOutcome:
         "status": "evaluated",
         "source": str(target.checkpoint.path),
     }
-    metrics = target.write_dir / METRICS_FILE
-    attrs = open_run(metrics.parent).attrs if metrics.is_file() else {}
-    trained = str(attrs.get("data_fingerprint", ""))
-    if trained and not same_images(trained, target.data.fingerprint):
-        out.notes.append(
-            f"evaluated on other images than the run trained on (trained on {trained}; "
-            f"evaluated on {target.data.fingerprint}); the data attr says which"
-        )
     out.written = write_eval(target.write_dir, out.values, out.attrs, new_attrs)
     return out
 

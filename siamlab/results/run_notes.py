@@ -11,6 +11,7 @@ from typing import Any
 
 import xarray as xr
 
+from siamlab.data.fingerprint import NOT_IMAGES
 from siamlab.results.runinfo import FINISHED, last_epoch, run_config, run_exists
 
 
@@ -24,12 +25,11 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# keys that say where a run's results go or how its loader works, not what it computes
-# (seeds of one variant trained into two output roots and copied together, or loaded by
-# another number of workers, are not mixed settings)
+# keys that say where a run's results go or how its loader hands batches over, not what
+# it computes (seeds of one variant trained into two output roots and copied together
+# are not mixed settings)
 WHERE_ONLY = (
     "output.",
-    "data.num_workers",
     "data.pin_memory",
     "data.persistent_workers",
     "data.prefetch_factor",
@@ -165,17 +165,33 @@ def _listed(groups: dict[str, list[str]]) -> str:
 
 
 def data_conflicts(ds: xr.Dataset) -> list[str]:
-    """A message when the runs trained on different images (their data fingerprints).
+    """A message when runs that asked for the same images trained on different ones.
 
-    Configs that agree can still have read other images: another file under the same
-    ``data.root``, or another ``SIAMLAB_DATA``. Files without the fingerprint say nothing.
+    Runs are grouped by their data config less its root and the keys that do not say
+    which images (:data:`~siamlab.data.fingerprint.NOT_IMAGES`), so a study that varies
+    its data on purpose is not noted; within a group, configs that agree can still have
+    read other images (another file under the same ``data.root``, another
+    ``SIAMLAB_DATA``). Files without the fingerprint say nothing.
     """
-    groups = _runs_by(ds, "data_fingerprint")
-    if len(groups) < 2:
+    if "data_fingerprint" not in ds.data_vars:
         return []
+    exists = run_exists(ds)
+    asked: dict[str, dict[str, list[str]]] = {}  # images' config -> fingerprint -> runs
+    for variant in ds["variant"].values:
+        for seed in ds["seed"].values:
+            run = {"variant": variant, "seed": seed}
+            fingerprint = str(ds["data_fingerprint"].sel(run).item())
+            if not exists.sel(run) or fingerprint in ("", "nan"):
+                continue
+            data = run_config(ds["config"].sel(run).item()).get("data") or {}
+            images = {k: v for k, v in data.items() if k not in NOT_IMAGES and k != "root"}
+            key = repr(sorted(images.items()))
+            asked.setdefault(key, {}).setdefault(fingerprint, []).append(f"{variant}/seed{seed}")
     return [
-        f"the runs trained on different images ({_listed(groups)}): differences mix "
-        "the data with the method"
+        f"runs asked for the same images but trained on different ones ({_listed(groups)}): "
+        "differences mix the data with the method"
+        for groups in asked.values()
+        if len(groups) > 1
     ]
 
 

@@ -22,9 +22,9 @@ CPU a run's float rounding depends on them; both absent from files before 2026-1
 ``threads_history`` only for a CPU run resumed on another count (``"2 from step 1, 1
 from step 121"``: the count each part of the run trained on; from 2026-12-07),
 ``data_fingerprint`` (which images the run trained and was evaluated on, after the
-limits: ``"blake2b-128:<hex> (<n train> + <n test> images)"``, the pixels of in-memory
-data, the file paths under the root of image folders; :mod:`siamlab.data.fingerprint`;
-from 2026-12-07),
+limits: ``"blake2b-128:<hex> (<n train> + <n test> images)"`` of in-memory data's
+pixels, ``"blake2b-128-names:..."`` of image folders' file paths under the root;
+:mod:`siamlab.data.fingerprint`; from 2026-12-07),
 ``diverged_step`` when status is diverged.
 
 Variables are declared next to the code that produces them: each diagnostic hook's

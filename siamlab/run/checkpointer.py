@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from siamlab.atomic import atomic_write
-from siamlab.data.fingerprint import same_images
+from siamlab.data.fingerprint import names_pixels, same_images
 from siamlab.errors import ResultsError
 from siamlab.provenance import config_diff
 from siamlab.run.results_file import ResultsFile
@@ -74,14 +74,15 @@ def _save(value: object, path: Path) -> None:
 # Config keys a run may resume under a changed value of: where results go, whether it
 # stops on collapse (that changes when training ends, never what it computes), where
 # its batches are made (the same views; siamlab.data.resident), how the DataLoader
-# loads them (views are keyed by (seed, epoch, image), not by worker: siamlab.data.
-# views), and its CPU threads (it continues on the checkpoint's count unless one is set,
-# with a warning where a set count differs: siamlab.train.device.resume_threads).
+# hands them over (page-locked, loaded ahead, workers kept: the same values; not the
+# number of workers, which moves the batched augmentation between the training
+# process's threads and one-thread workers), and its CPU threads (it continues on the
+# checkpoint's count unless one is set, with a warning where a set count differs:
+# siamlab.train.device.resume_threads).
 RESUMABLE = (
     "output.",
     "train.stop_on_collapse:",
     "data.device_resident:",
-    "data.num_workers:",
     "data.pin_memory:",
     "data.persistent_workers:",
     "data.prefetch_factor:",
@@ -89,7 +90,8 @@ RESUMABLE = (
     "train.threads:",
 )
 # Where the images are: it may change when the images there are the ones the run
-# trained on, which the data fingerprint (siamlab.data.fingerprint) tells
+# trained on, which a fingerprint of their pixels tells (siamlab.data.fingerprint; one
+# of image files' names does not)
 DATA_WHERE = ("data.root:",)
 
 
@@ -97,7 +99,8 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     """The checkpoint of the run in ``directory`` (None without one), if its config matches.
 
     Keys in :data:`RESUMABLE` may differ, and :data:`DATA_WHERE` in a checkpoint that
-    records its data's fingerprint (:func:`check_same_data` then compares the images).
+    records a fingerprint of its images' pixels (:func:`check_same_data` then compares
+    them).
 
     Raises:
         ResultsError: the checkpoint is unreadable or holds another config.
@@ -105,7 +108,7 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     state = load_checkpoint(directory / "checkpoints")
     if state is None:
         return None
-    moves = DATA_WHERE if state.get("data_fingerprint") else ()
+    moves = DATA_WHERE if names_pixels(str(state.get("data_fingerprint", ""))) else ()
     diffs = [
         d for d in config_diff(state["config"], config) if not d.startswith((*RESUMABLE, *moves))
     ]

@@ -9,17 +9,22 @@ read_checkpoint`), one run at a time as each comes up; this check compares the a
 config with every run that has results, finished or not, before anything trains, so a
 changed ``--set`` or study file does not leave a folder of old and new runs.
 
-Keys that say where results go, when training stops or how the loader works
+Keys that say where results go, when training stops or how the loader hands batches over
 (:data:`RESUMABLE`) may differ, and so may ``precision`` / ``channels_last`` when the new
 value resolves on the machine that trains to what the run ran (``auto`` is ``fp32`` +
 channels_last on an AVX2 CPU). Where that machine is not this one (``--launcher slurm``
 on a login node), a changed speed key stays a change. Keys that only one side has (a key
 added to siamlab after the run) are not compared.
 
-The images are compared too: a run whose results record a data fingerprint
-(:mod:`siamlab.data.fingerprint`) is checked against the images the asked config reads
-(loaded here once per data config), so other images under the same ``data.root`` are a
-change and the same images moved to another ``data.root`` are not.
+The images are compared too, for a run whose results record a data fingerprint
+(:mod:`siamlab.data.fingerprint`) and that has finished (it would be skipped as done) or
+whose ``data.root`` moved: the images the asked config reads are loaded here, once per
+set of images, never downloaded. Other images under the same ``data.root`` are a change;
+the same in-memory images moved to another ``data.root`` are not (image folders are
+fingerprinted by file names, so a moved folder stays a change). An unfinished run's
+resume compares the images itself (:func:`siamlab.run.checkpointer.check_same_data`).
+Where the images cannot be read here (a login node without the data), a finished run
+with an unchanged ``data.root`` is skipped as before.
 
 Not checked here: the same asked config resolving otherwise on another machine (``auto``
 moved from a CPU to a GPU); the checkpoint's check compares resolved configs and refuses
@@ -27,16 +32,17 @@ such a resume.
 """
 
 import json
+from typing import Any
 
 import torch
 
 from siamlab.config.study import RunSpec
 from siamlab.data.build import fingerprint_of
 from siamlab.data.config import DataConfig
-from siamlab.data.fingerprint import same_images
+from siamlab.data.fingerprint import NOT_IMAGES, names_pixels, same_images
 from siamlab.errors import ConfigError, DataError, ResultsError
 from siamlab.provenance import config_diff
-from siamlab.results.runinfo import run_config
+from siamlab.results.runinfo import FINISHED, run_config
 from siamlab.results.store import open_run
 from siamlab.run.checkpointer import DATA_WHERE, RESUMABLE
 from siamlab.train.speed import precision_label, recorded_precision, resolve_speed
@@ -55,34 +61,51 @@ def _runs_as(spec: RunSpec) -> str:
 
 
 class DataCheck:
-    """The fingerprint of each asked data config's images, loaded once per study start."""
+    """The fingerprint of the images each asked data config reads, loaded once per study start."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, tuple[str, str]] = {}  # config JSON -> (fingerprint, error)
+        self.seen: dict[str, tuple[str, str]] = {}  # images' config JSON -> (fingerprint, error)
 
     def __call__(self, data: DataConfig) -> tuple[str, str]:
         """(fingerprint, "") of ``data``'s images, or ("", why they could not be read)."""
-        key = json.dumps(data.model_dump(mode="json"), sort_keys=True)
+        dumped = data.model_dump(mode="json")
+        key = json.dumps({k: v for k, v in dumped.items() if k not in NOT_IMAGES}, sort_keys=True)
         if key not in self.seen:
+            if "download" in dumped:  # never download in the study's process
+                data = data.model_copy(
+                    update={"dataset": data.dataset.model_copy(update={"download": False})}
+                )
             try:
                 self.seen[key] = (fingerprint_of(data), "")
-            except DataError as exc:
+            except (DataError, OSError) as exc:
                 self.seen[key] = ("", str(exc))
         return self.seen[key]
 
 
-def _data_changes(diffs: list[str], recorded: str, spec: RunSpec, check: DataCheck) -> list[str]:
-    """``diffs`` less a moved ``data.root`` holding the run's images; a note where not."""
+def _data_changes(
+    diffs: list[str], attrs: dict[str, Any], spec: RunSpec, check: DataCheck
+) -> list[str]:
+    """``diffs`` less a moved ``data.root`` holding the run's images; a note where not.
+
+    The asked images are loaded where a root moved, or where the run has ended (it would
+    be skipped as done); an unfinished run's resume compares them itself.
+    """
     moved = [d for d in diffs if d.startswith(DATA_WHERE)]
+    recorded = str(attrs.get("data_fingerprint", ""))
     if not recorded:  # results from before the fingerprint: a moved root stays a change
         note = "(its results record no data fingerprint to compare the images with)"
         return diffs + [note] if moved else diffs
+    if not moved and str(attrs.get("status", "")) not in FINISHED:
+        return diffs
     now, error = check(spec.config.data)
     if error:  # the run's own process reports unreadable data; a moved root is unproven
         return diffs + [f"(the images there could not be read here: {error})"] if moved else diffs
-    if same_images(recorded, now):
-        return [d for d in diffs if d not in moved]
-    return [*diffs, f"{OTHER_IMAGES} (recorded {recorded}; now {now})"]
+    if not same_images(recorded, now):
+        return [*diffs, f"{OTHER_IMAGES} (recorded {recorded}; now {now})"]
+    if moved and not names_pixels(recorded):
+        note = "(image files are fingerprinted by their names, not their pixels: a moved "
+        return [*diffs, note + "data.root is not known to hold the same images)"]
+    return [d for d in diffs if d not in moved]
 
 
 def config_changes(
@@ -110,8 +133,7 @@ def config_changes(
         for d in config_diff(run_config(attrs.get("config")), asked, shared_only=True)
         if not d.startswith(RESUMABLE)
     ]
-    recorded = str(attrs.get("data_fingerprint", ""))
-    diffs = _data_changes(diffs, recorded, spec, check or DataCheck())
+    diffs = _data_changes(diffs, dict(attrs), spec, check or DataCheck())
     speed = [d for d in diffs if d.startswith(SPEED_KEYS)]
     if not speed:
         return diffs
