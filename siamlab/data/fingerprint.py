@@ -9,7 +9,7 @@ Image folders are hashed by each file's path under the dataset's root, its label
 class names, not the files' bytes (reading a whole ImageNet before training would take
 longer than many runs): ``blake2b-128-names:``. Such a fingerprint tells other file
 names apart, not other pixels under the same names, so it does not let a run move to
-another ``data.root`` (:func:`names_pixels`).
+another ``data.root`` (:func:`hashes_pixels`).
 
 ``metrics.nc`` records it (attr ``data_fingerprint``) and so does the checkpoint: a run
 resumes, and a finished run is skipped as done, only on the data it was trained on
@@ -84,6 +84,6 @@ def same_images(a: str, b: str) -> bool:
     return a.split(" ", 1)[0] == b.split(" ", 1)[0]
 
 
-def names_pixels(fingerprint: str) -> bool:
+def hashes_pixels(fingerprint: str) -> bool:
     """Whether ``fingerprint`` hashes pixels, so the same one elsewhere is the same images."""
     return fingerprint.startswith(PIXELS)

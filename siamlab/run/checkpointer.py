@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from siamlab.atomic import atomic_write
-from siamlab.data.fingerprint import names_pixels, same_images
+from siamlab.data.fingerprint import hashes_pixels, same_images
 from siamlab.errors import ResultsError
 from siamlab.provenance import config_diff
 from siamlab.run.results_file import ResultsFile
@@ -108,7 +108,7 @@ def read_checkpoint(directory: Path, config: dict[str, Any]) -> dict[str, Any] |
     state = load_checkpoint(directory / "checkpoints")
     if state is None:
         return None
-    moves = DATA_WHERE if names_pixels(str(state.get("data_fingerprint", ""))) else ()
+    moves = DATA_WHERE if hashes_pixels(str(state.get("data_fingerprint", ""))) else ()
     diffs = [
         d for d in config_diff(state["config"], config) if not d.startswith((*RESUMABLE, *moves))
     ]

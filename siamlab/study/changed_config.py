@@ -39,7 +39,7 @@ import torch
 from siamlab.config.study import RunSpec
 from siamlab.data.build import fingerprint_of
 from siamlab.data.config import DataConfig
-from siamlab.data.fingerprint import NOT_IMAGES, names_pixels, same_images
+from siamlab.data.fingerprint import NOT_IMAGES, hashes_pixels, same_images
 from siamlab.errors import ConfigError, DataError, ResultsError
 from siamlab.provenance import config_diff
 from siamlab.results.runinfo import FINISHED, run_config
@@ -102,7 +102,7 @@ def _data_changes(
         return diffs + [f"(the images there could not be read here: {error})"] if moved else diffs
     if not same_images(recorded, now):
         return [*diffs, f"{OTHER_IMAGES} (recorded {recorded}; now {now})"]
-    if moved and not names_pixels(recorded):
+    if moved and not hashes_pixels(recorded):
         note = "(image files are fingerprinted by their names, not their pixels: a moved "
         return [*diffs, note + "data.root is not known to hold the same images)"]
     return [d for d in diffs if d not in moved]
