@@ -172,7 +172,8 @@ def run(
     """Run every variant x seed of STUDY; re-running resumes and skips finished runs.
 
     Re-running over results of another config (a changed --set or study file) is
-    refused before anything trains, naming each run and key (exit status 2).
+    refused before anything trains, naming each run and key (exit status 2), and so
+    is re-running on other images than the runs trained on (their data fingerprint).
 
     A run that train.stop_on_collapse stopped (stopped_collapsed) is skipped like a
     finished one unless --resume-stopped.

@@ -19,6 +19,7 @@ resumes, and a finished run is skipped as done, only on the data it was trained 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +28,11 @@ from siamlab.data.tolerant import TolerantSource
 
 PIXELS = "blake2b-128:"  # the digest of the images' pixels; a future scheme gets another
 NAMES = "blake2b-128-names:"  # the digest of image files' paths under the root
+# data config keys of how the loader hands batches over, which change no value
+HAND_OVER = ("pin_memory", "persistent_workers", "prefetch_factor", "download")
 # data config keys that do not say which images a run reads: its augmentation and how
 # its batches are made and handed over
-NOT_IMAGES = frozenset(
-    {"augment", "augment_batched", "device_resident", "num_workers", "pin_memory"}
-    | {"persistent_workers", "prefetch_factor", "download"}
-)
+NOT_IMAGES = frozenset({"augment", "augment_batched", "device_resident", "num_workers", *HAND_OVER})
 
 
 def data_fingerprint(train: ImageSource, test: ImageSource, root: str | None = None) -> str:
@@ -79,9 +79,19 @@ def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None)
     return pixels
 
 
+def digest(fingerprint: str) -> str:
+    """The fingerprint without its note on the number of images."""
+    return fingerprint.split(" ", 1)[0]
+
+
 def same_images(a: str, b: str) -> bool:
     """Whether two recorded fingerprints name the same images (the digest, not the note)."""
-    return a.split(" ", 1)[0] == b.split(" ", 1)[0]
+    return digest(a) == digest(b)
+
+
+def images_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped data config less the keys that do not say which images (NOT_IMAGES)."""
+    return {k: v for k, v in data.items() if k not in NOT_IMAGES}
 
 
 def hashes_pixels(fingerprint: str) -> bool:

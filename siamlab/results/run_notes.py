@@ -11,7 +11,7 @@ from typing import Any
 
 import xarray as xr
 
-from siamlab.data.fingerprint import NOT_IMAGES
+from siamlab.data.fingerprint import HAND_OVER, digest, images_config
 from siamlab.results.runinfo import FINISHED, last_epoch, run_config, run_exists
 
 
@@ -28,13 +28,7 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # keys that say where a run's results go or how its loader hands batches over, not what
 # it computes (seeds of one variant trained into two output roots and copied together
 # are not mixed settings)
-WHERE_ONLY = (
-    "output.",
-    "data.pin_memory",
-    "data.persistent_workers",
-    "data.prefetch_factor",
-    "data.download",
-)
+WHERE_ONLY = ("output.", *(f"data.{key}" for key in HAND_OVER))
 DATA_ROOT = "data.root"  # where the images are: a mixed setting unless they are the same
 
 
@@ -43,7 +37,7 @@ def _digests(ds: xr.Dataset, variant: Any, seeds: list[int]) -> set[str]:
     if "data_fingerprint" not in ds.data_vars:
         return {""}
     values = (str(ds["data_fingerprint"].sel(variant=variant, seed=s).item()) for s in seeds)
-    return {v.split(" ", 1)[0] for v in values}
+    return {digest(v) for v in values}
 
 
 def config_conflicts(ds: xr.Dataset) -> list[str]:
@@ -184,7 +178,7 @@ def data_conflicts(ds: xr.Dataset) -> list[str]:
             if not exists.sel(run) or fingerprint in ("", "nan"):
                 continue
             data = run_config(ds["config"].sel(run).item()).get("data") or {}
-            images = {k: v for k, v in data.items() if k not in NOT_IMAGES and k != "root"}
+            images = {k: v for k, v in images_config(data).items() if k != "root"}
             key = repr(sorted(images.items()))
             asked.setdefault(key, {}).setdefault(fingerprint, []).append(f"{variant}/seed{seed}")
     return [

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from siamlab.atomic import atomic_write
-from siamlab.data.fingerprint import hashes_pixels, same_images
+from siamlab.data.fingerprint import HAND_OVER, hashes_pixels, same_images
 from siamlab.errors import ResultsError
 from siamlab.provenance import config_diff
 from siamlab.run.results_file import ResultsFile
@@ -83,10 +83,7 @@ RESUMABLE = (
     "output.",
     "train.stop_on_collapse:",
     "data.device_resident:",
-    "data.pin_memory:",
-    "data.persistent_workers:",
-    "data.prefetch_factor:",
-    "data.download:",
+    *(f"data.{key}:" for key in HAND_OVER),
     "train.threads:",
 )
 # Where the images are: it may change when the images there are the ones the run

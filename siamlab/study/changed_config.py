@@ -39,7 +39,7 @@ import torch
 from siamlab.config.study import RunSpec
 from siamlab.data.build import fingerprint_of
 from siamlab.data.config import DataConfig
-from siamlab.data.fingerprint import NOT_IMAGES, hashes_pixels, same_images
+from siamlab.data.fingerprint import hashes_pixels, images_config, same_images
 from siamlab.errors import ConfigError, DataError, ResultsError
 from siamlab.provenance import config_diff
 from siamlab.results.runinfo import FINISHED, run_config
@@ -69,7 +69,7 @@ class DataCheck:
     def __call__(self, data: DataConfig) -> tuple[str, str]:
         """(fingerprint, "") of ``data``'s images, or ("", why they could not be read)."""
         dumped = data.model_dump(mode="json")
-        key = json.dumps({k: v for k, v in dumped.items() if k not in NOT_IMAGES}, sort_keys=True)
+        key = json.dumps(images_config(dumped), sort_keys=True)
         if key not in self.seen:
             if "download" in dumped:  # never download in the study's process
                 data = data.model_copy(
