@@ -256,7 +256,7 @@ def test_a_moved_image_folder_keeps_its_names_fingerprint_but_stays_a_change(tmp
     )
     home = DataConfig(dataset="images", root="~/../" + str(folder).lstrip("/"))  # the same, via ~
     recorded = fingerprint_of(cfg)
-    assert recorded.startswith("blake2b-128-names:") and recorded == fingerprint_of(moved)
+    assert recorded.startswith("blake2b-128-files:") and recorded == fingerprint_of(moved)
     assert fingerprint_of(home) == recorded
     (tmp_path / "moved" / "a" / "0.png").rename(tmp_path / "moved" / "a" / "9.png")
     assert not same_images(fingerprint_of(moved), recorded)
@@ -267,7 +267,23 @@ def test_a_moved_image_folder_keeps_its_names_fingerprint_but_stays_a_change(tmp
     diffs = [f"data.root: {str(folder)!r} -> {str(tmp_path / 'moved')!r}"]
     attrs = {"data_fingerprint": recorded, "status": "finished"}
     changes = _data_changes(diffs, attrs, spec, DataCheck())
-    assert changes[0] == diffs[0] and "by their names, not their pixels" in changes[1]
+    assert changes[0] == diffs[0] and "by their names and sizes, not their pixels" in changes[1]
+
+
+def test_image_files_re_encoded_under_the_same_names_are_other_images(tmp_path):
+    from PIL import Image
+
+    folder = _png_folder(tmp_path / "pngs")
+    cfg = DataConfig(dataset="images", root=str(folder))
+    recorded = fingerprint_of(cfg)
+    names_only = "blake2b-128-names:" + recorded.split(":", 1)[1].split("-", 1)[0]
+    assert same_images(names_only, recorded)  # a record of 2026-12-07: compared by names
+    noisy = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(folder / "b" / "3.png")  # other pixels under the same name
+    assert not same_images(fingerprint_of(cfg), recorded)
+    assert same_images(fingerprint_of(cfg), names_only)  # the names alone cannot tell
+    (folder / "a" / "0.png").rename(folder / "a" / "x.png")
+    assert not same_images(fingerprint_of(cfg), names_only)
 
 
 def test_a_checkpoint_moves_its_root_only_with_a_fingerprint_of_pixels(tmp_path):
@@ -278,6 +294,7 @@ def test_a_checkpoint_moves_its_root_only_with_a_fingerprint_of_pixels(tmp_path)
     asked = {"data": {"dataset": "npz", "root": "/new"}, "output": {"root": "/p"}}
     for fingerprint, resumes in (
         ("blake2b-128:aa (4 + 2 images)", True),
+        ("blake2b-128-files:aa-bb (4 + 2 images)", False),  # image files: names, sizes
         ("blake2b-128-names:aa (4 + 2 images)", False),  # image files: names only
         ("", False),  # a checkpoint from before the fingerprint
     ):

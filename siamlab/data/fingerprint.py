@@ -6,10 +6,15 @@ reads after the limits. In-memory images (digits, npz, CIFAR) are hashed by thei
 labels and class names (``blake2b-128:``), so the same images moved to another folder
 keep their fingerprint and other images under the same ``data.root`` get another one.
 Image folders are hashed by each file's path under the dataset's root, its label and the
-class names, not the files' bytes (reading a whole ImageNet before training would take
-longer than many runs): ``blake2b-128-names:``. Such a fingerprint tells other file
-names apart, not other pixels under the same names, so it does not let a run move to
-another ``data.root`` (:func:`hashes_pixels`).
+class names, and by the sizes of up to :data:`SIZED` files per split spread evenly over
+its sorted list, not the files' bytes (reading a whole ImageNet before training would
+take longer than many runs; 4,096 ``stat`` calls take milliseconds on a local disk and
+seconds on a slow network one): ``blake2b-128-files:<names>-<sizes>``. The sizes tell
+a re-encoded or resized copy under the same names apart (every JPEG or PNG file's size
+moves), not one replaced file or a format whose files all have one size (BMP, PPM), so
+such a fingerprint does not let a run move to another ``data.root``
+(:func:`hashes_pixels`). Results of 2026-12-07 record the names alone
+(``blake2b-128-names:``); they are compared with the names part.
 
 ``metrics.nc`` records it (attr ``data_fingerprint``) and so does the checkpoint: a run
 resumes, and a finished run is skipped as done, only on the data it was trained on
@@ -18,7 +23,9 @@ resumes, and a finished run is skipped as done, only on the data it was trained 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from typing import Any
 
 import numpy as np
@@ -27,7 +34,9 @@ from siamlab.data.sources import ArraySource, FolderSource, ImageSource
 from siamlab.data.tolerant import TolerantSource
 
 PIXELS = "blake2b-128:"  # the digest of the images' pixels; a future scheme gets another
-NAMES = "blake2b-128-names:"  # the digest of image files' paths under the root
+FILES = "blake2b-128-files:"  # the digests of image files' paths and of sampled sizes
+NAMES = "blake2b-128-names:"  # the paths alone: written on 2026-12-07 only
+SIZED = 4096  # image files per split whose size is hashed
 # data config keys of how the loader hands batches over, which change no value
 HAND_OVER = ("pin_memory", "persistent_workers", "prefetch_factor", "download")
 # data config keys that do not say which images a run reads: its augmentation and how
@@ -44,20 +53,29 @@ def data_fingerprint(train: ImageSource, test: ImageSource, root: str | None = N
         root: the dataset's folder; image files are hashed by their path below it.
 
     Returns:
-        ``"blake2b-128:<32 hex digits> (<n train> + <n test> images)"``, or with
-        ``blake2b-128-names:`` where a split is image files (hashed by path).
+        ``"blake2b-128:<32 hex digits> (<n train> + <n test> images)"``, or
+        ``"blake2b-128-files:<32 hex>-<32 hex> (...)"`` where a split is image files
+        (hashed by path, and by sampled sizes).
     """
     digest = hashlib.blake2b(digest_size=16)
+    sizes = hashlib.blake2b(digest_size=16)
     pixels = True
     for split, source in (("train", train), ("test", test)):
         digest.update(f"{split}:{len(source)}:".encode())
-        pixels &= _hash_source(digest, source, root)
-    prefix = PIXELS if pixels else NAMES
-    return f"{prefix}{digest.hexdigest()} ({len(train)} + {len(test)} images)"
+        sizes.update(f"{split}:".encode())
+        pixels &= _hash_source(digest, sizes, source, root)
+    count = f"({len(train)} + {len(test)} images)"
+    if pixels:
+        return f"{PIXELS}{digest.hexdigest()} {count}"
+    return f"{FILES}{digest.hexdigest()}-{sizes.hexdigest()} {count}"
 
 
-def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None) -> bool:
+def _hash_source(
+    digest: hashlib.blake2b, sizes: hashlib.blake2b, source: ImageSource, root: str | None
+) -> bool:
     """Feed ``source``'s images (or file paths), labels and class names to ``digest``.
+
+    Image files' sampled sizes go to ``sizes``.
 
     Returns:
         Whether its pixels were hashed (False: file paths, or a source of another kind).
@@ -72,6 +90,7 @@ def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None)
         prefix = "" if root is None else root.rstrip("/\\") + "/"
         names = (f[len(prefix) :] if prefix and f.startswith(prefix) else f for f in source.files)
         digest.update("\0".join(names).encode("utf-8", "surrogateescape"))
+        sizes.update(_sampled_sizes(source.files).tobytes())
     else:  # a source of another kind: its class and length only
         digest.update(type(source).__name__.encode())
     digest.update(np.ascontiguousarray(source.targets, dtype=np.int64).tobytes())  # (N,)
@@ -79,14 +98,37 @@ def _hash_source(digest: hashlib.blake2b, source: ImageSource, root: str | None)
     return pixels
 
 
+def _sampled_sizes(files: list[str]) -> np.ndarray:
+    """The sizes in bytes of up to SIZED of ``files``, evenly spread; -1 where unreadable."""
+    picked = np.unique(np.linspace(0, len(files) - 1, min(len(files), SIZED)).astype(np.int64))
+    out = np.full(len(picked), -1, dtype=np.int64)  # (k,): a missing file is the reader's
+    for k, i in enumerate(picked.tolist()):
+        with contextlib.suppress(OSError):
+            out[k] = os.stat(files[i]).st_size
+    return out
+
+
 def digest(fingerprint: str) -> str:
     """The fingerprint without its note on the number of images."""
     return fingerprint.split(" ", 1)[0]
 
 
+def _names_part(digest_: str) -> str:
+    """An image folder's digest as the names-only scheme of 2026-12-07 wrote it."""
+    if digest_.startswith(FILES):
+        return NAMES + digest_[len(FILES) :].split("-", 1)[0]
+    return digest_
+
+
 def same_images(a: str, b: str) -> bool:
-    """Whether two recorded fingerprints name the same images (the digest, not the note)."""
-    return digest(a) == digest(b)
+    """Whether two recorded fingerprints name the same images (the digest, not the note).
+
+    A names-only record (``blake2b-128-names:``) is compared with the names part.
+    """
+    da, db = digest(a), digest(b)
+    if NAMES in (da[: len(NAMES)], db[: len(NAMES)]):
+        return _names_part(da) == _names_part(db)
+    return da == db
 
 
 def images_config(data: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,8 @@ CPU a run's float rounding depends on them; both absent from files before 2026-1
 from step 121"``: the count each part of the run trained on; from 2026-12-07),
 ``data_fingerprint`` (which images the run trained and was evaluated on, after the
 limits: ``"blake2b-128:<hex> (<n train> + <n test> images)"`` of in-memory data's
-pixels, ``"blake2b-128-names:..."`` of image folders' file paths under the root;
+pixels, ``"blake2b-128-files:<hex>-<hex> ..."`` of image folders' file paths under
+the root and sampled file sizes (``blake2b-128-names:`` on 2026-12-07: the paths alone);
 :mod:`siamlab.data.fingerprint`; from 2026-12-07),
 ``diverged_step`` when status is diverged.
 

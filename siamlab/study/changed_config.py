@@ -103,8 +103,8 @@ def _data_changes(
     if not same_images(recorded, now):
         return [*diffs, f"{OTHER_IMAGES} (recorded {recorded}; now {now})"]
     if moved and not hashes_pixels(recorded):
-        note = "(image files are fingerprinted by their names, not their pixels: a moved "
-        return [*diffs, note + "data.root is not known to hold the same images)"]
+        note = "(image files are fingerprinted by their names and sizes, not their pixels: a "
+        return [*diffs, note + "moved data.root is not known to hold the same images)"]
     return [d for d in diffs if d not in moved]
 
 
