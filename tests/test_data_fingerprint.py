@@ -233,6 +233,21 @@ def test_an_eval_on_other_images_says_so_and_records_which(finished, tmp_path):
     assert not [n for n in same.notes if "other images" in n]
 
 
+def test_a_diagnose_on_other_images_says_so_and_records_which(finished, tmp_path):
+    from siamlab.diagnose import diagnose
+
+    run_dir = finished / "out" / "tiny" / "a" / "seed0"
+    trained = open_run(run_dir).attrs["data_fingerprint"]
+    own = diagnose(run_dir, output=tmp_path / "own", figures=False)
+    assert own.dataset.attrs["data_fingerprint"] == trained
+    assert not [n for n in own.notes if "other images" in n]
+    other = _npz_folder(tmp_path / "other", seed=7)
+    out = diagnose(run_dir, sets=[f"data.root={other}"], output=tmp_path / "o", figures=False)
+    (note,) = [n for n in out.notes if "measured on other images than the run trained on" in n]
+    assert trained in note and out.dataset.attrs["data_fingerprint"] in note
+    assert not same_images(out.dataset.attrs["data_fingerprint"], trained)
+
+
 def _png_folder(folder: Path) -> Path:
     """A folder of tiny labelled PNGs: folder/<class>/<i>.png."""
     from PIL import Image

@@ -131,6 +131,19 @@ def same_images(a: str, b: str) -> bool:
     return da == db
 
 
+def other_images_note(trained: str, now: str, done: str) -> str | None:
+    """A note where a run's checkpoint is ``done`` (evaluated, ...) on other images.
+
+    Args:
+        trained: the run's recorded fingerprint ("" where none: no note).
+        now: the fingerprint of the images it is ``done`` on.
+        done: what is done on them, in words.
+    """
+    if not trained or same_images(trained, now):
+        return None
+    return f"{done} on other images than the run trained on (trained on {trained}; {done} on {now})"
+
+
 def images_config(data: dict[str, Any]) -> dict[str, Any]:
     """A dumped data config less the keys that do not say which images (NOT_IMAGES)."""
     return {k: v for k, v in data.items() if k not in NOT_IMAGES}

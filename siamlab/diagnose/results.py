@@ -9,7 +9,8 @@ the ``run_verdict*`` variables are the embeddings-only rule's
 ``source`` (what was diagnosed), ``checkpoints`` (one ``epoch<TAB>file`` line each),
 ``checkpoint_format``, ``epoch_from``, ``measured`` (which outputs), ``verdict_branch``
 (``z``, or ``h`` without a projector), ``verdict_basis`` (that in words, and the states
-that need the loss), ``data`` (the probe sets).
+that need the loss), ``data`` (the probe sets), ``data_fingerprint`` (their images, as
+a run records its own: :mod:`siamlab.data.fingerprint`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Provenance:
         branches: the outputs measured (h, z, p).
         dim: the width d of the judged output (z's, or h's for a backbone-only checkpoint).
         data: the probe sets in words.
+        data_fingerprint: which images they are (:mod:`siamlab.data.fingerprint`).
     """
 
     source: str
@@ -58,6 +60,7 @@ class Provenance:
     branches: tuple[str, ...]
     dim: int
     data: str
+    data_fingerprint: str
 
     @property
     def basis(self) -> str:
@@ -115,6 +118,7 @@ def build_dataset(measurements: list[Measurement], cfg: RunConfig, prov: Provena
             f"{' and '.join(NEEDS_LOSS)} need the training loss and are never said)"
         ),
         "data": prov.data,
+        "data_fingerprint": prov.data_fingerprint,
         "created": stamp,
         "updated": stamp,
         **versions(),

@@ -28,6 +28,7 @@ from siamlab.config.profiles import get_profile
 from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
+from siamlab.data.fingerprint import other_images_note
 from siamlab.diagnose.checkpoint_files import Epoch, check_epochs, epoch_of, list_checkpoints
 from siamlab.diagnose.data import data_overrides
 from siamlab.diagnose.figures import write_figures
@@ -42,7 +43,7 @@ from siamlab.diagnose.results import Provenance, build_dataset, write_diagnostic
 from siamlab.errors import DataError, ResultsError
 from siamlab.evaluation.checkpoints import LoadedCheckpoint, load_checkpoint_any
 from siamlab.models.siamese import SiameseNet
-from siamlab.results.store import METRICS_FILE, open_run
+from siamlab.results.store import METRICS_FILE, open_run, recorded_attr
 from siamlab.train.device import select_device, set_threads
 
 
@@ -204,6 +205,7 @@ def diagnose(
         branches=branches,
         dim=dim,
         data=_describe_data(cfg, bundle, probes),
+        data_fingerprint=bundle.fingerprint,
     )
     ds = build_dataset(measurements, cfg, prov)
     folder = Path(output) if output is not None else default_output(target, files)
@@ -215,4 +217,8 @@ def diagnose(
             f"cannot write to {folder}: {exc.strerror or exc}; pass --output DIR"
         ) from exc
     notes = [f"figure {s}" for s in skipped]
+    trained = recorded_attr(first.run_dir, "data_fingerprint")
+    other = other_images_note(trained, bundle.fingerprint, "measured")
+    if other:
+        notes.insert(0, f"{other}{' as --data asks' if data else ''}")
     return Diagnosis(ds, path, drawn, notes, _own_verdict(first))

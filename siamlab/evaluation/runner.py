@@ -29,7 +29,7 @@ from siamlab.config.schema import RunConfig
 from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
 from siamlab.data.dataset_config import NpzConfig
-from siamlab.data.fingerprint import same_images
+from siamlab.data.fingerprint import other_images_note
 from siamlab.evaluation.augmented_probe import (
     KeyedAugmented,
     probe_augmented,
@@ -39,7 +39,7 @@ from siamlab.evaluation.checkpoints import LoadedCheckpoint, load_checkpoint_any
 from siamlab.evaluation.knn_eval import KnnRecipe, knn_evaluate
 from siamlab.evaluation.linear_probe import ProbeRecipe, probe_fast
 from siamlab.evaluation.writeback import write_eval
-from siamlab.results.store import METRICS_FILE, open_run
+from siamlab.results.store import METRICS_FILE, open_run, recorded_attr
 from siamlab.train.device import select_device, set_threads
 
 FOREIGN_PROFILE = "imagenet"
@@ -147,22 +147,11 @@ def _checkpoint_text(loaded: LoadedCheckpoint) -> str:
     return f"{loaded.path} ({loaded.format}{when}; loaded: {'+'.join(loaded.parts)})"
 
 
-def _trained_on(target: EvalTarget) -> str:
-    """The data fingerprint of the run the checkpoint belongs to ("" if none is recorded)."""
-    run_dir = target.checkpoint.run_dir
-    metrics = None if run_dir is None else run_dir / METRICS_FILE
-    if metrics is None or not metrics.is_file():
-        return ""
-    return str(open_run(metrics.parent).attrs.get("data_fingerprint", ""))
-
-
 def _record(target: EvalTarget, out: EvalOutcome) -> EvalOutcome:
-    trained = _trained_on(target)
-    if trained and not same_images(trained, target.data.fingerprint):
-        out.notes.append(
-            f"evaluated on other images than the run trained on (trained on {trained}; "
-            f"evaluated on {target.data.fingerprint}); the data attr says which"
-        )
+    trained = recorded_attr(target.checkpoint.run_dir, "data_fingerprint")
+    note = other_images_note(trained, target.data.fingerprint, "evaluated")
+    if note:
+        out.notes.append(f"{note}; the data attr says which")
     if target.write_dir is None:
         out.notes.append(f"not recorded: {target.skip_reason}")
         return out

@@ -76,6 +76,13 @@ def open_run(path: str | Path) -> xr.Dataset:
         raise ResultsError(f"{path} is not a readable results file: {exc}") from exc
 
 
+def recorded_attr(run_dir: Path | None, key: str) -> str:
+    """``key`` of a run's ``metrics.nc`` attrs; "" where there is no run or no results."""
+    if run_dir is None or not (run_dir / METRICS_FILE).is_file():
+        return ""
+    return str(open_run(run_dir).attrs.get(key, ""))
+
+
 def run_dirs(study_dir: str | Path) -> list[Path]:
     """Every ``<variant>/seed<k>`` folder of a study that holds results."""
     return sorted(p.parent for p in Path(study_dir).glob(f"*/seed*/{METRICS_FILE}"))
