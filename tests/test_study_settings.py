@@ -110,6 +110,40 @@ def test_a_bad_variant_per_profile_fails_even_when_another_variant_is_run():
         expand_study(study, "quick", only=["ok"])
 
 
+def test_a_variant_with_profiles_runs_at_those_profiles_only():
+    study = StudyFile(name="s", variants={"all": {}, "big": {"profiles": ["cifar10", "imagenet"]}})
+    assert [r.variant for r in expand_study(study, "quick")] == ["all"]
+    assert [r.variant for r in expand_study(study, "imagenet")] == ["all", "big"]
+    with pytest.raises(ConfigError, match="variant 'big' runs only at profile.*--profile cifar10"):
+        expand_study(study, "quick", only=["big"])
+    alone = StudyFile(name="s", variants={"big": {"profiles": ["imagenet"]}})
+    with pytest.raises(ConfigError, match="no variant of study 's' runs at profile 'quick'"):
+        expand_study(alone, "quick")
+    for bad, message in (
+        (["imagenett"], "variant 'v': profiles: unknown profile 'imagenett'"),
+        ("imagenet", "variant 'v': profiles must be a list of profile names"),
+        ([], "variant 'v': profiles must be a list of profile names"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            expand_study(StudyFile(name="s", variants={"v": {"profiles": bad}}), "imagenet")
+
+
+def test_the_paper_rows_are_run_at_their_settings():
+    """Table 2's 2048 and 4096 at the scales that hold them; Table 3 (a)'s warm-up; the
+    imagenet profile's lr set once per epoch, as the reference code."""
+    folder = STUDIES[0].parent
+    sizes = read_study(folder / "batch_size.yaml")
+    at = {p: {r.variant: r.config for r in expand_study(sizes, p)} for p in ("quick", "imagenet")}
+    assert "b4096" not in at["quick"] and at["imagenet"]["b4096"].train.batch_size == 4096
+    assert all(at["imagenet"][v].optim.warmup_epochs == 10 for v in ("b1024", "b2048", "b4096"))
+    assert at["imagenet"]["b512"].optim.warmup_epochs == 0
+    bn = read_study(folder / "batchnorm.yaml")
+    warmup = {p: expand_study(bn, p, only=["none"])[0].config.optim.warmup_epochs for p in PROFILES}
+    assert warmup == {"quick": 2, "cifar10": 10, "imagenet": 10}
+    update = {p: expand_study(bn, p)[0].config.optim.update for p in PROFILES}
+    assert update == {"quick": "step", "cifar10": "step", "imagenet": "epoch"}  # as the code
+
+
 def test_variant_per_profile_keys_are_validated_as_config():
     study = _study({"per_profile": {"quick": {"train": {"epochz": 3}}}})
     with pytest.raises(ConfigError, match="epochz"):

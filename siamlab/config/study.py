@@ -69,7 +69,9 @@ class StudyFile(BaseModel):
         variants: variant name -> partial config override; it may hold a
             ``per_profile`` mapping (profile name -> partial config) applied after the
             variant's own override at that profile only (e.g. the k of a k-step
-            variant chosen to stay below one epoch at each scale, Sec. 5.2).
+            variant chosen to stay below one epoch at each scale, Sec. 5.2), and a
+            ``profiles`` list: the profiles it runs at (absent: all), for rows a scale
+            cannot hold (Table 2's batch of 4096 on the quick profile's 1,437 digits).
         seeds: one run per variant and seed (integers >= 0).
         paper: optional annotations, variant -> the paper's outcome for that row.
     """
@@ -156,9 +158,14 @@ def expand_study(
     for name in only or []:
         if name not in study.variants:
             raise ConfigError(f"unknown variant {name!r}; this study has: {', '.join(names)}")
+        if not layers[name].runs_at(profile_name):
+            raise ConfigError(
+                f"variant {name!r} runs only at profile(s) {', '.join(layers[name].profiles)}, "
+                f"not at {profile_name!r}: pass --profile {layers[name].profiles[0]}"
+            )
     runs = []
-    for name in only or names:
-        own, per_profile = layers[name]
+    for name in only or [n for n in names if layers[n].runs_at(profile_name)]:
+        own, per_profile = layers[name].own, layers[name].per_profile
         raw = merge_layer(merge_layer(base, own), per_profile.get(profile_name, {}))
         raw = apply_sets(raw, sets or [])
         config = validate_config(raw, where=f"config of variant {name!r}")
@@ -167,19 +174,38 @@ def expand_study(
             RunSpec(study.name, name, seed, profile_name, config, paper)
             for seed in seeds or study.seeds
         ]
+    if not runs:
+        at = sorted({p for layer in layers.values() for p in layer.profiles})
+        raise ConfigError(
+            f"no variant of study {study.name!r} runs at profile {profile_name!r} (its "
+            f"variants list profiles: {', '.join(at)}); pass --profile {at[0]}"
+        )
     return runs
 
 
-def _variant_layers(
-    name: str, raw: dict[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A variant's override without its ``per_profile`` entry, and that entry (checked).
+@dataclass(frozen=True)
+class VariantLayers:
+    """A variant's override, its ``per_profile`` entries and the profiles it runs at."""
+
+    own: dict[str, Any]
+    per_profile: dict[str, dict[str, Any]]
+    profiles: tuple[str, ...]  # () = every profile
+
+    def runs_at(self, profile: str) -> bool:
+        """Whether the variant is a run of the study at ``profile``."""
+        return not self.profiles or profile in self.profiles
+
+
+def _variant_layers(name: str, raw: dict[str, Any] | None) -> VariantLayers:
+    """A variant's override without its ``per_profile`` and ``profiles`` entries, and those.
 
     Raises:
-        ConfigError: ``per_profile`` is not a mapping of known profiles to mappings.
+        ConfigError: ``per_profile`` is not a mapping of known profiles to mappings, or
+            ``profiles`` not a non-empty list of known profiles.
     """
     own = dict(raw or {})
     per_profile = own.pop("per_profile", None) or {}
+    profiles = own.pop("profiles", None)
     where = f"variant {name!r}: per_profile"
     if not isinstance(per_profile, dict) or not all(
         isinstance(v, dict) for v in per_profile.values()
@@ -188,12 +214,22 @@ def _variant_layers(
             f"{where} must map profile names to partial configs, "
             "e.g. per_profile: {quick: {train: {epochs: 10}}}"
         )
-    for profile in per_profile:
-        try:
-            get_profile(str(profile))
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    return own, per_profile
+    if profiles is not None and (
+        not isinstance(profiles, list)
+        or not profiles
+        or not all(isinstance(p, str) for p in profiles)
+    ):
+        raise ConfigError(
+            f"variant {name!r}: profiles must be a list of profile names, e.g. "
+            "profiles: [cifar10, imagenet]"
+        )
+    for key, named in (("per_profile", per_profile), ("profiles", profiles or [])):
+        for profile in named:
+            try:
+                get_profile(str(profile))
+            except ConfigError as exc:
+                raise ConfigError(f"variant {name!r}: {key}: {exc}") from None
+    return VariantLayers(own, per_profile, tuple(profiles or ()))
 
 
 def _paper_yaml(ref: PaperRef | str | None) -> str:
