@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from siamlab.diagnostics.geometry import uniformity
+from siamlab.diagnostics.geometry import sampled_rows, uniformity
 from siamlab.diagnostics.rank import effective_rank
 
 CHUNK = 4096  # rows moved and cast to float64 at once
@@ -67,7 +67,8 @@ def centred_geometry(
 
     Two passes in float64 chunks: the centre, then the residual's norms and the second
     moment of the re-normalised residual (``D x D``) whose eigenvalues give its singular
-    values. Uniformity is taken on the first ``uniformity_samples`` rows (it is O(N^2)).
+    values. Uniformity is taken on a seeded sample of ``uniformity_samples`` rows (it is
+    O(N^2); :func:`~siamlab.diagnostics.geometry.sampled_rows`).
 
     Args:
         x: Embeddings, shape ``(N, D)`` with ``N >= 2``, any float dtype and device.
@@ -92,8 +93,8 @@ def centred_geometry(
     sq_residual = 0.0
     moment = torch.zeros(d, d, dtype=torch.float64, device=dev)  # (D, D) of r/||r||
     total = torch.zeros(d, dtype=torch.float64, device=dev)  # (D,) sum of r/||r||
+    sampled = sampled_rows(n, uniformity_samples).to(dev)  # (k,) sorted rows for uniformity
     first: list[Tensor] = []
-    kept = 0
     for i in range(0, n, CHUNK):
         r = _unit(x[i : i + CHUNK], dev) - centre  # (n_i, D)
         norms = torch.linalg.vector_norm(r, dim=1)  # (n_i,)
@@ -101,9 +102,8 @@ def centred_geometry(
         unit_r = torch.where(norms[:, None] > TINY, r / norms.clamp(min=TINY)[:, None], 0.0)
         moment += unit_r.T @ unit_r
         total += unit_r.sum(dim=0)
-        if kept < uniformity_samples:
-            first.append(unit_r[: uniformity_samples - kept])
-            kept += first[-1].shape[0]
+        here = sampled[(sampled >= i) & (sampled < i + CHUNK)] - i  # (k_i,)
+        first.append(unit_r[here])
     mean = total / n  # (D,)
     variance = (moment.diagonal() / n - mean.pow(2)).clamp(min=0.0)  # (D,) population
     std_sqrt_d = float(variance.sqrt().mean()) * math.sqrt(d)

@@ -112,7 +112,8 @@ class DiagnosticsConfig(BaseModel):
         probe_size: size of the fixed probe set (a seeded subset of the train split under
             the test transform) for spectra and ranks; None = the whole train split.
         bank_size: training images in the kNN bank (None = all).
-        uniformity_samples: probe samples used for the O(N^2) uniformity.
+        uniformity_samples: rows used for the O(N^2) uniformity, a seeded sample of the
+            probe set and of the test split (all rows where they are fewer).
         predictor_top: leading eigenvectors of F averaged into ``pred_cosine``.
         verdict: thresholds of the collapse verdict.
     """

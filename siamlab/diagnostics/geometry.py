@@ -87,6 +87,18 @@ def unit_alignment(xn: Tensor, yn: Tensor, alpha: float = 2) -> Tensor:
     return dist.pow(alpha).mean()
 
 
+def sampled_rows(n: int, limit: int | None) -> torch.Tensor:
+    """``limit`` of ``n`` row indices under a fixed seeded permutation, sorted: (k,) int64.
+
+    All rows where ``limit`` is None or >= n. A sample, not the first rows: an image
+    folder's splits are sorted by class, so its first rows are its first classes.
+    """
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit]
+    return order.sort().values
+
+
 def uniformity(x: Tensor, t: float = 2, block_size: int = 1024) -> float:
     """Uniformity of the feature distribution on the hypersphere (Wang & Isola, ICML 2020).
 

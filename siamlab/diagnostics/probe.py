@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from siamlab.diagnostics.geometry import sampled_rows
 from siamlab.diagnostics.stage_capture import StageCapture, stage_modules
 from siamlab.models.siamese import Embedding
 from siamlab.train.distributed import all_gather_cat, is_distributed
@@ -39,12 +40,11 @@ class ProbeEmbeddings:
 
 
 def fixed_subset(dataset: Dataset, limit: int | None) -> Dataset:
-    """The first ``limit`` samples under a fixed seeded permutation (deterministic)."""
+    """The ``limit`` samples of :func:`sampled_rows` (deterministic)."""
     n = len(dataset)  # type: ignore[arg-type]
     if limit is None or limit >= n:
         return dataset
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit]
-    return Subset(dataset, order.sort().values.tolist())
+    return Subset(dataset, sampled_rows(n, limit).tolist())
 
 
 @torch.no_grad()

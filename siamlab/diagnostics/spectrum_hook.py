@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from siamlab.diagnostics.geometry import uniformity
+from siamlab.diagnostics.geometry import sampled_rows, uniformity
 from siamlab.diagnostics.hooks import HookContext, Values
 from siamlab.diagnostics.probe import ProbeCache
 from siamlab.diagnostics.rank import alpha_req, effective_rank, rankme
@@ -68,7 +68,7 @@ class SpectrumHook:
     * ``{z,h}_rankme`` (Garrido et al., ICML 2023, eps 1e-7) and ``{z,h}_erank`` (Roy &
       Vetterli 2007) from the singular values of the raw, uncentred matrices;
       ``z_erank_fraction`` = ``z_erank / min(d, N)`` feeds the verdict.
-    * ``z_uniformity`` on the first ``uniformity_samples`` rows, ``z_centre_ratio``
+    * ``z_uniformity`` on ``uniformity_samples`` rows (a seeded sample), ``z_centre_ratio``
       (Wang & Isola, ICML 2020; Zhang et al., ICLR 2022).
     """
 
@@ -122,7 +122,7 @@ class SpectrumHook:
             ("epoch",),
             "uniformity log E exp(-2||z_i/|z_i| - z_j/|z_j|||^2) (Wang & Isola 2020)",
             "1",
-            {"bn_mode": "eval", "data": "probe set (first diagnostics.uniformity_samples)"},
+            {"bn_mode": "eval", "data": "probe set (diagnostics.uniformity_samples, seeded)"},
         ),
         ResultVar(
             "z_centre_ratio",
@@ -168,7 +168,7 @@ class SpectrumHook:
             "z_erank": z_erank,
             "h_erank": effective_rank(h_sv),
             "z_erank_fraction": z_erank / min(z.shape[1], z.shape[0]),
-            "z_uniformity": uniformity(z[: self.uniformity_samples].to(dev)),
+            "z_uniformity": uniformity(z[sampled_rows(len(z), self.uniformity_samples)].to(dev)),
             "z_centre_ratio": centre_ratio(z),
         }
         if h_eigs.numel() >= 5:  # alpha-ReQ fits ranks 4..100: at least 2 points

@@ -143,3 +143,27 @@ def test_the_hook_records_each_branch_and_skips_a_blown_up_one():
     ctx = HookContext(DiagnosticsConfig(eval_every_epochs=5, uniformity_samples=64), 100, 2, 0, 1)
     built = CentredGeometryHook.build(ctx)
     assert (built.epoch_every, built.uniformity_samples) == (5, 64)
+
+
+def test_uniformity_samples_rows_from_every_class_of_a_class_sorted_split():
+    """An image folder's split is sorted by class: its first rows are its first classes."""
+    from siamlab.diagnostics.geometry import uniformity
+    from siamlab.diagnostics.spectrum_hook import SpectrumHook
+    from tests.diagnostics.test_diag_hooks import FakeProbes, _emb
+
+    classes, per, k = 16, 256, 512
+    centres = _gauss(classes, D, 5)
+    x = (centres.repeat_interleave(per, 0) + 0.3 * _gauss(classes * per, D, 6)).float()  # sorted
+    whole = uniformity(x)  # all 4,096 rows
+    first = uniformity(x[:k])  # two classes only
+    assert abs(first - whole) > 1.0  # the bias a prefix would have
+    spectrum = SpectrumHook(uniformity_samples=k).on_epoch(
+        EpochView(1, 10, 1.0, 100, True), FakeProbes(probe=_emb(x))
+    )
+    assert spectrum["z_uniformity"] == pytest.approx(whole, abs=0.1)
+    shuffled = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(1))]
+    sorted_geo, shuffled_geo = centred_geometry(x, k), centred_geometry(shuffled, len(x))
+    assert sorted_geo.residual_uniformity == pytest.approx(
+        shuffled_geo.residual_uniformity, abs=0.1
+    )
+    assert centred_geometry(x, len(x)) == centred_geometry(x, 10 * len(x))  # all rows: one value
