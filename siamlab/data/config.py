@@ -43,7 +43,9 @@ class AugmentConfig(BaseModel):
     SimSiam paper, Sec. 4 "Implementation details" and reference code: RandomResizedCrop
     (scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8, RandomGrayscale p=0.2,
     GaussianBlur sigma ~ U[0.1, 2.0] with p=0.5, horizontal flip, ImageNet mean/std
-    normalisation. The CIFAR-10 recipe (supplement D) sets ``blur_p`` to 0.
+    normalisation (siamlab: the dataset's own mean/std where it knows them, digits' and
+    CIFAR's, ImageNet's elsewhere; :func:`dataset_stats`). The CIFAR-10 recipe
+    (supplement D) sets ``blur_p`` to 0.
 
     Attributes:
         crop_scale: (min, max) fraction of the image area a random crop covers.

@@ -33,7 +33,9 @@ def train_transform(aug: AugmentConfig, size: int) -> T.Compose:
 
     SimSiam paper, Sec. 4: RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1)
     with p=0.8, RandomGrayscale p=0.2, GaussianBlur sigma ~ U[0.1, 2] with p=0.5, horizontal
-    flip, then ImageNet mean/std normalisation. The blur is left out when ``aug.blur_p`` is 0
+    flip, then normalisation by ``aug.mean``/``aug.std`` (ImageNet's in the paper; the
+    dataset's own where siamlab knows them, :func:`~siamlab.data.config.dataset_stats`).
+    The blur is left out when ``aug.blur_p`` is 0
     (the CIFAR-10 recipe of supplement D).
 
     Args:

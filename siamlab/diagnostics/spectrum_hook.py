@@ -67,7 +67,8 @@ class SpectrumHook:
       which ``h_alpha``/``h_alpha_r2`` fit (alpha-ReQ, Agrawal et al., NeurIPS 2022).
     * ``{z,h}_rankme`` (Garrido et al., ICML 2023, eps 1e-7) and ``{z,h}_erank`` (Roy &
       Vetterli 2007) from the singular values of the raw, uncentred matrices;
-      ``z_erank_fraction`` = ``z_erank / min(d, N)`` feeds the verdict.
+      ``z_erank_fraction`` = ``z_erank / min(d, N)`` (the verdict reads the centred
+      residual's, :mod:`siamlab.diagnostics.centred_hook`, not this one).
     * ``z_uniformity`` on ``uniformity_samples`` rows (a seeded sample), ``z_centre_ratio``
       (Wang & Isola, ICML 2020; Zhang et al., ICLR 2022).
     """

@@ -59,14 +59,14 @@ class EvalStdHook:
         ResultVar(
             "z_std_eval",
             ("epoch",),
-            "mean over channels of the std of z/||z|| on the probe set (paper Fig. 2 middle)",
+            "mean over channels of the std of z/||z|| on the test split (paper Fig. 2 middle)",
             "1",
             TEST_SPLIT,
         ),
         ResultVar(
             "z_channel_std_eval",
             ("epoch", "channel"),
-            "per-channel std of z/||z|| on the probe set",
+            "per-channel std of z/||z|| on the test split",
             "1",
             TEST_SPLIT,
         ),

@@ -186,7 +186,7 @@ def judge_epoch(cfg: VerdictConfig, s: EpochSignals) -> tuple[str, str]:
     Rules 2-4 are :func:`judge_geometry`'s, each with its loss clause added here.
 
     Returns:
-        ``(state, evidence)``, e.g. ``("collapsed", "z residual norm 0.031 < 0.1 with the
+        ``(state, evidence)``, e.g. ``("collapsed", "z residual norm 0.031 < 0.2 with the
         loss down to -0.930")``.
     """
     if not (s.finite and math.isfinite(s.loss)) or s.jitter == math.inf:

@@ -40,7 +40,8 @@ class ProjectorConfig(BaseModel):
             dimension, as the reference code does (2048 for ResNet-50).
         bn_hidden: BN after each hidden Linear (Table 3).
         bn_output: BN after the output Linear (Table 3 row c).
-        bn_output_affine: learnable scale/shift of that BN (the paper's default: off).
+        bn_output_affine: learnable scale/shift of that BN (off, as the reference code;
+            Table 3 (c): 68.2 without, 68.1 with).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -13,7 +13,9 @@ class OptimConfig(BaseModel):
         base_lr: 0.05 on ImageNet, 0.03 in the CIFAR recipe.
         momentum: SGD momentum (0.9).
         weight_decay: 1e-4 (ImageNet) / 5e-4 (CIFAR), on all parameters as the paper
-            (LARS skips 1-D parameters, as the reference code).
+            (SGD; LARS gives 1-D parameters no trust ratio and no weight decay, as MoCo
+            v3's LARS, where apex's LARC of the reference linear probe adapts them too:
+            :mod:`siamlab.train.lars`).
         schedule: ``cosine`` decay to 0 or ``constant``.
         update: ``step`` (lr per SGD step) or ``epoch`` (once per epoch, as the
             reference code).
