@@ -97,6 +97,27 @@ def test_cached_targets_fixed_within_the_window_and_refreshed_after():
     assert cached.last_drift > 0  # the images overlap both windows
 
 
+def test_a_window_of_the_same_images_overwrites_its_cache_in_place():
+    """k = one epoch: every window holds every image (21 GB at ImageNet), kept once."""
+    model, plan, load = _toy()
+    cpu = torch.device("cpu")
+    cached = CachedTargets(model, plan, load, k=4, total_steps=100, device=cpu)  # k = an epoch
+    cached.before_step(0)
+    storage, first = cached.cache.data_ptr(), cached.cache.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    cached.before_step(4)
+    assert cached.cache.data_ptr() == storage and not torch.equal(cached.cache, first)
+    fresh = CachedTargets(model, plan, load, k=4, total_steps=100, device=cpu)
+    fresh.before_step(4)  # the same window computed from nothing
+    for i in range(32):
+        assert torch.equal(cached.cache[cached.rows[i]], fresh.cache[fresh.rows[i]])
+    new, old = cached.cache[:, 0], first[:, 0]
+    want = (new / new.norm(dim=1, keepdim=True) - old / old.norm(dim=1, keepdim=True)).norm(dim=1)
+    assert cached.last_drift == pytest.approx(float(want.mean()), rel=1e-5)
+
+
 def test_cache_pass_leaves_bn_statistics_untouched():
     model, plan, load = _toy()
     before = {k: v.clone() for k, v in model.state_dict().items()}

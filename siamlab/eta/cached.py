@@ -8,11 +8,12 @@ k = 1 is SimSiam (docs/paper-recipes.md#k-step-alternation).
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from siamlab.data.plan import BatchPlan
-from siamlab.eta.provider import frozen_bn_statistics, mean_cosine, unit_drift, with_targets
+from siamlab.eta.provider import frozen_bn_statistics, mean_cosine, unit_distances, with_targets
 from siamlab.models.siamese import SiameseOutput
 
 # (epoch, list of batches) -> iterator of (x1, x2) for those batches, in order
@@ -67,27 +68,40 @@ class CachedTargets:
 
     @torch.no_grad()
     def _refresh(self, step: int) -> None:
-        rows: dict[int, int] = {}
-        chunks: list[torch.Tensor] = []
+        """Compute the window's targets; a window of the same images overwrites the cache.
+
+        A window of one epoch holds every image, so at ImageNet scale the cache is
+        (1.28M, 2, 2048) float32, 21 GB: the same images as the last window are written
+        over their own rows (each read for the drift first), with no second cache.
+        """
+        window = self._window(step)
+        images = list(dict.fromkeys(i for _, batches in window for b in batches for i in b))
+        in_place = len(images) == len(self.rows) and all(i in self.rows for i in images)
+        rows = self.rows if in_place else {i: r for r, i in enumerate(images)}  # first visit
+        cache: torch.Tensor | None = self.cache if in_place else None
+        filled = np.zeros(len(images), dtype=bool)  # (M,) set in this window
+        drifts: list[torch.Tensor] = []  # per image seen in the last window too
         with frozen_bn_statistics(self.model):
-            for epoch, batches in self._window(step):
+            for epoch, batches in window:
                 views = self.load_views(epoch, batches)
                 for batch, (x1, x2) in zip(batches, views, strict=True):
                     out = self.model(x1.to(self.device), x2.to(self.device))
                     z = torch.stack([out.z1, out.z2], dim=1).float().cpu()  # (B, 2, d)
-                    new = [j for j, i in enumerate(batch) if i not in rows]
-                    for j in new:
-                        rows[batch[j]] = len(rows)
-                    chunks.append(z[new])
-        cache = torch.cat(chunks)  # (M, 2, d)
-        shared = [i for i in rows if i in self.rows]
-        if shared:
-            new_rows = torch.tensor([rows[i] for i in shared])
-            old_rows = torch.tensor([self.rows[i] for i in shared])
-            self.last_drift = unit_drift(cache[new_rows, 0], self.cache[old_rows, 0])
-        else:
-            self.last_drift = float("nan")
-        self.rows, self.cache, self.window_start = rows, cache, step
+                    first = [j for j, i in enumerate(batch) if not filled[rows[i]]]
+                    ids = [batch[j] for j in first]
+                    at = torch.tensor([rows[i] for i in ids], dtype=torch.long)  # (n,)
+                    z = z[first]
+                    seen = [k for k, i in enumerate(ids) if i in self.rows]
+                    if seen:
+                        before = self.cache[torch.tensor([self.rows[ids[k]] for k in seen]), 0]
+                        drifts.append(unit_distances(z[seen, 0], before))  # read before writing
+                    if cache is None:
+                        cache = torch.empty(len(images), *z.shape[1:])  # (M, 2, d)
+                    cache[at] = z
+                    filled[at] = True
+        self.last_drift = float(torch.cat(drifts).mean()) if drifts else float("nan")
+        self.rows, self.window_start = rows, step
+        self.cache = cache if cache is not None else torch.empty(0)
 
     def before_step(self, step: int) -> None:
         """Refresh at the start of every window (and after a resume without a cache)."""

@@ -41,11 +41,16 @@ def with_targets(out: SiameseOutput, t1: torch.Tensor, t2: torch.Tensor) -> Siam
     return out._replace(t1=t1, t2=t2)
 
 
+def unit_distances(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """||new/||new|| - old/||old|||| per row of (B, d) tensors: (B,)."""
+    return (F.normalize(new, dim=1) - F.normalize(old, dim=1)).norm(dim=1)
+
+
 def unit_drift(new: torch.Tensor, old: torch.Tensor) -> float:
     """Mean ||new/||new|| - old/||old|||| over rows (B, d); NaN for no rows."""
     if new.shape[0] == 0:
         return float("nan")
-    return float((F.normalize(new, dim=1) - F.normalize(old, dim=1)).norm(dim=1).mean())
+    return float(unit_distances(new, old).mean())
 
 
 def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
