@@ -1,5 +1,6 @@
 """compare: numbers over seeds, run verdicts over seeds and the paper, formats, errors."""
 
+import math
 import re
 
 import numpy as np
@@ -154,7 +155,11 @@ def test_stopped_collapsed_is_a_finished_collapsed_run(tmp_path):
     table = compare(ds, paper={"toy": {"bad": {"outcome": "collapse"}}})
     bad = {r.variant: r for r in table.rows}["bad"]
     assert (bad.status, bad.verdict, bad.agrees) == ("stopped_collapsed", "collapsed", "yes")
-    assert not any("bad/seed" in n for n in table.notes)  # not "still running"
+    assert not any("running" in n for n in table.notes)
+    assert [n for n in table.notes if "bad/seed" in n] == [
+        f"bad/seed{s} stopped on collapse at epoch {e} of {EPOCHS}; 'final' = that epoch's"
+        for s, e in ((0, 3), (1, 4))
+    ]
 
 
 def test_formats(study):
@@ -294,3 +299,42 @@ def test_cli_compare_verdicts_fit_the_terminal(study_dir, tmp_path, monkeypatch,
     words = " ".join(res.stdout.split())  # evidence lines wrap at the terminal's width
     assert "bad/seed2: collapsed?, toy bad/seed2 collapsed; since epoch 2" in words
     assert "good/seed2: unstable, toy good/seed2 unstable; since epoch 3" in words
+
+
+def test_best_of_every_loss_is_its_minimum_and_sort_ranks_it_so(tmp_path):
+    from siamlab.results.reduce import lower_is_better
+
+    assert all(map(lower_is_better, ["loss", "epoch_loss", "cosine_loss", "start_loss"]))
+    assert not any(map(lower_is_better, ["knn_top1", "z_std_eval", "loss_noise"]))
+    make_run(tmp_path, "good", 0)
+    make_run(tmp_path, "bad", 0)
+    ds = open_study(tmp_path / "toy")
+    ds["cosine_loss"] = ds["epoch_loss"] - 1.0  # a judged negative cosine, falling
+    best = reduce_runs(ds, "cosine_loss", "best")
+    assert (best == ds["cosine_loss"].min("epoch")).all()
+    table = compare(ds, metrics=["cosine_loss"], sort="cosine_loss")
+    means = [r.cells["cosine_loss"].mean for r in table.rows]
+    assert means == sorted(means)  # the lowest loss first
+
+
+def test_h_std_times_sqrt_d_uses_the_backbones_width(tmp_path):
+    """h's d is the backbone's C (8 x width for the convnet), not the projector's dim."""
+    config = {**CONFIG, "model": {"dim": D, "backbone": "convnet_small", "width": 4}}
+    make_run(tmp_path, "good", 0, config=config)
+    ds = open_study(tmp_path / "toy")
+    ds["h_std_eval"] = ds["z_std_eval"] * 0 + 1 / math.sqrt(32)  # spread over C = 32 channels
+    table = compare(ds, metrics=["h_std_eval*sqrt(d)", "h_std_eval"])
+    assert table.rows[0].cells["h_std_eval*sqrt(d)"].mean == pytest.approx(1.0)
+    assert not any("std reference" in n for n in table.notes)  # 1/sqrt(d) is z's, not h's
+
+
+def test_a_seed_stopped_on_collapse_is_named_in_the_status_and_notes(tmp_path):
+    make_run(tmp_path, "bad", 0)
+    make_run(tmp_path, "bad", 1)
+    make_run(tmp_path, "bad", 2, epochs=3, status="stopped_collapsed")
+    table = compare(open_study(tmp_path / "toy"))
+    (row,) = table.rows
+    assert row.status == "1/3 stopped_collapsed"
+    assert f"bad/seed2 stopped on collapse at epoch 3 of {EPOCHS}; 'final' = that epoch's" in (
+        table.notes
+    )

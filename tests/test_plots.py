@@ -228,3 +228,25 @@ def test_long_series_get_student_t_bands():
     short = band_frame(df[df["x"] < 50]).iloc[-1]  # 50 points: the bootstrap-t, as compare
     assert short["lo"] == pytest.approx(mean_interval(values[:, 49]).lo)
     assert short["lo"] != pytest.approx(bands.iloc[49]["lo"])
+
+
+def test_the_loss_panel_names_each_similarity_and_marks_the_cosines_floor(tmp_path):
+    from tests.conftest import TOY_CONFIG
+
+    entropy = {**TOY_CONFIG, "objective": {"similarity": "cross_entropy"}}
+    make_run(tmp_path, "good", 0, config=entropy)
+    loss = plot(open_study(tmp_path / "toy"), "curves").axes[0]
+    assert loss.get_ylabel() == "loss (cross-entropy)"
+    assert not [line for line in loss.get_lines() if list(line.get_ydata()) == [-1, -1]]
+    make_run(tmp_path, "bad", 0)  # cosine, the default
+    loss = plot(open_study(tmp_path / "toy"), "curves").axes[0]
+    assert loss.get_ylabel() == "loss (negative cosine or cross-entropy)"
+    assert [line for line in loss.get_lines() if list(line.get_ydata()) == [-1, -1]]
+
+
+def test_a_chosen_epoch_says_how_many_runs_have_it(study):
+    from siamlab.plots.frames import at_epoch
+
+    _, caption = at_epoch(study, "z_spectrum", EPOCHS)  # bad/seed2 stopped at epoch 2
+    assert caption == f"epoch {EPOCHS} (5 of 6 runs have it)"
+    assert at_epoch(study, "z_spectrum", 1)[1] == "epoch 1"

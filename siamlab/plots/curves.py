@@ -24,7 +24,13 @@ from siamlab.plots.style import (
     reference_line,
     seed_bands,
 )
-from siamlab.results.runinfo import as_study, check_metrics, scalar_metrics, std_reference
+from siamlab.results.runinfo import (
+    as_study,
+    check_metrics,
+    run_config,
+    scalar_metrics,
+    std_reference,
+)
 
 STD = "std of z/‖z‖"
 ETA_LABELS = {  # name -> (title, y label); others use long_name and the name
@@ -71,6 +77,15 @@ def _std_reference(ax: Axes, ds: xr.Dataset) -> None:
         reference_line(ax, ref)
 
 
+LOSS_NAMES = {"cosine": "negative cosine", "cross_entropy": "cross-entropy"}
+
+
+def _similarities(ds: xr.Dataset) -> set[str]:
+    """The similarities (``objective.similarity``) the runs' configs name."""
+    configs = (run_config(text) for text in ds["config"].values.ravel() if text)
+    return {str(c.get("objective", {}).get("similarity", "cosine")) for c in configs if c}
+
+
 def plot_curves(ds: xr.Dataset) -> Figure:
     """The three panels of the paper's Fig. 2: training loss, output std, kNN accuracy.
 
@@ -88,8 +103,11 @@ def plot_curves(ds: xr.Dataset) -> Figure:
         fig = new_figure(3)
         ax_loss, ax_std, ax_knn = fig.axes
         line_panel(ax_loss, ds, loss, x_scale=1 / spe if spe else 1.0)
-        ax_loss.axhline(-1, color="0.6", linestyle=":", linewidth=0.8, zorder=1)
-        ax_loss.set(title="training loss", ylabel="loss (negative cosine)")
+        similarities = _similarities(ds)
+        if "cosine" in similarities:  # the negative cosine's floor
+            ax_loss.axhline(-1, color="0.6", linestyle=":", linewidth=0.8, zorder=1)
+        named = " or ".join(LOSS_NAMES.get(s, s) for s in sorted(similarities))
+        ax_loss.set(title="training loss", ylabel=f"loss ({named or 'negative cosine'})")
         ax_loss.set_xlabel("epoch" if spe else "SGD step")
         line_panel(ax_std, ds, "z_std_eval")
         ax_std.set_ylim(bottom=0)

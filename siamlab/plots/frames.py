@@ -64,7 +64,8 @@ def band_frame(df: pd.DataFrame, bounds: tuple[float, float] = UNBOUNDED) -> pd.
 def at_epoch(ds: xr.Dataset, name: str, epoch: int | None) -> tuple[xr.DataArray, str]:
     """``name`` at one epoch per run, and a caption saying which.
 
-    ``epoch=None`` takes each run's last epoch with a value (a running run's latest).
+    ``epoch=None`` takes each run's last epoch with a value (a running run's latest); at
+    a given epoch the caption counts the runs that have a value there, where some lack it.
 
     Raises:
         ResultsError: ``epoch`` has no value in any run (the message lists those that do).
@@ -78,7 +79,9 @@ def at_epoch(ds: xr.Dataset, name: str, epoch: int | None) -> tuple[xr.DataArray
                 f"{name} has no values at epoch {epoch}; recorded epochs: "
                 f"{_ranges(recorded) or '(none)'}"
             )
-        return da.sel(epoch=epoch), f"epoch {epoch}"
+        runs, reached = int(run_exists(ds).sum()), int(has.sel(epoch=epoch).sum())
+        some = f" ({reached} of {runs} runs have it)" if reached < runs else ""
+        return da.sel(epoch=epoch), f"epoch {epoch}{some}"
     last = (has * ds["epoch"]).max("epoch")
     picked = da.sel(epoch=last.clip(min=int(ds["epoch"].min())))
     picked = picked.where(last > 0)

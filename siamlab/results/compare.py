@@ -30,7 +30,14 @@ from siamlab.diagnostics.verdict_rule import RunVerdict
 from siamlab.errors import ResultsError
 from siamlab.results.intervals import Difference
 from siamlab.results.paper import normalise, paper_text
-from siamlab.results.reduce import LOWER_IS_BETTER, SQRT_D, Cell, Reduce, reduce_runs
+from siamlab.results.reduce import (
+    SQRT_D,
+    Cell,
+    Reduce,
+    lower_is_better,
+    reduce_runs,
+    std_references,
+)
 from siamlab.results.run_notes import config_conflicts, run_notes
 from siamlab.results.runinfo import (
     FINISHED,
@@ -38,7 +45,6 @@ from siamlab.results.runinfo import (
     check_metrics,
     load_studies,
     run_exists,
-    run_std_references,
     scalar_metrics,
     std_reference,
 )
@@ -234,7 +240,8 @@ def compare(
         present = scalar_metrics(ds)
         names = list(metrics or [m for m in DEFAULT_METRICS if m.removesuffix(SQRT_D) in present])
         check_metrics(ds, [m.removesuffix(SQRT_D) for m in names])
-        if any(m.endswith(SQRT_D) for m in names) and run_std_references(ds).isnull().all():
+        scaled = [m.removesuffix(SQRT_D) for m in names if m.endswith(SQRT_D)]
+        if any(std_references(ds, m).isnull().all() for m in scaled):
             raise ResultsError(f"{study}: d is unknown (no std_reference attr or model.dim)")
         table.metrics += [m for m in names if m not in table.metrics]
         reduced = {m: reduce_runs(ds, m, reduce) for m in names}
@@ -244,7 +251,7 @@ def compare(
         prefix = f"{study}: " if len(studies) > 1 else ""
         table.notes += [prefix + n for n in run_notes(ds)]
         ref = std_reference(ds)
-        if ref and any("std" in m and not m.endswith(SQRT_D) for m in names):
+        if ref and any("std" in m and not m.endswith(SQRT_D) and m[:2] != "h_" for m in names):
             d = round(1 / ref**2)
             table.notes.append(f"{prefix}std reference 1/sqrt(d) = {ref:.4g} (d = {d})")
         notes = (paper or {}).get(study, {})
@@ -274,7 +281,7 @@ def compare(
     if sort is not None:
         if sort not in table.metrics:
             raise ResultsError(f"--sort {sort}: not a shown metric ({', '.join(table.metrics)})")
-        sign = 1 if sort in LOWER_IS_BETTER else -1
+        sign = 1 if lower_is_better(sort) else -1
         table.rows.sort(key=lambda r: (math.isnan(r.cells[sort].mean), sign * r.cells[sort].mean))
     return table
 
@@ -283,17 +290,8 @@ def _status_text(counts: Counter[str]) -> str:
     if len(counts) == 1 and (only := next(iter(counts))) in FINISHED:
         return only
     total = sum(counts.values())
-    return ", ".join(f"{n}/{total} {s}" for s, n in counts.items() if s not in FINISHED)
+    return ", ".join(f"{n}/{total} {s}" for s, n in counts.items() if s != "finished")
 
 
-__all__ = [
-    "Cell",
-    "CompareTable",
-    "Reduce",
-    "check_metrics",
-    "compare",
-    "config_conflicts",
-    "load_studies",
-    "reduce_runs",
-    "scalar_metrics",
-]
+__all__ = ["Cell", "CompareTable", "Reduce", "check_metrics", "compare", "config_conflicts"]
+__all__ += ["load_studies", "reduce_runs", "scalar_metrics"]

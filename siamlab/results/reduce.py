@@ -7,14 +7,43 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from siamlab.config.validation import validate_config
+from siamlab.errors import ConfigError
 from siamlab.results.intervals import Difference, mean_interval
-from siamlab.results.runinfo import TIME_DIMS, run_std_references
+from siamlab.results.runinfo import TIME_DIMS, run_config, run_std_references
 
 Reduce = Literal["final", "best"]
 
 SQRT_D = "*sqrt(d)"  # suffix: the variable times sqrt(d), e.g. z_std_eval*sqrt(d) (1 = spread)
-LOWER_IS_BETTER = frozenset({"loss", "epoch_loss"})
 EXCLUDES_ZERO = "*"  # marks a difference whose interval excludes 0
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether the best of ``name`` is its minimum.
+
+    The losses are: ``loss``, ``epoch_loss``, ``cosine_loss``, ``start_loss`` (every name
+    ending in ``loss``).
+    """
+    return name.endswith("loss")
+
+
+def std_references(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """1/sqrt(d) of every run for variable ``name``, (variant, seed).
+
+    d is the width of the output it measures: ``model.dim`` for z and p, the backbone's
+    C for ``h_*``.
+    """
+    if not name.startswith("h_"):
+        return run_std_references(ds)
+    configs = ds["config"]  # (variant, seed) YAML text
+    values = np.full(configs.shape, math.nan)
+    for index, text in np.ndenumerate(configs.values):
+        try:
+            width = validate_config(run_config(text)).model.backbone.feature_dim
+        except ConfigError:  # no config, or one of an older schema: unknown
+            continue
+        values[index] = 1 / math.sqrt(width)
+    return xr.DataArray(values, dims=configs.dims, coords=configs.coords)
 
 
 def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataArray:
@@ -22,16 +51,18 @@ def reduce_runs(ds: xr.Dataset, name: str, reduce: Reduce = "final") -> xr.DataA
 
     ``best`` is the minimum for losses and the maximum otherwise. NaN where a run has
     no value (missing run, metric not recorded yet). ``<name>*sqrt(d)`` is ``name``
-    divided by each run's 1/sqrt(d) (its own d: a study may vary it).
+    divided by each run's 1/sqrt(d) (its own d: a study may vary it; for h its
+    backbone's width C, :func:`std_references`).
     """
     if name.endswith(SQRT_D):
-        return reduce_runs(ds, name.removesuffix(SQRT_D), reduce) / run_std_references(ds)
+        base = name.removesuffix(SQRT_D)
+        return reduce_runs(ds, base, reduce) / std_references(ds, base)
     da = ds[name]
     if not set(da.dims) & set(TIME_DIMS):  # one number per run, e.g. eval_linear_top1
         return da
     (dim,) = [d for d in da.dims if d in TIME_DIMS]
     if reduce == "best":
-        return da.min(dim) if name in LOWER_IS_BETTER else da.max(dim)
+        return da.min(dim) if lower_is_better(name) else da.max(dim)
     if reduce != "final":
         raise ValueError(f"reduce must be 'final' or 'best', not {reduce!r}")
     values = da.transpose(..., dim).values

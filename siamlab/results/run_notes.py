@@ -117,12 +117,15 @@ def run_notes(ds: xr.Dataset) -> list[str]:
                     notes.append(f"{name} has no results: the variant's numbers use fewer seeds")
                 continue
             status = str(ds["status"].sel(variant=variant, seed=seed).item())
-            if status in FINISHED:
+            if status == "finished":
                 continue
             cfg = run_config(ds["config"].sel(variant=variant, seed=seed).item())
             planned = cfg.get("train", {}).get("epochs", "?")
             epoch = int(done.sel(variant=variant, seed=seed))
             progress = f"at epoch {epoch} of {planned}"
+            if status in FINISHED:  # stopped on collapse: ended as asked, early
+                notes.append(f"{name} stopped on collapse {progress}; 'final' = that epoch's")
+                continue
             what = {"running": "is still running (or was stopped)", "diverged": "diverged"}
             notes.append(f"{name} {what.get(status, status)} {progress}; 'final' = its latest")
     conflicts = config_conflicts(ds) + data_conflicts(ds) + precision_conflicts(ds)
