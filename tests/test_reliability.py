@@ -239,6 +239,33 @@ def test_disk_full_keeps_previous_results_and_checkpoint(tmp_path, monkeypatch):
     assert not list(done.directory.rglob(".*.tmp-*"))  # no temp files left behind
 
 
+def test_results_lost_after_the_last_checkpoint_are_written_by_the_rerun(tmp_path, monkeypatch):
+    """The disk filled between the last checkpoint and its results: a rerun writes them."""
+    from siamlab.run import results_file
+
+    sets = ["train.epochs=2", "train.checkpoint_every_epochs=1"]
+    (spec,) = tiny_runs(tmp_path / "a", sets=sets)
+    whole = open_run(train_run(spec, progress=False).directory)
+    real = results_file.write_run
+
+    def full_at_the_end(folder, ds):
+        if ds.attrs["status"] == "finished":
+            raise ResultsError("No space left on device; the previous file is kept")
+        real(folder, ds)
+
+    (cut,) = tiny_runs(tmp_path / "b", sets=sets)
+    monkeypatch.setattr(results_file, "write_run", full_at_the_end)
+    with pytest.raises(ResultsError, match="No space left"):
+        train_run(cut, progress=False)
+    monkeypatch.setattr(results_file, "write_run", real)
+    assert open_run(cut.directory()).attrs["status"] == "running"  # epoch 1's results
+    assert [r.status for r in run_study([cut], progress=False, log=lambda _: None)] == ["finished"]
+    again = open_run(cut.directory())
+    assert again.attrs["status"] == "finished" and again.sizes == whole.sizes
+    for name in ("loss", "z_std_eval", "knn_top1"):
+        np.testing.assert_array_equal(again[name].values, whole[name].values)
+
+
 def test_atomic_write_replaces_completely(tmp_path):
     target = tmp_path / "a.txt"
     atomic_write(target, lambda tmp: tmp.write_text("one"))

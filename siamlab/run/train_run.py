@@ -53,7 +53,10 @@ def train_run(
         write_state(run.directory, total_steps=run.length.total_steps)
     status = "finished"
     try:
-        run.trainer.fit(run.start_step, run.length.total_steps)
+        if run.start_step < run.length.total_steps:
+            run.trainer.fit(run.start_step, run.length.total_steps)
+        else:  # the last checkpoint, whose results were not written (a kill, a full disk)
+            run.results.write(status)
     except Preempted as exc:
         run.checkpointer.save(exc.step, "preempted")
         raise
