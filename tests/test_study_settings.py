@@ -148,3 +148,18 @@ def test_variant_per_profile_keys_are_validated_as_config():
     study = _study({"per_profile": {"quick": {"train": {"epochz": 3}}}})
     with pytest.raises(ConfigError, match="epochz"):
         expand_study(study, "quick")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"name: t\nvariants: {}\n", "variants: Dictionary should have at least 1 item"),
+        (b"name: t\nbse: {}\n", "bse: not a study key; did you mean 'base'\\? a study has: name"),
+        (b"\xff\xfe\x00n", "is not a text file: a study is a YAML file"),
+    ],
+)
+def test_a_broken_study_file_says_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=message):
+        expand_study(read_study(path))

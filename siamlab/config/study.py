@@ -8,6 +8,7 @@ overrides from the CLI (all of them one layer). Layers merge with
 drops the lower layers' options of the old kind.
 """
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -83,7 +84,9 @@ class StudyFile(BaseModel):
     profile: str | None = None
     base: dict[str, Any] = Field(default_factory=dict)
     per_profile: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    variants: dict[str, dict[str, Any] | None] = Field(default_factory=_one_default_variant)
+    variants: dict[str, dict[str, Any] | None] = Field(
+        default_factory=_one_default_variant, min_length=1
+    )
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     paper: dict[str, PaperRef | str] = Field(default_factory=dict)
 
@@ -115,6 +118,8 @@ def read_study(path: str | Path) -> StudyFile:
         raise ConfigError(f"study file not found: {path} (studies live in studies/*.yaml)")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file: a study is a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -122,8 +127,19 @@ def read_study(path: str | Path) -> StudyFile:
     try:
         return StudyFile.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        lines = [_describe(e) for e in exc.errors()]
         raise ConfigError(f"invalid study file {path}:\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(error: Any) -> str:
+    """One line of a study file's error; a wrong top-level key gets the nearest valid one."""
+    where = ".".join(map(str, error["loc"]))
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        keys = list(StudyFile.model_fields)
+        close = difflib.get_close_matches(str(error["loc"][0]), keys, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{where}: not a study key; {hint}a study has: {', '.join(keys)}"
+    return f"{where}: {error['msg']}"
 
 
 def expand_study(

@@ -108,7 +108,7 @@ def read_cluster(path: str | Path | None) -> ClusterConfig:
         return ClusterConfig.model_validate(raw)
     except FileNotFoundError:
         why = "not found (see launch/cluster.example.yaml for its keys)"
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         why = f"is not a readable YAML file: {exc}"
     except ValidationError as exc:
         why = "is invalid:\n  " + "\n  ".join(_describe(e) for e in exc.errors())
