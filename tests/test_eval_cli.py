@@ -80,3 +80,29 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         output = " ".join(result.output.split())  # the console wraps long lines
         assert message in output and "Traceback" not in output, (message, output)
+
+
+def test_an_output_folder_is_checked_before_the_work_and_a_training_run_is_left_alone(
+    finished_run, tmp_path
+):
+    import shutil
+
+    lone = tmp_path / "lone.pt"  # a checkpoint outside its run: recorded only with --output
+    shutil.copyfile(finished_run / "checkpoints" / "last.pt", lone)
+    (tmp_path / "afile.txt").write_text("x")
+    result = runner.invoke(app, ["eval", "knn", str(lone), "--output", str(tmp_path / "afile.txt")])
+    assert result.exit_code == 2 and "is a file; pass a folder" in result.output
+    training = tmp_path / "other" / "default" / "seed0"
+    shutil.copytree(finished_run, training)
+    ds = open_run(training).drop_vars(["eval_knn_top1", "eval_knn_top5"], errors="ignore")
+    ds.attrs["status"] = "running"
+    write_run(training, ds)
+    args = ["eval", "knn", str(lone), "--output", str(training), "--no-progress", "--k", "5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = " ".join(result.output.split())
+    assert "not recorded" in printed and "status is 'running': pass another --output" in printed
+    assert "eval_knn_top1" not in open_run(training)
+    fresh = tmp_path / "fresh"
+    args[4] = str(fresh)
+    assert runner.invoke(app, args).exit_code == 0 and "eval_knn_top1" in open_run(fresh)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from siamlab.config.validation import validate_config
 from siamlab.data.build import DataBundle, build_datasets, resolved_augment
 from siamlab.data.dataset_config import NpzConfig
 from siamlab.data.fingerprint import other_images_note
+from siamlab.errors import ResultsError
 from siamlab.evaluation.augmented_probe import (
     KeyedAugmented,
     probe_augmented,
@@ -119,11 +121,32 @@ def prepare(
             reason = f"run status is {status!r}: training rewrites metrics.nc, finish it first"
             write_dir = None
     elif output is not None:
-        write_dir = Path(output)
+        write_dir, reason = _output_folder(Path(output))
     else:
         reason = "the checkpoint belongs to no run; pass --output DIR to record results"
     data = build_datasets(cfg.data, seed=0)
     return EvalTarget(loaded, cfg, data, dev, write_dir, reason)
+
+
+def _output_folder(folder: Path) -> tuple[Path | None, str]:
+    """``--output``, checked before any work: (the folder, "") or (None, why not).
+
+    Raises:
+        ResultsError: it is a file, or cannot be created or written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ResultsError(f"--output {folder} is a file; pass a folder for metrics.nc")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"cannot create --output {folder}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ResultsError(f"cannot write to --output {folder}; pass another folder")
+    if (folder / METRICS_FILE).is_file():
+        status = str(open_run(folder).attrs.get("status", "unknown"))
+        if status not in ("finished", "evaluated"):
+            return None, f"{folder} holds a run whose status is {status!r}: pass another --output"
+    return folder, ""
 
 
 def _source_text(target: EvalTarget) -> str:
