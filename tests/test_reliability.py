@@ -266,6 +266,20 @@ def test_results_lost_after_the_last_checkpoint_are_written_by_the_rerun(tmp_pat
         np.testing.assert_array_equal(again[name].values, whole[name].values)
 
 
+def test_a_corrupt_results_file_says_what_to_do_and_a_rerun_rewrites_it(tmp_path):
+    from siamlab.study.status import study_status
+
+    (spec,) = tiny_runs(tmp_path, sets=["train.max_steps=2"])
+    whole = open_run(train_run(spec, progress=False).directory)
+    metrics = spec.directory() / "metrics.nc"
+    metrics.write_bytes(metrics.read_bytes()[:300])  # a copy cut short
+    with pytest.raises(ResultsError, match="Re-running its study rewrites it from the run's last"):
+        open_run(spec.directory())
+    assert [r.state for r in study_status(spec.directory().parent.parent)] == ["unreadable"]
+    assert [r.status for r in run_study([spec], progress=False, log=lambda _: None)] == ["finished"]
+    np.testing.assert_array_equal(open_run(spec.directory())["loss"].values, whole["loss"].values)
+
+
 def test_atomic_write_replaces_completely(tmp_path):
     target = tmp_path / "a.txt"
     atomic_write(target, lambda tmp: tmp.write_text("one"))

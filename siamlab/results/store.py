@@ -73,7 +73,10 @@ def open_run(path: str | Path) -> xr.Dataset:
         with xr.open_dataset(path, engine=NETCDF_ENGINE) as ds:
             return ds.load()
     except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: the netCDF C library's
-        raise ResultsError(f"{path} is not a readable results file: {exc}") from exc
+        raise ResultsError(
+            f"{path} is not a readable results file: {exc}. Re-running its study rewrites it "
+            "from the run's last checkpoint; without one, delete the run's folder to train it again"
+        ) from exc
 
 
 def recorded_attr(run_dir: Path | None, key: str) -> str:

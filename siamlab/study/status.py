@@ -4,7 +4,9 @@ Works with or without Slurm: ``metrics.nc`` says how training ended (and its ste
 and run verdict so far), ``state.json`` who queued or trains the run, and the run's lock
 whether that holder is still alive. A run whose holder died without writing an end
 reads as ``stopped`` (re-run the study to resume it); one that ``train.stop_on_collapse``
-ended as ``stopped_collapsed`` (``siamlab run --resume-stopped`` trains it on).
+ended as ``stopped_collapsed`` (``siamlab run --resume-stopped`` trains it on); one whose
+``metrics.nc`` cannot be read as ``unreadable`` (re-running the study rewrites it from
+the run's last checkpoint).
 """
 
 from dataclasses import dataclass
@@ -18,7 +20,8 @@ from siamlab.results.store import METRICS_FILE, open_run
 from siamlab.results.verdicts import PROVISIONAL, verdict_from_attrs
 
 ENDED = ("finished", STOPPED_COLLAPSED, "diverged", "preempted")
-STATES = ("queued", "running", *ENDED, "failed", "stopped")
+UNREADABLE = "unreadable"  # metrics.nc is there but cannot be read (a rerun rewrites it)
+STATES = ("queued", "running", *ENDED, "failed", "stopped", UNREADABLE)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def _metrics(run_dir: Path) -> tuple[str, int, str]:
     try:
         ds = open_run(run_dir)
     except ResultsError:
-        return "", 0, ""
+        return (UNREADABLE if (run_dir / METRICS_FILE).is_file() else ""), 0, ""
     found = verdict_from_attrs(ds.attrs)
     verdict = found.verdict + PROVISIONAL * found.provisional if found.verdict else ""
     return str(ds.attrs.get("status", "")), int(ds.sizes.get("step", 0)), verdict
@@ -52,7 +55,7 @@ def _state(run_dir: Path, status: str, info: RunState | None) -> str:
     written = info.state if info else ""
     if written == "failed":
         return "failed"
-    if status in ENDED:
+    if status in (*ENDED, UNREADABLE):
         return status
     if written == "queued" and info is not None:
         alive = slurm_job_active(info.job_id) if info.job_id else None
