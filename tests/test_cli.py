@@ -110,6 +110,8 @@ def test_seeds_option_replaces_the_studys_seeds(seeds, listed):
         ("0,,1", "has an empty item"),
         ("2-0", "the range '2-0' ends below its start"),
         ("0-2,1", "gives seed(s) [1] more than once"),
+        ("0-99999999999999999", "99999999999999999 is above the largest seed, 4294967295"),
+        ("0-10000", "'0-10000' asks for more than 10,000 seeds"),
     ],
 )
 @pytest.mark.parametrize("command", ["validate", "run"])

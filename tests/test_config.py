@@ -135,3 +135,16 @@ def test_validate_refuses_stop_grad_false_with_cached_eta():
     sets = ["--set", "objective.stop_grad=false", "--set", "objective.eta.mode=cached"]
     result = CliRunner().invoke(app, ["validate", study, *sets])
     assert result.exit_code == 2 and "stored constant" in result.output
+
+
+def test_an_infinite_lr_a_device_typo_and_a_home_root_are_handled():
+    from siamlab.errors import ConfigError as Err
+    from siamlab.train.device import select_device
+
+    study = StudyFile(name="s")
+    with pytest.raises(Err, match="optim.base_lr: Input should be a finite number"):
+        expand_study(study, sets=["optim.base_lr=.inf"])
+    with pytest.raises(Err, match="device 'gpu' is not one of auto, cpu, cuda"):
+        select_device("gpu")
+    (run,) = expand_study(study, sets=["output.root=~/siamlab-results"])
+    assert run.directory() == Path.home() / "siamlab-results" / "s" / "default" / "seed0"

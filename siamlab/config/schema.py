@@ -16,7 +16,7 @@ class OutputConfig(BaseModel):
     """Where results go.
 
     Attributes:
-        root: results root; a run writes ``<root>/<study>/<variant>/seed<k>/``.
+        root: results root (``~`` expanded); a run writes ``<root>/<study>/<variant>/seed<k>/``.
         tensorboard: write TensorBoard event files under ``tb/``.
     """
 

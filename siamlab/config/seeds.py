@@ -10,6 +10,8 @@ from collections import Counter
 from siamlab.errors import ConfigError
 
 _ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")  # N or N-M, digits only (no sign)
+MAX_SEED = 2**32 - 1  # numpy's legacy and most other seeds are 32-bit
+MAX_RUNS = 10_000  # seeds in one --seeds: more is a typo, not a study
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -22,8 +24,9 @@ def parse_seeds(text: str) -> list[int]:
         The seeds in the order given, e.g. ``[0, 1, 2, 7]``.
 
     Raises:
-        ConfigError: an empty list or item, a negative or non-integer seed, a range
-            whose end is below its start, or a seed given twice.
+        ConfigError: an empty list or item, a negative or non-integer seed, one above
+            MAX_SEED, a range whose end is below its start, more than MAX_RUNS seeds, or
+            a seed given twice.
     """
     usage = "use integers >= 0 and ranges, e.g. --seeds 0,1,2 or --seeds 0-2"
     items = [item.strip() for item in text.split(",")]
@@ -43,6 +46,10 @@ def parse_seeds(text: str) -> list[int]:
             raise ConfigError(
                 f"--seeds: the range {item!r} ends below its start; write {end}-{start}"
             )
+        if end > MAX_SEED:
+            raise ConfigError(f"--seeds: {end} is above the largest seed, {MAX_SEED}; {usage}")
+        if len(seeds) + end - start + 1 > MAX_RUNS:
+            raise ConfigError(f"--seeds {text!r} asks for more than {MAX_RUNS:,} seeds")
         seeds += range(start, end + 1)
     twice = sorted(seed for seed, n in Counter(seeds).items() if n > 1)
     if twice:

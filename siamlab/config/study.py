@@ -11,14 +11,15 @@ drops the lower layers' options of the old kind.
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from siamlab.config.overrides import apply_sets, merge_layer
 from siamlab.config.profiles import DEFAULT_PROFILE, get_profile
 from siamlab.config.schema import RunConfig
+from siamlab.config.seeds import MAX_SEED
 from siamlab.config.validation import validate_config
 from siamlab.errors import ConfigError
 
@@ -87,7 +88,9 @@ class StudyFile(BaseModel):
     variants: dict[str, dict[str, Any] | None] = Field(
         default_factory=_one_default_variant, min_length=1
     )
-    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
     paper: dict[str, PaperRef | str] = Field(default_factory=dict)
 
 
@@ -104,7 +107,12 @@ class RunSpec:
 
     def directory(self) -> Path:
         """``<output.root>/<study>/<variant>/seed<k>``."""
-        return Path(self.config.output.root) / self.study / self.variant / f"seed{self.seed}"
+        return (
+            Path(self.config.output.root).expanduser()
+            / self.study
+            / self.variant
+            / f"seed{self.seed}"
+        )
 
 
 def read_study(path: str | Path) -> StudyFile:

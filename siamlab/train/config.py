@@ -29,7 +29,7 @@ class OptimConfig(BaseModel):
             ``cosine`` (decays, and warms up, with the encoder: Table 1c's baseline).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["sgd", "lars"] = "sgd"
     base_lr: float = Field(default=0.05, gt=0)

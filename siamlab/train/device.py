@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from siamlab.errors import ResultsError
+from siamlab.errors import ConfigError, ResultsError
 from siamlab.train.config import TrainConfig
 from siamlab.train.distributed import DistInfo, init_from_env
 
@@ -20,8 +20,11 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when present (this process's GPU under torchrun), else CPU.
 
     Raises:
+        ConfigError: ``name`` is none of ``auto``, ``cpu``, ``cuda`` (e.g. ``--device``).
         ResultsError: ``cuda`` is asked but no CUDA device is visible.
     """
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not one of auto, cpu, cuda")
     if name == "cuda" and not torch.cuda.is_available():
         raise ResultsError("train.device=cuda but no CUDA device is visible; use auto or cpu")
     if name == "cpu" or not torch.cuda.is_available():
