@@ -180,6 +180,12 @@ def test_status_shows_the_run_verdict(tmp_path, monkeypatch):
     assert rows["bad/seed1"][1:4] == ["stopped", "8", "collapsed?"]  # provisional
     assert rows["bad/seed2"][1:4] == ["stopped_collapsed", "16", "collapsed"]
     assert rows["good/seed2"][1:4] == ["finished", "20", "-"]
+    for folder, message in (
+        (tmp_path, f"{tmp_path} is a results root holding the studies toy; give one of them"),
+        (tmp_path / "toy" / "bad" / "seed0", "is one run; give its study folder"),
+    ):
+        result = runner.invoke(app, ["status", str(folder)])
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
 
 
 def test_consoles_are_132_columns_into_a_file_and_follow_columns(monkeypatch, tmp_path):

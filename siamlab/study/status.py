@@ -88,14 +88,29 @@ def study_status(study_dir: str | Path) -> list[RunRow]:
     """Every run folder of a study (``<variant>/seed<k>``), in name order.
 
     Raises:
-        ResultsError: the folder does not exist.
+        ResultsError: the folder does not exist, or is a results root or one run.
     """
     folder = Path(study_dir)
     if not folder.is_dir():
         raise ResultsError(f"{folder} is not a folder; give a study folder like results/stopgrad")
-    runs = sorted(
+    runs = _run_folders(folder, "*/seed*")
+    studies = [] if runs else sorted({p.parent.parent for p in _run_folders(folder, "*/*/seed*")})
+    if studies:
+        names = ", ".join(p.name for p in studies)
+        raise ResultsError(
+            f"{folder} is a results root holding the studies {names}; give one of them, "
+            f"e.g. siamlab status {studies[0]}"
+        )
+    study = folder.parent.parent
+    if not runs and folder.name.startswith("seed") and _run_folders(study, "*/seed*"):
+        raise ResultsError(f"{folder} is one run; give its study folder, {study}")
+    return [run_row(p, folder) for p in runs]
+
+
+def _run_folders(folder: Path, pattern: str) -> list[Path]:
+    """The run folders (with results or a state file) matching ``pattern`` below ``folder``."""
+    return sorted(
         p
-        for p in folder.glob("*/seed*")
+        for p in folder.glob(pattern)
         if p.is_dir() and ((p / METRICS_FILE).exists() or (p / "state.json").exists())
     )
-    return [run_row(p, folder) for p in runs]
