@@ -74,6 +74,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
         (["eval", "linear", str(tmp_path / "odd.pt")], "unrecognised checkpoint format"),
         (["eval", "linear", str(tmp_path / "odd.pt"), "--path", "slow"], "fast|augmented"),
         (["eval", "knn", str(tmp_path / "odd.pt"), "--bank", "val"], "bank and queries"),
+        (["eval", "knn", str(tmp_path / "odd.pt"), "--k", "0"], "kNN needs k >= 1"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

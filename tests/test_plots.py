@@ -156,6 +156,8 @@ def test_cli_plot(study_dir, tmp_path):
     assert (study_dir / "figures" / "centred.png").stat().st_size > 5_000
     res = runner.invoke(app, ["plot", str(study_dir), "--kind", "pie"])
     assert res.exit_code == 2 and "unknown --kind" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["plot", str(study_dir), "--kind", "std", "-o", str(tmp_path / "f")])
+    assert res.exit_code == 0 and (tmp_path / "f" / "std.png").stat().st_size > 5_000  # a folder
 
 
 def test_one_run_dataset_is_a_one_run_study(study_dir):

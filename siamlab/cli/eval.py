@@ -196,7 +196,7 @@ def knn(
     from siamlab.evaluation.runner import run_knn
 
     try:  # check the options before any work
-        KnnRecipe(k or 1, temperature or 1.0, bank, queries)
+        KnnRecipe(1 if k is None else k, 1.0 if temperature is None else temperature, bank, queries)
     except SiamlabError as exc:
         raise fail(exc) from None
 

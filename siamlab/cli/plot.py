@@ -27,7 +27,11 @@ def plot_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Output .png or .pdf (default: <results>/figures/)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output .png, .pdf or .svg, or a folder (default: <results>/figures/).",
+        ),
     ] = None,
 ) -> None:
     """Draw one figure (one colour per variant, bands over seeds) and write it to a file."""
@@ -49,11 +53,13 @@ def plot_cmd(
         raise fail(exc) from None
     name = "+".join(studies)
     path = out or Path(results[0]) / "figures" / f"{kind}.png"
+    if out is not None and (out.is_dir() or not out.suffix):  # a folder: the figure inside
+        path = out / f"{kind}.png"
     if out is None and len(studies) > 1:
         path = Path(results[0]) / "figures" / f"{name.replace('/', '_')}_{kind}.png"
     try:
         save_figure(fig, path)
     except (ValueError, OSError) as exc:
-        raise fail(SiamlabError(f"cannot write {path}: {exc}")) from None
+        raise fail(SiamlabError(f"cannot write {path}: {exc}; pass --out FILE")) from None
     print_notes(run_notes(ds))
     console.print(f"wrote {path}", highlight=False)

@@ -67,7 +67,7 @@ def _table(study_dir: Path) -> tuple[Table, bool]:
 def status(
     study_dir: Path,
     watch: bool = typer.Option(False, help="Refresh until no run is queued or running."),
-    interval: float = typer.Option(5.0, help="Seconds between refreshes with --watch."),
+    interval: float = typer.Option(5.0, min=0.1, help="Seconds between refreshes with --watch."),
 ) -> None:
     """Show every run of a study: state, step of total, verdict, job id or pid, log.
 
