@@ -338,3 +338,14 @@ def test_a_seed_stopped_on_collapse_is_named_in_the_status_and_notes(tmp_path):
     assert f"bad/seed2 stopped on collapse at epoch 3 of {EPOCHS}; 'final' = that epoch's" in (
         table.notes
     )
+
+
+def test_a_seed_without_a_verdict_is_named_beside_the_verdict_of_the_others(tmp_path):
+    make_run(tmp_path, "bad", 0)
+    make_run(tmp_path, "bad", 1)
+    make_run(tmp_path, "bad", 2, run_verdict=False)  # no run verdict ...
+    ds = open_study(tmp_path / "toy").drop_vars("verdict")  # ... nor per-epoch states
+    table = compare(ds)
+    (row,) = table.rows
+    assert row.verdict == "collapsed" and len(row.seed_verdicts().runs) == 2
+    assert "bad: 1 of 3 seeds have no verdict yet; its verdict counts the others" in table.notes

@@ -269,6 +269,9 @@ def compare(
             seeds = row.seed_verdicts()
             row.verdict, row.onset = seeds.text(), seeds.onset_text()
             row.agrees = seeds.agrees(row.outcome)
+            if 0 < (judged := len(seeds.runs)) < row.seeds:  # the verdict counts these only
+                no = f"{row.seeds - judged} of {row.seeds} seeds have no verdict yet"
+                table.notes.append(f"{prefix}{variant}: {no}; its verdict counts the others")
             table.rows.append(row)
     if any(v.provisional for r in table.rows for v in r.runs.values() if v.verdict):
         table.notes.append(f"{PROVISIONAL} = provisional: no state has held long enough yet")
