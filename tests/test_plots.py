@@ -252,3 +252,12 @@ def test_a_chosen_epoch_says_how_many_runs_have_it(study):
     _, caption = at_epoch(study, "z_spectrum", EPOCHS)  # bad/seed2 stopped at epoch 2
     assert caption == f"epoch {EPOCHS} (5 of 6 runs have it)"
     assert at_epoch(study, "z_spectrum", 1)[1] == "epoch 1"
+
+
+def test_each_spectrum_panel_is_floored_at_its_own_largest_eigenvalue(study):
+    ds = study.copy()
+    ds["h_spectrum"] = ds["z_spectrum"] * 1e8  # raw features: a far larger scale
+    fig = plot(ds, "spectra")
+    z_panel = next(ax for ax in fig.axes if ax.get_title().startswith("spectrum of z"))
+    lowest = min(float(np.nanmin(line.get_ydata())) for line in z_panel.get_lines()[:2])
+    assert lowest == pytest.approx(0.1**4.5 / D, rel=1e-6)  # bad's tail, not 1e-12 of h's top

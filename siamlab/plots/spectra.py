@@ -47,7 +47,8 @@ def plot_spectra(
 ) -> Figure:
     """One panel per spectrum: eigenvalue vs rank (1 = largest), log y, one hue per variant.
 
-    Lines are the mean over seeds, bands the min-max over seeds (never below 0 on a log axis).
+    Lines are the mean over seeds, bands the min-max over seeds (never below 0 on a log axis);
+    values below 1e-12 of a panel's largest eigenvalue are drawn at that floor.
 
     Args:
         ds: the study Dataset.
@@ -69,14 +70,13 @@ def plot_spectra(
             "Try --kind channel_std for the per-channel std of z instead."
         )
     picked = {n: at_epoch(ds, n, epoch) for n in names}
-    top = max(float(da.max()) for da, _ in picked.values())
-    floor = FLOOR * top if top > 0 else FLOOR
     variants = [str(v) for v in ds["variant"].values]
     with paper_style():
         fig = new_figure(len(names), height=2.4)
         for ax, name in zip(fig.axes, names, strict=True):
             da, caption = picked[name]
-            df = profile_frame(da, floor)
+            top = float(da.max())  # each panel's floor: FLOOR of its own largest eigenvalue
+            df = profile_frame(da, FLOOR * top if top > 0 else FLOOR)
             variant_lines(ax, df, variants, ("pi", 100))
             log_axis(ax)
             ax.set_xlim(1, df["x"].max())
