@@ -18,7 +18,7 @@ from siamlab.run.checkpointer import Checkpointer, Part
 from siamlab.run.train_run import train_run
 from siamlab.train.checkpoint import load_checkpoint
 from siamlab.train.distributed import DistInfo
-from tests.conftest import kill_after_epoch, tiny_runs
+from tests.conftest import PIL_LOADER, kill_after_epoch, tiny_runs
 
 
 def _run(tmp_path, *sets):
@@ -229,6 +229,29 @@ def test_resume_restores_eta(tmp_path, monkeypatch, mode):
     a, b = open_run(full.directory), open_run(resumed.directory)
     xr.testing.assert_equal(a["loss"], b["loss"])
     xr.testing.assert_equal(a["eta_cosine"], b["eta_cosine"])
+    wa = load_checkpoint(full.directory / "checkpoints")["model"]
+    wb = load_checkpoint(resumed.directory / "checkpoints")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [["data.device_resident=true"], [], PIL_LOADER],
+    ids=["resident_memo", "batched_loader", "pil_worker"],
+)
+def test_a_window_kept_as_its_start_weights_resumes_exactly(tmp_path, monkeypatch, loader):
+    """A large cache (an ImageNet epoch: 21 GB) is checkpointed as the weights it came from."""
+    monkeypatch.setattr(CachedTargets, "WEIGHTS_WHEN_CACHE_EXCEEDS", 0.0)  # always weights
+    sets = ["train.epochs=3", "objective.eta.mode=cached", "objective.eta.k=3", *loader]
+    full = train_run(tiny_runs(tmp_path / "a", sets=sets)[0], progress=False)
+    spec = tiny_runs(tmp_path / "b", sets=sets)[0]
+    kill_after_epoch(spec, 1, monkeypatch)  # step 4: inside the window of steps 3-5
+    kept = load_checkpoint(spec.directory() / "checkpoints")["targets"]
+    assert kept["window_start"] == 3 and "weights" in kept and "cache" not in kept
+    resumed = train_run(spec, progress=False)
+    a, b = open_run(full.directory), open_run(resumed.directory)
+    for name in ("loss", "eta_cosine", "eta_drift", "knn_top1"):
+        xr.testing.assert_equal(a[name], b[name])
     wa = load_checkpoint(full.directory / "checkpoints")["model"]
     wb = load_checkpoint(resumed.directory / "checkpoints")["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -39,6 +39,10 @@ class CachedTargets:
     """
 
     per_rank_state = True  # each process caches its own share of the batches
+    # a checkpoint holds the window's start weights, not its cache, when the cache is
+    # this many times larger than the model's state (a one-epoch window at ImageNet:
+    # 21 GB of targets against ~100 MB of weights); a resume then makes the cache again
+    WEIGHTS_WHEN_CACHE_EXCEEDS = 1.0
 
     def __init__(
         self,
@@ -55,6 +59,9 @@ class CachedTargets:
         self.rows: dict[int, int] = {}
         self.cache = torch.empty(0)  # (M, 2, d): the two views' z of each image
         self.last_drift = float("nan")
+        self.weights: dict[str, torch.Tensor] | None = None  # the model at window_start
+        self.pending: dict[str, torch.Tensor] | None = None  # restored, cache to remake
+        self.state_bytes: int | None = None  # of the model's state, once known
 
     def _window(self, step: int) -> list[tuple[int, list[list[int]]]]:
         """The window's batches grouped by epoch, in step order."""
@@ -76,6 +83,8 @@ class CachedTargets:
         """
         window = self._window(step)
         images = list(dict.fromkeys(i for _, batches in window for b in batches for i in b))
+        d = self.cache.shape[-1] if self.cache.dim() == 3 else None  # unknown before a pass
+        weights = self._weights() if d is None or self._large(len(images) * 2 * d) else None
         in_place = len(images) == len(self.rows) and all(i in self.rows for i in images)
         rows = self.rows if in_place else {i: r for r, i in enumerate(images)}  # first visit
         cache: torch.Tensor | None = self.cache if in_place else None
@@ -102,11 +111,49 @@ class CachedTargets:
         self.last_drift = float(torch.cat(drifts).mean()) if drifts else float("nan")
         self.rows, self.window_start = rows, step
         self.cache = cache if cache is not None else torch.empty(0)
+        self.weights = weights if weights is not None and self._large(self.cache.numel()) else None
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """A host copy of the model's state (weights and BN buffers)."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def _large(self, values: int) -> bool:
+        """Whether a cache of ``values`` float32 numbers is kept as weights, not as itself."""
+        if self.state_bytes is None:  # the model's size does not change
+            tensors = self.model.state_dict().values()
+            self.state_bytes = sum(v.numel() * v.element_size() for v in tensors)
+        return 4 * values > self.WEIGHTS_WHEN_CACHE_EXCEEDS * self.state_bytes
+
+    def _remake(self) -> None:
+        """The restored window's cache, made again from its start weights (a resume).
+
+        The views are keyed by (seed, epoch, image) and the pass sees the same batches
+        with the same weights, so the targets are those the window started with; the
+        model's current state and the random streams are put back afterwards.
+        """
+        weights, self.pending = self.pending, None
+        assert weights is not None  # before_step calls it only then
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        drift = self.last_drift
+        try:
+            self.model.load_state_dict(weights)
+            self._refresh(self.window_start)
+        finally:
+            self.model.load_state_dict(current)
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        self.last_drift = drift
 
     def before_step(self, step: int) -> None:
         """Refresh at the start of every window (and after a resume without a cache)."""
         if step % self.k == 0 or self.window_start < 0 or step >= self.window_start + self.k:
+            self.pending = None
             self._refresh(step)
+        elif self.pending is not None:  # resumed inside a window kept as its start weights
+            self._remake()
 
     def apply(
         self, out: SiameseOutput, idx: torch.Tensor, step: int
@@ -123,13 +170,20 @@ class CachedTargets:
         return with_targets(out, t1, t2), stats
 
     def state_dict(self) -> dict[str, Any]:
-        """The current window's cache (resume continues inside the window)."""
-        return {"window_start": self.window_start, "rows": dict(self.rows), "cache": self.cache}
+        """The current window's cache, or its start weights for a large one.
+
+        A resume continues inside the window either way.
+        """
+        state: dict[str, Any] = {"window_start": self.window_start, "drift": self.last_drift}
+        if self.weights is not None:
+            return {**state, "weights": self.weights}
+        return {**state, "rows": dict(self.rows), "cache": self.cache}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
-        self.window_start, self.rows, self.cache = (
-            state["window_start"],
-            dict(state["rows"]),
-            state["cache"],
-        )
+        self.window_start = state["window_start"]
+        self.last_drift = float(state.get("drift", float("nan")))
+        if "weights" in state:  # the cache is made again at the next step
+            self.rows, self.cache, self.pending = {}, torch.empty(0), state["weights"]
+        else:
+            self.rows, self.cache = dict(state["rows"]), state["cache"]
