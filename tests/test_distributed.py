@@ -194,3 +194,24 @@ def test_ddp_is_told_not_to_sync_buffers_by_the_keyword_its_torch_knows(monkeypa
 
     monkeypatch.setattr(nn.parallel, "DistributedDataParallel", OldDDP)
     assert distributed._no_forward_buffer_sync() == {"broadcast_buffers": False}
+
+
+def test_the_cpu_cross_process_bn_keeps_the_parameters_and_what_trains():
+    """A frozen head (Table 1 b's fixed random predictor) stays frozen once converted."""
+    from torch import nn
+
+    from siamlab.train.distributed import CrossProcessBatchNorm, convert_batchnorm
+
+    head = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU())
+    for p in head.parameters():
+        p.requires_grad_(False)
+    head[1].running_mean.fill_(0.5)
+    head.eval()
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    before = head(x)
+    bn = head[1]
+    converted = convert_batchnorm(head, "cpu")
+    assert isinstance(converted[1], CrossProcessBatchNorm) and not converted.training
+    assert converted[1].weight is bn.weight and converted[1].running_mean is bn.running_mean
+    assert not any(p.requires_grad for p in converted.parameters())
+    assert torch.equal(converted(x), before)  # one process: the plain BN

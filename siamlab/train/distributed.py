@@ -183,7 +183,13 @@ def convert_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
             module.affine,
             module.track_running_stats,
         )
-        out.load_state_dict(module.state_dict())
+        with torch.no_grad():  # the same tensors, as torch's conversion: requires_grad kept
+            if module.affine:
+                out.weight, out.bias = module.weight, module.bias
+            if module.track_running_stats:
+                out.running_mean, out.running_var = module.running_mean, module.running_var
+                out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, convert_batchnorm(child, device_type))
     return out
