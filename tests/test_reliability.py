@@ -338,3 +338,51 @@ def test_training_loader_workers_ignore_sigterm():
     loader = train_loader(cfg, _SigtermDisposition(), [[0], [1]], torch.device("cpu"))  # type: ignore[arg-type]
     assert [bool(b) for b in loader] == [True, True]
     assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN  # the main process keeps its own
+
+
+class _State:
+    """A per-process part: one number."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"]
+
+
+class _NoResults:
+    def write(self, status: str) -> None:
+        pass
+
+
+def test_per_process_files_belong_to_the_checkpoint_that_names_their_step(tmp_path, monkeypatch):
+    """Killed while last.pt is written: the older last.pt resumes with its own rank files."""
+    from siamlab.run import checkpointer as ckpt
+    from siamlab.run.checkpointer import Checkpointer, Part
+    from siamlab.train.distributed import DistInfo
+
+    part = _State(3)
+    two = Checkpointer(tmp_path, {}, [Part("targets", part, per_rank=True)], _NoResults(),
+                       DistInfo(rank=0, world_size=2))  # fmt: skip
+    two.save(3, "running")
+    part.value = 6
+    monkeypatch.setattr(ckpt, "save_checkpoint", _disk_full)  # the kill comes here
+    with pytest.raises(OSError):
+        two.save(6, "running")
+    monkeypatch.undo()
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.glob("targets-*")) == [
+        "targets-rank0-step3.pt",
+        "targets-rank0-step6.pt",
+    ]
+    state = load_checkpoint(folder)
+    assert state["step"] == 3 and two.restore(state) == 3 and part.value == 3  # not 6
+    two.save(9, "running")  # a later checkpoint removes the older files
+    assert [p.name for p in folder.glob("targets-*")] == ["targets-rank0-step9.pt"]
+    one = Checkpointer(tmp_path, {}, [Part("targets", part, per_rank=True)], _NoResults(),
+                       DistInfo(rank=0, world_size=1))  # fmt: skip
+    with pytest.raises(ResultsError, match="written by 2 process.*torchrun --nproc-per-node 2"):
+        one.restore(load_checkpoint(folder))

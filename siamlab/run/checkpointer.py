@@ -161,11 +161,23 @@ class Checkpointer:
         self.config, self.parts, self.results, self.dist = config, tuple(parts), results, dist
         self.data_fingerprint = data_fingerprint
 
-    def _own_file(self, part: Part) -> Path | None:
-        """Where ``part`` is saved by this rank alone (None: in ``last.pt``)."""
+    def _own_file(self, part: Part, step: int) -> Path | None:
+        """Where ``part`` of the checkpoint after ``step`` is saved by this rank alone.
+
+        None: in ``last.pt``. The step in the name ties each rank's file to the
+        ``last.pt`` that names that step: a kill while ``last.pt`` is written leaves the
+        previous one beside the files of its own step.
+        """
         if part.per_rank and self.dist.world_size > 1:
-            return self.folder / f"{part.name}-rank{self.dist.rank}.pt"
+            return self.folder / f"{part.name}-rank{self.dist.rank}-step{step}.pt"
         return None
+
+    def _drop_older(self, part: Part, kept: Path) -> None:
+        """Remove this rank's files of ``part`` other than ``kept`` (after ``last.pt`` moved on)."""
+        mine = f"{part.name}-rank{self.dist.rank}"
+        for old in [*self.folder.glob(f"{mine}-step*.pt"), self.folder / f"{mine}.pt"]:
+            if old != kept:
+                old.unlink(missing_ok=True)
 
     def save(self, step: int, status: str) -> None:
         """Checkpoint after 1-based ``step``, then results with ``status`` (the others wait)."""
@@ -175,9 +187,10 @@ class Checkpointer:
             "config": self.config,
             "data_fingerprint": self.data_fingerprint,
             "threads": torch.get_num_threads(),
+            "world_size": self.dist.world_size,
         }
         for part in self.parts:
-            path = self._own_file(part)
+            path = self._own_file(part, step)
             if path is None:
                 own = part.obj.state_dict() if self.dist.is_main or part.every_rank else None
                 state[part.name] = own if self.dist.is_main else None
@@ -189,11 +202,36 @@ class Checkpointer:
             save_checkpoint(self.folder, state)
             self.results.write(status)
         barrier()
+        for part in self.parts:  # last.pt names this step on every rank now
+            if (path := self._own_file(part, step)) is not None:
+                self._drop_older(part, path)
 
     def restore(self, state: dict[str, Any]) -> int:
-        """Load every part from ``state`` (see :func:`read_checkpoint`); its step."""
+        """Load every part from ``state`` (see :func:`read_checkpoint`); its step.
+
+        Raises:
+            ResultsError: a part kept per process, checkpointed by another number of
+                processes than this job's, or a part's state missing.
+        """
+        saved = int(state.get("world_size", 0))
+        own = [p.name for p in self.parts if p.per_rank or p.every_rank]
+        if own and saved and saved != self.dist.world_size:
+            raise ResultsError(
+                f"the checkpoint in {self.folder} was written by {saved} process(es) and "
+                f"keeps {', '.join(own)} per process; this job has {self.dist.world_size}. "
+                f"Resume it with {saved} (torchrun --nproc-per-node {saved}), or delete the "
+                "run's folder to start over"
+            )
         for part in self.parts:
-            path = self._own_file(part)
+            path = self._own_file(part, int(state["step"]))
+            if path is not None and not path.is_file():  # written before 2026-12-07
+                path = self.folder / f"{part.name}-rank{self.dist.rank}.pt"
+            if path is not None and not path.is_file():
+                raise ResultsError(
+                    f"checkpoint in {self.folder} has no {part.name!r} file of process "
+                    f"{self.dist.rank} for its step {state['step']}; delete the run's folder "
+                    "to start over"
+                )
             if path is not None:
                 part.obj.load_state_dict(torch.load(path, weights_only=False))
             elif state.get(part.name) is not None:
