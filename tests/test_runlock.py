@@ -45,6 +45,21 @@ def test_a_holder_on_another_host_counts_while_its_slurm_job_lives(tmp_path, mon
         assert lock.stale == other
 
 
+def test_a_requeued_slurm_task_takes_the_lock_its_killed_attempt_left(tmp_path, monkeypatch):
+    """SIGKILLed on node-17, requeued on this host under the same job id, which squeue
+    reports as running (it is this very task)."""
+    (tmp_path / LOCK_FILE).write_text(Holder(4242, "node-17", "901_3", "2026-01-01").to_json())
+    monkeypatch.setattr(holder_mod, "slurm_job_active", lambda job: True)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "901")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    with run_lock(tmp_path) as lock:
+        assert lock.stale is not None and lock.stale.host == "node-17"
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")  # another task of the array: refused
+    (tmp_path / LOCK_FILE).write_text(Holder(4242, "node-17", "901_3", "2026-01-01").to_json())
+    with pytest.raises(RunLockedError, match="Slurm job 901_3"):
+        run_lock(tmp_path).__enter__()
+
+
 def test_a_run_held_by_another_launcher_is_skipped_and_the_others_train(tmp_path):
     runs = tiny_runs(tmp_path, variants={"held": {}, "free": {}}, sets=["train.epochs=1"])
     with run_lock(runs[0].directory()):

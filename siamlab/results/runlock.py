@@ -112,8 +112,11 @@ def run_lock(run_dir: str | Path) -> Iterator[RunLock]:
         fh.seek(0)
         previous = Holder.parse(fh.read())
         _flock(fh, folder, previous, me)
-        if previous is not None and previous.host != me.host and previous.alive():
-            raise RunLockedError(folder, previous)  # flock does not span hosts here
+        # flock does not span hosts; a holder of this very Slurm job is its earlier attempt,
+        # killed and requeued under the same id (which squeue reports as running: us)
+        requeued = previous is not None and bool(me.job_id) and previous.job_id == me.job_id
+        if previous is not None and previous.host != me.host and not requeued and previous.alive():
+            raise RunLockedError(folder, previous)
         fh.seek(0)
         fh.truncate()
         fh.write(me.to_json())
