@@ -27,7 +27,7 @@ class LossHook:
         ResultVar("lr", ("step",), "learning rate of the encoder", "1"),
         ResultVar("epoch_loss", ("epoch",), "mean training loss over the epoch", "1"),
         ResultVar(
-            "images_per_second", ("epoch",), "training throughput over the epoch", "images/s"
+            "images_per_second", ("epoch",), "training images per second, all processes", "images/s"
         ),
     )
     step_every: int = 1

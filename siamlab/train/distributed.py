@@ -54,6 +54,11 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def world_size() -> int:
+    """The number of processes of the job (1 alone)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
 def barrier() -> None:
     """Wait for every process (no-op alone)."""
     if is_distributed():

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import torch
 
+from siamlab.train.distributed import world_size
 from siamlab.train.speed import to_device
 from siamlab.train.step import SimSiamStep
 from siamlab.train.views import EpochView, StepView, step_view
@@ -107,6 +108,7 @@ class Trainer:
         """
         step, model, device = start_step, self.sgd_step.model, self.sgd_step.device
         start_epoch, skip = divmod(start_step, self.steps_per_epoch)
+        processes = world_size()  # each takes an equal share of every batch
         for epoch in range(start_epoch, self.epochs):
             t0, images = time.perf_counter(), 0
             model.train()
@@ -116,7 +118,7 @@ class Trainer:
                 v1, v2 = (to_device(x, device, self.channels_last) for x in (x1, x2))
                 done = self.sgd_step(v1, v2, idx, step, epoch)
                 step += 1
-                images += x1.shape[0]
+                images += x1.shape[0] * processes  # the global batch's
                 self.monitor.on_step_end(
                     step_view(
                         step,
