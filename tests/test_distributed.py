@@ -5,6 +5,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -215,3 +216,52 @@ def test_the_cpu_cross_process_bn_keeps_the_parameters_and_what_trains():
     assert converted[1].weight is bn.weight and converted[1].running_mean is bn.running_mean
     assert not any(p.requires_grad for p in converted.parameters())
     assert torch.equal(converted(x), before)  # one process: the plain BN
+
+
+def _checkpoint_worker(rank: int, init: str, folder: str) -> None:
+    from siamlab.errors import ResultsError
+    from siamlab.run import checkpointer as ckpt
+    from siamlab.train.distributed import DistInfo
+
+    class Part:
+        def state_dict(self) -> dict:
+            return {"rank": rank}
+
+        def load_state_dict(self, state: dict) -> None:
+            pass
+
+    class NoResults:
+        def write(self, status: str) -> None:
+            pass
+
+    def disk_full(*args, **kwargs):
+        raise ResultsError("No space left on device")
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    parts = [ckpt.Part("targets", Part(), per_rank=True)]
+    saver = ckpt.Checkpointer(Path(folder), {}, parts, NoResults(), DistInfo(rank, 2))
+    saver.save(1, "running")
+    ckpt.save_checkpoint = disk_full  # rank 0's last.pt cannot be written
+    try:
+        saver.save(2, "running")
+        said = "no error"
+    except ResultsError as exc:
+        said = str(exc)
+    Path(folder, f"said{rank}").write_text(said)
+    dist.destroy_process_group()
+
+
+def test_a_checkpoint_that_rank_0_cannot_write_fails_every_rank_instead_of_hanging(tmp_path):
+    init = f"file://{tmp_path / 'rendezvous'}"
+    procs = mp.spawn(_checkpoint_worker, args=(init, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 60
+    while not procs.join(timeout=1):
+        assert time.monotonic() < deadline, "a rank hung waiting for the other"
+    assert (tmp_path / "said0").read_text() == "No space left on device"
+    assert "another process could not write" in (tmp_path / "said1").read_text()
+    state = load_checkpoint(tmp_path / "checkpoints")
+    assert state["step"] == 1  # the previous checkpoint, with its rank files
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("targets-*")) == [
+        "targets-rank0-step1.pt", "targets-rank0-step2.pt",
+        "targets-rank1-step1.pt", "targets-rank1-step2.pt",
+    ]  # fmt: skip

@@ -370,7 +370,7 @@ def test_per_process_files_belong_to_the_checkpoint_that_names_their_step(tmp_pa
     two.save(3, "running")
     part.value = 6
     monkeypatch.setattr(ckpt, "save_checkpoint", _disk_full)  # the kill comes here
-    with pytest.raises(OSError):
+    with pytest.raises(ResultsError, match="cannot write the checkpoint.*No space left"):
         two.save(6, "running")
     monkeypatch.undo()
     folder = tmp_path / "checkpoints"

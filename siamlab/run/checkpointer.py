@@ -21,11 +21,11 @@ import torch
 
 from siamlab.atomic import atomic_write
 from siamlab.data.fingerprint import HAND_OVER, hashes_pixels, same_images
-from siamlab.errors import ResultsError
+from siamlab.errors import ResultsError, SiamlabError
 from siamlab.provenance import config_diff
 from siamlab.run.results_file import ResultsFile
 from siamlab.train.checkpoint import load_checkpoint, save_checkpoint
-from siamlab.train.distributed import DistInfo, barrier
+from siamlab.train.distributed import DistInfo, any_rank
 
 
 class Stateful(Protocol):
@@ -189,22 +189,48 @@ class Checkpointer:
             "threads": torch.get_num_threads(),
             "world_size": self.dist.world_size,
         }
-        for part in self.parts:
-            path = self._own_file(part, step)
-            if path is None:
-                own = part.obj.state_dict() if self.dist.is_main or part.every_rank else None
-                state[part.name] = own if self.dist.is_main else None
-            else:
-                atomic_write(path, partial(_save, part.obj.state_dict()))
-                state[part.name] = None
-        barrier()  # every rank's part of this checkpoint is on disk before last.pt names it
+        failed: Exception | None = None  # a failed write fails every rank, none waits on
+        try:
+            for part in self.parts:
+                path = self._own_file(part, step)
+                if path is None:
+                    own = part.obj.state_dict() if self.dist.is_main or part.every_rank else None
+                    state[part.name] = own if self.dist.is_main else None
+                else:
+                    atomic_write(path, partial(_save, part.obj.state_dict()))
+                    state[part.name] = None
+        except (OSError, SiamlabError) as exc:
+            failed = exc
+        self._together(failed)  # every rank's part is on disk before last.pt names it
         if self.dist.is_main:
-            save_checkpoint(self.folder, state)
-            self.results.write(status)
-        barrier()
+            try:
+                save_checkpoint(self.folder, state)
+                self.results.write(status)
+            except (OSError, SiamlabError) as exc:
+                failed = exc
+        self._together(failed)
         for part in self.parts:  # last.pt names this step on every rank now
             if (path := self._own_file(part, step)) is not None:
                 self._drop_older(part, path)
+
+    def _together(self, failed: Exception | None) -> None:
+        """Wait for every rank; raise on each where any failed (``failed``: this one's).
+
+        Raises:
+            SiamlabError: this rank's failure, or another rank's (named by its log).
+        """
+        if not any_rank(failed is not None):
+            return
+        if isinstance(failed, SiamlabError):
+            raise failed
+        if failed is not None:
+            raise ResultsError(
+                f"cannot write the checkpoint in {self.folder}: {failed}"
+            ) from failed
+        raise ResultsError(
+            f"another process could not write its part of the checkpoint in {self.folder} "
+            "(its log says why); the previous checkpoint is kept"
+        )
 
     def restore(self, state: dict[str, Any]) -> int:
         """Load every part from ``state`` (see :func:`read_checkpoint`); its step.
