@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
+from torch import nn
 
 from siamlab.eta.table import EtaTable
 from siamlab.results.store import open_run
@@ -265,3 +266,32 @@ def test_a_checkpoint_that_rank_0_cannot_write_fails_every_rank_instead_of_hangi
         "targets-rank0-step1.pt", "targets-rank0-step2.pt",
         "targets-rank1-step1.pt", "targets-rank1-step2.pt",
     ]  # fmt: skip
+
+
+def _bf16_bn_worker(rank: int, init: str, out: str) -> None:
+    from siamlab.train.distributed import CrossProcessBatchNorm
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    x = _bf16_batch()
+    y = CrossProcessBatchNorm(16).train()(x[rank * 32 : (rank + 1) * 32])
+    torch.save(y.detach(), f"{out}{rank}.pt")
+    dist.destroy_process_group()
+
+
+def _bf16_batch() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(64, 16, 4, 4, generator=g) * 3 + 5).bfloat16()  # (B, C, H, W)
+
+
+def test_the_cpu_cross_process_bn_on_bf16_is_as_exact_as_torchs_bn_on_the_whole_batch(tmp_path):
+    """bf16 activations (autocast): the statistics are taken in fp32, the output is bf16."""
+    init, out = f"file://{tmp_path / 'rendezvous'}", str(tmp_path / "rank")
+    mp.spawn(_bf16_bn_worker, args=(init, out), nprocs=2, join=True)
+    y = torch.cat([torch.load(f"{out}{rank}.pt") for rank in range(2)])
+    x = _bf16_batch()
+    with torch.no_grad():
+        exact = nn.BatchNorm2d(16).train()(x.float())
+        native = nn.BatchNorm2d(16).train()(x)  # one process, the whole batch
+    assert y.dtype == native.dtype == torch.bfloat16
+    error, native_error = ((t.float() - exact).abs().max() for t in (y, native))
+    assert error <= native_error * 1.01, (error, native_error)

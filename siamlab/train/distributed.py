@@ -155,6 +155,7 @@ class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
         """Normalise with the global batch's statistics in training mode."""
         if not (self.training and is_distributed()):
             return super().forward(x)
+        dtype, x = x.dtype, x.float()  # statistics in fp32 under bf16 autocast, as torch's BN
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
@@ -172,7 +173,7 @@ class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
         y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        return y.to(dtype)
 
 
 def convert_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
