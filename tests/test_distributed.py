@@ -295,3 +295,37 @@ def test_the_cpu_cross_process_bn_on_bf16_is_as_exact_as_torchs_bn_on_the_whole_
     assert y.dtype == native.dtype == torch.bfloat16
     error, native_error = ((t.float() - exact).abs().max() for t in (y, native))
     assert error <= native_error * 1.01, (error, native_error)
+
+
+def _failing_rank_worker(rank: int, port: int, out: str) -> None:
+    from siamlab.study import execute
+    from tests.conftest import tiny_runs
+
+    os.environ.update(
+        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+
+    def one_rank_fails(spec, progress=True, should_stop=None):
+        if rank == 1:
+            raise RuntimeError("rank 1's disk")
+        dist.barrier()  # rank 0 waits in a collective of the same run
+        raise AssertionError("unreachable: rank 1 never joins")
+
+    execute.train_run = one_rank_fails
+    runs = tiny_runs(Path(out), variants={"a": {}, "b": {}})
+    execute.run_study(runs, progress=False, log=lambda _: None)
+
+
+def test_a_run_failing_on_one_rank_ends_the_job_instead_of_leaving_the_others_waiting(
+    tmp_path,
+):
+    """torchrun stops the other processes when one ends; a rerun resumes the study."""
+    procs = mp.spawn(_failing_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 60
+    with pytest.raises(mp.ProcessRaisedException, match="rank 1's disk"):  # spawn stops rank 0
+        while not procs.join(timeout=1):
+            if time.monotonic() > deadline:
+                for process in procs.processes:
+                    process.kill()
+                pytest.fail("rank 1 went on to the next run while rank 0 waited in the first")

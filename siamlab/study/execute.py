@@ -125,6 +125,17 @@ def _claim(spec: RunSpec, main: bool, log: Callable[[str], None]) -> Iterator[st
         yield why
 
 
+def _several_processes() -> bool:
+    """Under torchrun with N > 1 a run that fails ends the job.
+
+    A failure may be one rank's alone (its disk, its share of corrupt images) while the
+    others wait in a collective of the same run; going on to the next run would leave
+    them there until the collective's timeout. The process ends instead, torchrun stops
+    the others, and a rerun resumes the study (finished runs are skipped).
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _train(spec: RunSpec, flag: StopFlag, progress: bool, main: bool) -> StudyReport:
     """Train one claimed run and record how it ended in its state file (rank 0)."""
     name = f"{spec.variant}/seed{spec.seed}"
@@ -149,9 +160,13 @@ def _train(spec: RunSpec, flag: StopFlag, progress: bool, main: bool) -> StudyRe
         return StudyReport(name, "preempted", {})
     except SiamlabError as exc:
         mark("failed", str(exc))
+        if _several_processes():
+            raise
         return StudyReport(name, "failed", {}, str(exc), user_error=True)
     except Exception as exc:  # noqa: BLE001 - report, keep the other runs going
         mark("failed", repr(exc))
+        if _several_processes():
+            raise
         return StudyReport(name, "failed", {}, repr(exc))
     mark(outcome.status)
     return StudyReport(name, outcome.status, outcome.summary)
