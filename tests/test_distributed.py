@@ -219,6 +219,22 @@ def test_the_cpu_cross_process_bn_keeps_the_parameters_and_what_trains():
     assert torch.equal(converted(x), before)  # one process: the plain BN
 
 
+def _as_torchrun_rank(rank: int, port: int) -> None:
+    """This spawned process's environment as torchrun sets it for rank ``rank`` of 2."""
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"})
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+
+
+def _join_within(procs, hung: str, seconds: float = 60) -> None:
+    """Wait for spawned ``procs``; kill them and fail with ``hung`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not procs.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in procs.processes:
+                process.kill()
+            pytest.fail(hung)
+
+
 def _checkpoint_worker(rank: int, init: str, folder: str) -> None:
     from siamlab.errors import ResultsError
     from siamlab.run import checkpointer as ckpt
@@ -255,9 +271,7 @@ def _checkpoint_worker(rank: int, init: str, folder: str) -> None:
 def test_a_checkpoint_that_rank_0_cannot_write_fails_every_rank_instead_of_hanging(tmp_path):
     init = f"file://{tmp_path / 'rendezvous'}"
     procs = mp.spawn(_checkpoint_worker, args=(init, str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 60
-    while not procs.join(timeout=1):
-        assert time.monotonic() < deadline, "a rank hung waiting for the other"
+    _join_within(procs, "a rank hung waiting for the other")
     assert (tmp_path / "said0").read_text() == "No space left on device"
     assert "another process could not write" in (tmp_path / "said1").read_text()
     state = load_checkpoint(tmp_path / "checkpoints")
@@ -301,10 +315,7 @@ def _failing_rank_worker(rank: int, port: int, out: str) -> None:
     from siamlab.study import execute
     from tests.conftest import tiny_runs
 
-    os.environ.update(
-        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    )
+    _as_torchrun_rank(rank, port)
 
     def one_rank_fails(spec, progress=True, should_stop=None):
         if rank == 1:
@@ -322,10 +333,31 @@ def test_a_run_failing_on_one_rank_ends_the_job_instead_of_leaving_the_others_wa
 ):
     """torchrun stops the other processes when one ends; a rerun resumes the study."""
     procs = mp.spawn(_failing_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 60
     with pytest.raises(mp.ProcessRaisedException, match="rank 1's disk"):  # spawn stops rank 0
-        while not procs.join(timeout=1):
-            if time.monotonic() > deadline:
-                for process in procs.processes:
-                    process.kill()
-                pytest.fail("rank 1 went on to the next run while rank 0 waited in the first")
+        _join_within(procs, "rank 1 went on to the next run while rank 0 waited in the first")
+
+
+def _one_rank_signalled_worker(rank: int, port: int, out: str) -> None:
+    from siamlab.run.train_run import RunOutcome
+    from siamlab.study import execute
+    from tests.conftest import tiny_runs
+
+    _as_torchrun_rank(rank, port)
+
+    def trained(spec, progress=True, should_stop=None):
+        if rank == 0:
+            should_stop.signal = 15  # SIGTERM reached rank 0 alone, at the run's end
+        return RunOutcome("finished", spec.directory(), {})
+
+    execute.train_run = trained
+    runs = tiny_runs(Path(out), variants={"a": {}, "b": {}})
+    reports = execute.run_study(runs, progress=False, log=lambda _: None)
+    Path(out, f"rank{rank}").write_text(" ".join(r.status for r in reports))
+
+
+def test_a_stop_signal_to_one_rank_stops_every_rank_before_the_next_run(tmp_path):
+    procs = mp.spawn(
+        _one_rank_signalled_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False
+    )
+    _join_within(procs, "rank 1 went on to the next run while rank 0 stopped")
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["finished not started"] * 2

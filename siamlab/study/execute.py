@@ -136,6 +136,17 @@ def _several_processes() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _stop_asked(flag: StopFlag) -> bool:
+    """Whether a stop signal came, to this process or (under torchrun) to any other.
+
+    Every rank then leaves the remaining runs, where one that missed the signal would
+    go on to the next run's collectives alone.
+    """
+    from siamlab.train.distributed import any_rank
+
+    return any_rank(flag())
+
+
 def _train(spec: RunSpec, flag: StopFlag, progress: bool, main: bool) -> StudyReport:
     """Train one claimed run and record how it ended in its state file (rank 0)."""
     name = f"{spec.variant}/seed{spec.seed}"
@@ -205,7 +216,7 @@ def run_study(
     with stop_on_signals(flag, signals):
         for spec in runs:
             name = f"{spec.variant}/seed{spec.seed}"
-            if flag():
+            if _stop_asked(flag):
                 reports.append(StudyReport(name, "not started", {}))
                 continue
             with _claim(spec, main, log) as why:
