@@ -114,9 +114,7 @@ def prepare(
     loaded.model.to(dev)
     write_dir, reason = loaded.run_dir, ""
     if write_dir is not None:
-        status = "missing"
-        if (write_dir / METRICS_FILE).is_file():
-            status = str(open_run(write_dir).attrs.get("status", "unknown"))
+        status = _run_status(write_dir) or "missing"
         if status != "finished":
             reason = f"run status is {status!r}: training rewrites metrics.nc, finish it first"
             write_dir = None
@@ -142,11 +140,17 @@ def _output_folder(folder: Path) -> tuple[Path | None, str]:
         raise ResultsError(f"cannot create --output {folder}: {exc.strerror or exc}") from exc
     if not os.access(folder, os.W_OK):
         raise ResultsError(f"cannot write to --output {folder}; pass another folder")
-    if (folder / METRICS_FILE).is_file():
-        status = str(open_run(folder).attrs.get("status", "unknown"))
-        if status not in ("finished", "evaluated"):
-            return None, f"{folder} holds a run whose status is {status!r}: pass another --output"
+    status = _run_status(folder)
+    if status is not None and status not in ("finished", "evaluated"):
+        return None, f"{folder} holds a run whose status is {status!r}: pass another --output"
     return folder, ""
+
+
+def _run_status(folder: Path) -> str | None:
+    """The status of ``folder``'s ``metrics.nc`` ("unknown" without one); None without the file."""
+    if not (folder / METRICS_FILE).is_file():
+        return None
+    return str(open_run(folder).attrs.get("status", "unknown"))
 
 
 def _source_text(target: EvalTarget) -> str:
